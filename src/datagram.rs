@@ -1,0 +1,1 @@
+//! datagram (placeholder until written)

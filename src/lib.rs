@@ -1,0 +1,19 @@
+//! xray-relay: receives X-Ray segments over UDP, keeps them in a fixed pool and uploads them in batches.
+//!
+//! The modules follow the data: [`receive`] → [`pool`] → [`batch`] → [`upload`], with the AWS
+//! parts (credentials, signing, region, endpoints) in [`aws`], and [`telemetry`] beside them.
+
+pub mod aws;
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod datagram;
+pub mod logging;
+pub mod pool;
+pub mod receive;
+pub mod settings;
+pub mod shutdown;
+pub mod sink;
+pub mod stats;
+pub mod telemetry;
+pub mod upload;

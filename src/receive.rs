@@ -1,0 +1,1 @@
+//! receive (placeholder until written)

@@ -1,0 +1,1 @@
+//! sink (placeholder until written)

@@ -1,0 +1,1 @@
+//! telemetry (placeholder until written)

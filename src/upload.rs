@@ -1,0 +1,1 @@
+//! upload (placeholder until written)

@@ -1,1 +1,172 @@
-//! batch (placeholder until written)
+//! The `PutTraceSegments` wire format: the request body built from a batch, and the reply.
+//!
+//! Documents go into the request as JSON strings. They are escaped byte by byte, never parsed
+//! and re-encoded, so X-Ray receives exactly what the SDK sent.
+
+use crate::pool::Batch;
+use serde::Deserialize;
+
+/// Writes `{"TraceSegmentDocuments":["…","…"]}` for `batch` into `body` (cleared first).
+pub fn encode_put_trace_segments(batch: &Batch, body: &mut Vec<u8>) {
+    body.clear();
+    body.reserve(batch.byte_len() + batch.byte_len() / 4 + 64);
+    body.extend_from_slice(b"{\"TraceSegmentDocuments\":[");
+    for (i, document) in batch.documents().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        push_json_string(body, document);
+    }
+    body.extend_from_slice(b"]}");
+}
+
+/// Appends `text` as a JSON string literal. `text` must be UTF-8; only `"`, `\` and control
+/// characters need escaping.
+pub fn push_json_string(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut run_start = 0;
+    for (i, &byte) in text.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&text[run_start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        run_start = i + 1;
+    }
+    out.extend_from_slice(&text[run_start..]);
+    out.push(b'"');
+}
+
+/// A document X-Ray did not accept, from the `PutTraceSegments` reply.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Unprocessed {
+    /// The segment id X-Ray names (the document's `id`), if it could read one.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// X-Ray's error code, e.g. `ThrottledException` or `InvalidSegment`.
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// X-Ray's explanation.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PutTraceSegmentsReply {
+    #[serde(rename = "UnprocessedTraceSegments", default)]
+    unprocessed: Vec<Unprocessed>,
+}
+
+/// Reads the documents X-Ray did not accept from a successful reply's body.
+///
+/// An empty or unreadable body means X-Ray took everything (the original reads it the same
+/// way: only a listed id is a rejection).
+pub fn parse_put_trace_segments_reply(body: &[u8]) -> Vec<Unprocessed> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Vec::new();
+    }
+    match serde_json::from_slice::<PutTraceSegmentsReply>(body) {
+        Ok(reply) => reply.unprocessed,
+        Err(err) => {
+            log::debug!("Could not read the PutTraceSegments reply ({err}); assuming all sent");
+            Vec::new()
+        }
+    }
+}
+
+/// The `id` and `trace_id` of a segment document, for log lines about it.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct SegmentIds {
+    /// The segment's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The trace the segment belongs to.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+}
+
+/// Reads the ids of one document (only on the rare paths that need them: never per segment).
+pub fn segment_ids(document: &[u8]) -> SegmentIds {
+    serde_json::from_slice(document).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Pool;
+
+    fn batch_of(documents: &[&str]) -> Batch {
+        let pool = Pool::with_memory(crate::pool::MIN_POOL_BYTES);
+        for d in documents {
+            pool.push(d.as_bytes());
+        }
+        pool.close();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        batch
+    }
+
+    #[test]
+    fn the_body_decodes_to_the_documents_exactly() {
+        let documents = [
+            r#"{"id":"a","name":"plain"}"#,
+            "{\"name\":\"tab\\there \\\"quoted\\\" back\\\\slash caf\u{e9} \u{1F600}\"}",
+            "{\n\t\"pretty\": true\r\n}",
+        ];
+        let mut body = Vec::new();
+        encode_put_trace_segments(&batch_of(&documents), &mut body);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let sent: Vec<&str> = parsed["TraceSegmentDocuments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap())
+            .collect();
+        assert_eq!(sent, documents);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_as_unicode() {
+        let mut out = Vec::new();
+        push_json_string(&mut out, b"a\x01b\x1fc\x7f");
+        assert_eq!(out, b"\"a\\u0001b\\u001fc\x7f\"");
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "a\u{1}b\u{1f}c\u{7f}");
+    }
+
+    #[test]
+    fn unprocessed_segments_are_read_from_the_reply() {
+        let reply = br#"{"UnprocessedTraceSegments":[{"Id":"70de5b6f19ff9a0a","ErrorCode":"InvalidSegment","Message":"bad"},{"ErrorCode":"ThrottledException"}]}"#;
+        let unprocessed = parse_put_trace_segments_reply(reply);
+        assert_eq!(unprocessed.len(), 2);
+        assert_eq!(unprocessed[0].id.as_deref(), Some("70de5b6f19ff9a0a"));
+        assert_eq!(unprocessed[0].error_code.as_deref(), Some("InvalidSegment"));
+        assert_eq!(unprocessed[1].id, None);
+        assert!(parse_put_trace_segments_reply(b"").is_empty());
+        assert!(parse_put_trace_segments_reply(b"{}").is_empty());
+        assert!(parse_put_trace_segments_reply(br#"{"UnprocessedTraceSegments":[]}"#).is_empty());
+        assert!(parse_put_trace_segments_reply(b"<html>not json</html>").is_empty());
+    }
+
+    #[test]
+    fn segment_ids_are_read_when_present() {
+        let ids = segment_ids(br#"{"trace_id":"1-5759e988-bd862e3fe1be46a994272793","id":"defdfd9912dc5a56","name":"x"}"#);
+        assert_eq!(ids.id.as_deref(), Some("defdfd9912dc5a56"));
+        assert_eq!(ids.trace_id.as_deref(), Some("1-5759e988-bd862e3fe1be46a994272793"));
+        assert_eq!(segment_ids(b"{broken"), SegmentIds::default());
+    }
+}

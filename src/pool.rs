@@ -1,1 +1,633 @@
-//! pool (placeholder until written)
+//! The segment pool: one byte arena, allocated at start, that holds segments until they are sent.
+//!
+//! The original daemon gives every segment its own 64 KB buffer, so 3 MB holds 48 segments. Here
+//! segments are packed back to back in a ring of bytes, in arrival order, with a fixed table of
+//! slots (offset, length, arrival time, state) beside it: 3 MB holds about 3,000 segments of 1 KB.
+//! Nothing is allocated per segment. When the arena or the slot table is full, the oldest segment
+//! makes room (spillover).
+//!
+//! Uploaders take batches with [`Pool::take_batch`], which blocks until a batch is due: 50
+//! segments waiting, the oldest waiting for [`BATCH_DELAY`], the pool running low, or the pool
+//! closing. A taken segment keeps its place (marked in flight) until [`Pool::release`], so the
+//! memory it uses stays counted while it is being sent.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The most documents one `PutTraceSegments` call may carry.
+pub const BATCH_SIZE: usize = 50;
+
+/// How long the first segment of a batch waits for company before the batch is sent anyway.
+pub const BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// A batch also closes at this many bytes of documents, so a burst of 64 KB segments cannot
+/// make each uploader hold megabytes.
+pub const BATCH_MAX_BYTES: usize = 256 * 1024;
+
+/// The smallest pool the relay accepts (the original's minimum).
+pub const MIN_POOL_BYTES: usize = 3 * 1024 * 1024;
+
+/// One slot per this many arena bytes: segments smaller than this on average are limited by
+/// slots rather than bytes. SDK segments are rarely under 500 bytes.
+const BYTES_PER_SLOT: usize = 512;
+
+/// The largest document a slot can describe (a UDP datagram is smaller still).
+const MAX_DOCUMENT: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting to be taken by an uploader.
+    Waiting,
+    /// Taken by an uploader, not yet released.
+    InFlight,
+    /// Released; its bytes are free once everything older is too.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    offset: u32,
+    len: u32,
+    /// Milliseconds since the pool was created (wrapping; ages stay far below 49 days).
+    received_ms: u32,
+    state: State,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    offset: 0,
+    len: 0,
+    received_ms: 0,
+    state: State::Done,
+};
+
+/// What a [`Pool::push`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Waiting segments dropped to make room (count them as spillover).
+    pub evicted_waiting: u32,
+    /// `false` if the document could not be stored at all (larger than any slot).
+    pub stored: bool,
+}
+
+/// How full the pool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    /// Segments held (waiting or in flight).
+    pub segments: usize,
+    /// Bytes of the arena in use, including any gap left at the end when the ring wrapped.
+    pub used_bytes: usize,
+    /// Size of the arena.
+    pub capacity_bytes: usize,
+    /// Size of the slot table.
+    pub capacity_segments: usize,
+}
+
+impl Fill {
+    /// The larger of the byte and slot fill ratios, from 0.0 to 1.0.
+    pub fn ratio(&self) -> f64 {
+        let bytes = self.used_bytes as f64 / self.capacity_bytes as f64;
+        let slots = self.segments as f64 / self.capacity_segments as f64;
+        bytes.max(slots)
+    }
+}
+
+/// Documents taken from the pool for one upload. Reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct Batch {
+    seqs: heapless::Vec<u64, BATCH_SIZE>,
+    ends: heapless::Vec<u32, BATCH_SIZE>,
+    received_ms: heapless::Vec<u32, BATCH_SIZE>,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// `true` when the batch holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// The documents, in arrival order, exactly as received.
+    pub fn documents(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&end| {
+            let doc = &self.bytes[start..end as usize];
+            start = end as usize;
+            doc
+        })
+    }
+
+    /// Total bytes of the documents.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn clear(&mut self) {
+        self.seqs.clear();
+        self.ends.clear();
+        self.received_ms.clear();
+        // A burst of large segments may have grown the buffer; give it back.
+        if self.bytes.capacity() > 2 * BATCH_MAX_BYTES {
+            self.bytes = Vec::new();
+        }
+        self.bytes.clear();
+    }
+}
+
+struct Ring {
+    arena: Box<[u8]>,
+    slots: Box<[Slot]>,
+    /// Sequence number of the oldest segment held; everything older is gone.
+    oldest: u64,
+    /// Sequence number the next segment gets.
+    next: u64,
+    /// First segment no uploader has taken yet.
+    next_waiting: u64,
+    /// Arena offset of the oldest segment held.
+    head: usize,
+    /// Arena offset where the next segment goes.
+    tail: usize,
+    closing: bool,
+}
+
+impl Ring {
+    fn held(&self) -> usize {
+        (self.next - self.oldest) as usize
+    }
+
+    fn waiting(&self) -> usize {
+        (self.next - self.next_waiting) as usize
+    }
+
+    fn slot(&self, seq: u64) -> &Slot {
+        &self.slots[(seq % self.slots.len() as u64) as usize]
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> &mut Slot {
+        let n = self.slots.len() as u64;
+        &mut self.slots[(seq % n) as usize]
+    }
+
+    fn used_bytes(&self) -> usize {
+        if self.held() == 0 {
+            0
+        } else if self.tail > self.head {
+            self.tail - self.head
+        } else {
+            // Wrapped (or exactly full): the gap between the last segment and the end of the
+            // arena is unusable until the head passes it, so it counts as used.
+            self.arena.len() - self.head + self.tail
+        }
+    }
+
+    /// Where a document of `len` bytes would go, if it fits now.
+    fn place_for(&self, len: usize) -> Option<usize> {
+        if self.held() == 0 {
+            return (len <= self.arena.len()).then_some(0);
+        }
+        if self.held() == self.slots.len() {
+            return None;
+        }
+        if self.tail > self.head {
+            if self.arena.len() - self.tail >= len {
+                Some(self.tail)
+            } else if self.head >= len {
+                Some(0)
+            } else {
+                None
+            }
+        } else if self.tail < self.head && self.head - self.tail >= len {
+            Some(self.tail)
+        } else {
+            None
+        }
+    }
+
+    /// Drops the oldest segment; returns its state before it went.
+    fn evict_oldest(&mut self) -> State {
+        let state = self.slot(self.oldest).state;
+        *self.slot_mut(self.oldest) = EMPTY_SLOT;
+        self.oldest += 1;
+        self.next_waiting = self.next_waiting.max(self.oldest);
+        self.after_head_moved();
+        state
+    }
+
+    fn after_head_moved(&mut self) {
+        if self.held() == 0 {
+            self.head = 0;
+            self.tail = 0;
+        } else {
+            self.head = self.slot(self.oldest).offset as usize;
+        }
+    }
+
+    /// Frees the space of released segments at the old end of the ring.
+    fn drop_done(&mut self) {
+        while self.held() > 0 && self.slot(self.oldest).state == State::Done {
+            self.oldest += 1;
+        }
+        self.after_head_moved();
+    }
+
+    fn oldest_waiting_age(&self, now_ms: u32) -> Option<Duration> {
+        (self.waiting() > 0).then(|| {
+            let received = self.slot(self.next_waiting).received_ms;
+            Duration::from_millis(u64::from(now_ms.wrapping_sub(received)))
+        })
+    }
+
+    fn is_low(&self) -> bool {
+        // Past three quarters of either bytes or slots, send what is waiting without delay.
+        4 * self.used_bytes() >= 3 * self.arena.len() || 4 * self.held() >= 3 * self.slots.len()
+    }
+}
+
+/// The fixed pool of segments shared by the receiver and the uploaders.
+pub struct Pool {
+    ring: Mutex<Ring>,
+    batch_due: Condvar,
+    created: Instant,
+}
+
+impl Pool {
+    /// A pool using at most `memory_bytes` (arena plus slot table), allocated now, once.
+    pub fn with_memory(memory_bytes: usize) -> Pool {
+        let memory_bytes = memory_bytes.max(MIN_POOL_BYTES);
+        let slot_count = (memory_bytes / BYTES_PER_SLOT).max(BATCH_SIZE);
+        let arena_bytes = memory_bytes - slot_count * std::mem::size_of::<Slot>();
+        Pool {
+            ring: Mutex::new(Ring {
+                arena: vec![0u8; arena_bytes].into_boxed_slice(),
+                slots: vec![EMPTY_SLOT; slot_count].into_boxed_slice(),
+                oldest: 0,
+                next: 0,
+                next_waiting: 0,
+                head: 0,
+                tail: 0,
+                closing: false,
+            }),
+            batch_due: Condvar::new(),
+            created: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        // A panic while holding the lock leaves the ring consistent enough to keep relaying.
+        self.ring.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now_ms(&self) -> u32 {
+        self.created.elapsed().as_millis() as u32
+    }
+
+    /// Milliseconds since the pool was created, the clock of [`Batch`] arrival times.
+    pub fn clock_ms(&self) -> u32 {
+        self.now_ms()
+    }
+
+    /// Stores one document, dropping the oldest segments if there is no room.
+    pub fn push(&self, document: &[u8]) -> Pushed {
+        let mut pushed = Pushed::default();
+        if document.len() > MAX_DOCUMENT {
+            return pushed;
+        }
+        let now_ms = self.now_ms();
+        let mut ring = self.lock();
+        let offset = loop {
+            if let Some(offset) = ring.place_for(document.len()) {
+                break offset;
+            }
+            if ring.evict_oldest() == State::Waiting {
+                pushed.evicted_waiting += 1;
+            }
+        };
+        ring.arena[offset..offset + document.len()].copy_from_slice(document);
+        let seq = ring.next;
+        *ring.slot_mut(seq) = Slot {
+            offset: offset as u32,
+            len: document.len() as u32,
+            received_ms: now_ms,
+            state: State::Waiting,
+        };
+        ring.next += 1;
+        ring.tail = offset + document.len();
+        pushed.stored = true;
+
+        let waiting = ring.waiting();
+        let wake = waiting == 1 || waiting % BATCH_SIZE == 0 || ring.is_low();
+        drop(ring);
+        if wake {
+            self.batch_due.notify_one();
+        }
+        pushed
+    }
+
+    /// Waits until a batch is due and fills `batch` with it (up to [`BATCH_SIZE`] documents).
+    ///
+    /// Returns `false` once the pool is closing and nothing is waiting: the uploader is done.
+    pub fn take_batch(&self, batch: &mut Batch) -> bool {
+        batch.clear();
+        let mut ring = self.lock();
+        loop {
+            let waiting = ring.waiting();
+            if waiting == 0 {
+                if ring.closing {
+                    return false;
+                }
+                ring = self
+                    .batch_due
+                    .wait(ring)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            let age = ring.oldest_waiting_age(self.now_ms()).unwrap_or_default();
+            if waiting >= BATCH_SIZE || ring.closing || ring.is_low() || age >= BATCH_DELAY {
+                break;
+            }
+            ring = self
+                .batch_due
+                .wait_timeout(ring, BATCH_DELAY - age)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+
+        while ring.waiting() > 0 && !batch.seqs.is_full() {
+            let seq = ring.next_waiting;
+            let slot = *ring.slot(seq);
+            if !batch.is_empty() && batch.bytes.len() + slot.len as usize > BATCH_MAX_BYTES {
+                break;
+            }
+            let start = slot.offset as usize;
+            batch
+                .bytes
+                .extend_from_slice(&ring.arena[start..start + slot.len as usize]);
+            // The batch was cleared and holds at most BATCH_SIZE entries: pushes cannot fail.
+            let _ = batch.seqs.push(seq);
+            let _ = batch.ends.push(batch.bytes.len() as u32);
+            let _ = batch.received_ms.push(slot.received_ms);
+            ring.slot_mut(seq).state = State::InFlight;
+            ring.next_waiting += 1;
+        }
+        let more_due = ring.waiting() >= BATCH_SIZE || (ring.waiting() > 0 && ring.closing);
+        drop(ring);
+        if more_due {
+            self.batch_due.notify_one();
+        }
+        true
+    }
+
+    /// Gives the batch's segments back to the pool, whatever became of them.
+    ///
+    /// Returns how many of them had already been dropped for room while in flight (the caller
+    /// decides whether that was a loss: not if the upload succeeded).
+    pub fn release(&self, batch: &Batch) -> usize {
+        let mut ring = self.lock();
+        let mut evicted = 0;
+        for &seq in &batch.seqs {
+            if seq < ring.oldest {
+                evicted += 1;
+            } else {
+                ring.slot_mut(seq).state = State::Done;
+            }
+        }
+        ring.drop_done();
+        evicted
+    }
+
+    /// Milliseconds each document of `batch` has spent since it arrived.
+    pub fn ages_ms<'a>(&self, batch: &'a Batch) -> impl Iterator<Item = u32> + 'a {
+        let now = self.now_ms();
+        batch.received_ms.iter().map(move |&r| now.wrapping_sub(r))
+    }
+
+    /// Stops waiting for more: every waiting segment is now due, and uploaders finish once
+    /// nothing is left.
+    pub fn close(&self) {
+        self.lock().closing = true;
+        self.batch_due.notify_all();
+    }
+
+    /// How full the pool is now.
+    pub fn fill(&self) -> Fill {
+        let ring = self.lock();
+        Fill {
+            segments: ring.held(),
+            used_bytes: ring.used_bytes(),
+            capacity_bytes: ring.arena.len(),
+            capacity_segments: ring.slots.len(),
+        }
+    }
+
+    /// Segments not yet taken by an uploader.
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn doc(i: usize, size: usize) -> Vec<u8> {
+        let mut d = format!("{{\"id\":\"{i:016x}\",\"pad\":\"").into_bytes();
+        d.resize(size - 2, b'x');
+        d.extend_from_slice(b"\"}");
+        d
+    }
+
+    fn take_now(pool: &Pool) -> Batch {
+        pool.close();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        batch
+    }
+
+    #[test]
+    fn three_megabytes_hold_more_than_two_thousand_one_kilobyte_segments() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..2_500 {
+            let pushed = pool.push(&doc(i, 1024));
+            assert_eq!(pushed, Pushed { evicted_waiting: 0, stored: true }, "segment {i}");
+        }
+        let fill = pool.fill();
+        assert_eq!(fill.segments, 2_500);
+        assert!(fill.capacity_bytes + fill.capacity_segments * 16 <= MIN_POOL_BYTES);
+    }
+
+    #[test]
+    fn documents_come_out_in_order_and_unchanged() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let docs: Vec<_> = (0..120).map(|i| doc(i, 100 + i * 7)).collect();
+        for d in &docs {
+            pool.push(d);
+        }
+        pool.close();
+        let mut out = Vec::new();
+        let mut batch = Batch::new();
+        while pool.take_batch(&mut batch) {
+            assert!(batch.len() <= BATCH_SIZE);
+            out.extend(batch.documents().map(<[u8]>::to_vec));
+            pool.release(&batch);
+        }
+        assert_eq!(out, docs);
+        assert_eq!(pool.fill().segments, 0);
+    }
+
+    #[test]
+    fn a_full_pool_drops_the_oldest_waiting_segments() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let capacity = pool.fill().capacity_bytes / 1024;
+        let mut evicted = 0;
+        for i in 0..capacity + 100 {
+            evicted += pool.push(&doc(i, 1024)).evicted_waiting;
+        }
+        assert!(evicted >= 100, "evicted {evicted}");
+        let batch = take_now(&pool);
+        let first = String::from_utf8_lossy(batch.documents().next().unwrap()).into_owned();
+        assert!(first.contains(&format!("{:016x}", evicted)), "{first}");
+    }
+
+    #[test]
+    fn the_slot_table_limits_tiny_segments() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let slots = pool.fill().capacity_segments;
+        let mut evicted = 0;
+        for i in 0..slots + 10 {
+            evicted += pool.push(&doc(i, 40)).evicted_waiting;
+        }
+        assert_eq!(evicted, 10);
+        assert_eq!(pool.fill().segments, slots);
+    }
+
+    #[test]
+    fn in_flight_segments_keep_their_space_until_released() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..BATCH_SIZE {
+            pool.push(&doc(i, 1024));
+        }
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        assert_eq!(batch.len(), BATCH_SIZE);
+        assert_eq!(pool.fill().segments, BATCH_SIZE);
+        assert_eq!(pool.waiting(), 0);
+        assert_eq!(pool.release(&batch), 0);
+        assert_eq!(pool.fill().segments, 0);
+        assert_eq!(pool.fill().used_bytes, 0);
+    }
+
+    #[test]
+    fn release_reports_segments_evicted_while_in_flight() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..10 {
+            pool.push(&doc(i, 1024));
+        }
+        let batch = take_now(&pool);
+        assert_eq!(batch.len(), 10);
+        // Fill the whole arena again: the in-flight ten must make room.
+        let capacity = pool.fill().capacity_bytes / 1024;
+        let mut evicted_waiting = 0;
+        for i in 0..capacity {
+            evicted_waiting += pool.push(&doc(100 + i, 1024)).evicted_waiting;
+        }
+        assert_eq!(evicted_waiting, 0, "in-flight segments are not counted as spillover");
+        assert_eq!(pool.release(&batch), 10);
+    }
+
+    #[test]
+    fn a_batch_is_due_after_the_delay_even_when_small() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        pool.push(&doc(1, 200));
+        let started = Instant::now();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        let waited = started.elapsed();
+        assert_eq!(batch.len(), 1);
+        assert!(waited >= BATCH_DELAY - Duration::from_millis(20), "{waited:?}");
+        assert!(waited < BATCH_DELAY * 3, "{waited:?}");
+    }
+
+    #[test]
+    fn a_full_batch_is_due_at_once_and_wakes_a_waiting_uploader() {
+        let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
+        let uploader = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut batch = Batch::new();
+                let started = Instant::now();
+                assert!(pool.take_batch(&mut batch));
+                (batch.len(), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 0..BATCH_SIZE {
+            pool.push(&doc(i, 300));
+        }
+        let (len, waited) = uploader.join().unwrap();
+        assert_eq!(len, BATCH_SIZE);
+        assert!(waited < BATCH_DELAY, "{waited:?}");
+    }
+
+    #[test]
+    fn batches_stop_at_the_byte_limit() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..10 {
+            pool.push(&doc(i, 60_000));
+        }
+        let batch = take_now(&pool);
+        assert_eq!(batch.len(), BATCH_MAX_BYTES / 60_000);
+        assert!(batch.byte_len() <= BATCH_MAX_BYTES);
+    }
+
+    #[test]
+    fn closing_lets_uploaders_drain_and_then_stop() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..3 {
+            pool.push(&doc(i, 500));
+        }
+        pool.close();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        assert_eq!(batch.len(), 3);
+        pool.release(&batch);
+        assert!(!pool.take_batch(&mut batch));
+    }
+
+    #[test]
+    fn the_ring_wraps_around_many_times_without_losing_anything() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let mut batch = Batch::new();
+        let mut expected = 0usize;
+        for round in 0..200 {
+            for i in 0..BATCH_SIZE {
+                let pushed = pool.push(&doc(round * BATCH_SIZE + i, 900 + (i * 131) % 3000));
+                assert_eq!(pushed.evicted_waiting, 0);
+            }
+            assert!(pool.take_batch(&mut batch));
+            for d in batch.documents() {
+                let text = String::from_utf8_lossy(d);
+                assert!(text.contains(&format!("{expected:016x}")), "{text:.40}");
+                expected += 1;
+            }
+            pool.release(&batch);
+        }
+        assert_eq!(expected, 200 * BATCH_SIZE);
+    }
+
+    #[test]
+    fn oversized_documents_are_not_stored() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        assert!(!pool.push(&vec![b'x'; MAX_DOCUMENT + 1]).stored);
+        assert!(pool.push(&vec![b'x'; MAX_DOCUMENT]).stored);
+    }
+}

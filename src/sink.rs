@@ -1,1 +1,221 @@
-//! sink (placeholder until written)
+//! Where batches go: X-Ray's `PutTraceSegments`, or a local file of JSON lines (offline mode).
+
+use crate::batch::{self, Unprocessed};
+use crate::pool::Batch;
+use crate::stats::ErrorClass;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A failed call to the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// The telemetry class of the failure.
+    pub class: ErrorClass,
+    /// The HTTP status, when the backend answered.
+    pub status: Option<u16>,
+    /// The AWS error type (`ThrottlingException`, …), when the backend named one.
+    pub error_type: Option<String>,
+    /// What went wrong, for the log.
+    pub message: String,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.status, &self.error_type) {
+            (Some(status), Some(kind)) => write!(f, "HTTP {status} {kind}: {}", self.message),
+            (Some(status), None) => write!(f, "HTTP {status}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Something that POSTs a signed JSON body to an X-Ray API path and returns the reply body.
+pub trait PostJson: Send + Sync {
+    /// POSTs `body` to `path` (e.g. `/TraceSegments`); `Ok` only for a 2xx reply.
+    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, SendError>;
+}
+
+/// A place batches of segment documents are delivered to.
+pub trait Destination: Send + Sync {
+    /// Delivers `batch`; returns the documents the destination did not accept.
+    ///
+    /// `scratch` is the caller's reusable buffer for the request body.
+    fn put_trace_segments(
+        &self,
+        batch: &Batch,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Vec<Unprocessed>, SendError>;
+}
+
+/// Delivers batches to X-Ray with `PutTraceSegments`.
+pub struct XRaySegments<P> {
+    client: P,
+}
+
+impl<P: PostJson> XRaySegments<P> {
+    /// Sends through `client`.
+    pub fn new(client: P) -> Self {
+        XRaySegments { client }
+    }
+}
+
+impl<P: PostJson> Destination for XRaySegments<P> {
+    fn put_trace_segments(
+        &self,
+        batch: &Batch,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Vec<Unprocessed>, SendError> {
+        batch::encode_put_trace_segments(batch, scratch);
+        let reply = self.client.post_json("/TraceSegments", scratch)?;
+        Ok(batch::parse_put_trace_segments_reply(&reply))
+    }
+}
+
+/// Writes each document as one line of JSON to a file or to standard output.
+pub struct LocalSink {
+    out: Mutex<Box<dyn Write + Send>>,
+    name: String,
+}
+
+impl LocalSink {
+    /// Opens `target` for appending (`-` means standard output).
+    pub fn open(target: &str) -> io::Result<LocalSink> {
+        let out: Box<dyn Write + Send> = if target == "-" {
+            Box::new(io::stdout())
+        } else {
+            Box::new(BufWriter::new(open_append(Path::new(target))?))
+        };
+        Ok(LocalSink {
+            out: Mutex::new(out),
+            name: target.to_string(),
+        })
+    }
+
+    fn write_batch(&self, batch: &Batch, line: &mut Vec<u8>) -> io::Result<()> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        for document in batch.documents() {
+            // Inside a JSON document a raw newline can only be whitespace between tokens, so
+            // replacing it with a space keeps the document and makes it one line.
+            line.clear();
+            line.extend(document.iter().map(|&b| match b {
+                b'\n' | b'\r' => b' ',
+                other => other,
+            }));
+            line.push(b'\n');
+            out.write_all(line)?;
+        }
+        out.flush()
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl Destination for LocalSink {
+    fn put_trace_segments(
+        &self,
+        batch: &Batch,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Vec<Unprocessed>, SendError> {
+        self.write_batch(batch, scratch).map_err(|err| SendError {
+            class: ErrorClass::Other,
+            status: None,
+            error_type: None,
+            message: format!("cannot write to local sink {}: {err}", self.name),
+        })?;
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{MIN_POOL_BYTES, Pool};
+
+    fn batch_of(documents: &[&str]) -> Batch {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for d in documents {
+            pool.push(d.as_bytes());
+        }
+        pool.close();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        batch
+    }
+
+    struct Recorder {
+        reply: Result<Vec<u8>, SendError>,
+        seen: Mutex<Vec<(String, Vec<u8>)>>,
+    }
+
+    impl PostJson for Recorder {
+        fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, SendError> {
+            self.seen.lock().unwrap().push((path.to_string(), body.to_vec()));
+            self.reply.clone()
+        }
+    }
+
+    #[test]
+    fn xray_destination_posts_the_documents_and_reads_unprocessed_ones() {
+        let recorder = Recorder {
+            reply: Ok(br#"{"UnprocessedTraceSegments":[{"Id":"b","ErrorCode":"InvalidSegment"}]}"#.to_vec()),
+            seen: Mutex::new(Vec::new()),
+        };
+        let destination = XRaySegments::new(recorder);
+        let mut scratch = Vec::new();
+        let unprocessed = destination
+            .put_trace_segments(&batch_of(&[r#"{"id":"a"}"#, r#"{"id":"b"}"#]), &mut scratch)
+            .unwrap();
+        assert_eq!(unprocessed.len(), 1);
+        let seen = destination.client.seen.lock().unwrap();
+        assert_eq!(seen[0].0, "/TraceSegments");
+        let body: serde_json::Value = serde_json::from_slice(&seen[0].1).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"TraceSegmentDocuments": ["{\"id\":\"a\"}", "{\"id\":\"b\"}"]})
+        );
+    }
+
+    #[test]
+    fn xray_destination_passes_failures_on() {
+        let failure = SendError {
+            class: ErrorClass::Http5xx,
+            status: Some(503),
+            error_type: None,
+            message: "unavailable".into(),
+        };
+        let destination = XRaySegments::new(Recorder {
+            reply: Err(failure.clone()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let result = destination.put_trace_segments(&batch_of(&["{}"]), &mut Vec::new());
+        assert_eq!(result, Err(failure));
+    }
+
+    #[test]
+    fn local_sink_writes_one_line_per_document() {
+        let dir = std::env::temp_dir().join(format!("xray-relay-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("segments.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let sink = LocalSink::open(path.to_str().unwrap()).unwrap();
+        let documents = [r#"{"id":"1"}"#, "{\n  \"id\": \"2\",\r\n  \"n\": \"a\\nb\"\n}"];
+        sink.put_trace_segments(&batch_of(&documents), &mut Vec::new())
+            .unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["id"], "1");
+        assert_eq!(lines[1]["n"], "a\nb");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

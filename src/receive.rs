@@ -1,1 +1,254 @@
-//! receive (placeholder until written)
+//! The UDP receiver: reads datagrams, checks them, and stores their segments in the pool.
+//!
+//! Nothing here allocates per datagram: one 64 KB buffer is reused, and the pool copies the
+//! segment into its arena. A bad datagram is counted and logged (at most once a second), and
+//! the loop goes on; only the stop signal ends it.
+
+use crate::datagram;
+use crate::pool::Pool;
+use crate::stats::Stats;
+use async_net::UdpSocket;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The receive buffer the relay asks the kernel for. The original keeps the default (about
+/// 200 KB), which is where its only losses at 20,000 segments/s come from.
+pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Large enough for any UDP datagram, IPv4 (65,507 bytes) or IPv6 (65,527 bytes).
+const DATAGRAM_BUFFER_BYTES: usize = 65_536;
+
+/// Resolves an address the way Go's `net.ResolveUDPAddr` accepts it: `host:port`,
+/// `[v6]:port`, or `:port` for every interface.
+pub fn resolve(address: &str) -> io::Result<SocketAddr> {
+    let full = match address.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => address.to_string(),
+    };
+    full.to_socket_addrs()
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot resolve {address}: {err}")))?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no address for {address}")))
+}
+
+/// Binds the UDP socket, with a large receive buffer. Returns it and the buffer size the
+/// kernel actually granted.
+pub fn bind(address: &str) -> io::Result<(UdpSocket, usize)> {
+    let addr = resolve(address)?;
+    let socket = std::net::UdpSocket::bind(addr)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on UDP {addr}: {err}")))?;
+    let granted = set_receive_buffer(&socket, SOCKET_BUFFER_BYTES);
+    Ok((UdpSocket::try_from(socket)?, granted))
+}
+
+/// Asks for `bytes` of receive buffer; returns what the kernel granted.
+///
+/// `SO_RCVBUFFORCE` passes `net.core.rmem_max` when the relay has CAP_NET_ADMIN; otherwise
+/// `SO_RCVBUF` gets as much as that limit allows.
+fn set_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
+    let fd = socket.as_raw_fd();
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |option| {
+        // SAFETY: fd is an open socket owned by `socket`; value outlives the call.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 {
+        set(libc::SO_RCVBUF);
+    }
+    let mut granted: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: fd is open; granted and len are valid for writes of their sizes.
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if ok == 0 { granted.max(0) as usize } else { 0 }
+}
+
+/// Logs a repeated warning at most once a second, saying how many were held back.
+struct Throttled {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttled {
+    const fn new() -> Throttled {
+        Throttled {
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return;
+        }
+        let message = message();
+        if self.held_back > 0 {
+            log::warn!("{message} ({} more like it in the last second)", self.held_back);
+        } else {
+            log::warn!("{message}");
+        }
+        self.last = Some(now);
+        self.held_back = 0;
+    }
+}
+
+/// Receives datagrams until `stop` fires (or is closed).
+pub async fn run(
+    socket: UdpSocket,
+    pool: Arc<Pool>,
+    stats: Arc<Stats>,
+    stop: smol::channel::Receiver<()>,
+) {
+    let mut buffer = vec![0u8; DATAGRAM_BUFFER_BYTES].into_boxed_slice();
+    let mut rejected_log = Throttled::new();
+    let mut spillover_log = Throttled::new();
+    let mut error_log = Throttled::new();
+    loop {
+        let received = smol::future::or(async { Some(socket.recv_from(&mut buffer).await) }, async {
+            let _ = stop.recv().await;
+            None
+        })
+        .await;
+        let len = match received {
+            None => return,
+            Some(Ok((len, _from))) => len,
+            Some(Err(err)) => {
+                error_log.warn(|| format!("Error reading from the UDP socket: {err}"));
+                // Errors that repeat at once (none are expected) must not spin a core.
+                smol::Timer::after(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        Stats::add(&stats.received, 1);
+        let datagram = &buffer[..len];
+        match datagram::segment_body(datagram) {
+            Ok(segment) => {
+                log::trace!("Segment: {}", String::from_utf8_lossy(segment));
+                let pushed = pool.push(segment);
+                let lost = u64::from(pushed.evicted_waiting) + u64::from(!pushed.stored);
+                if lost > 0 {
+                    Stats::add(&stats.spillover, lost);
+                    spillover_log.warn(|| {
+                        format!("Segment dropped ({lost} oldest to make room). Consider increasing memory limit")
+                    });
+                }
+            }
+            Err(rejection) => {
+                Stats::add(&stats.rejected, 1);
+                rejected_log.warn(|| format!("Rejected datagram: {rejection}: {}", preview(datagram)));
+            }
+        }
+    }
+}
+
+/// The start of a bad datagram, printable, for the log: enough to recognise the sender's
+/// mistake, never a whole segment.
+fn preview(datagram: &[u8]) -> String {
+    const MAX: usize = 80;
+    let head = &datagram[..datagram.len().min(MAX)];
+    let mut text: String = String::from_utf8_lossy(head)
+        .chars()
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    if datagram.len() > MAX {
+        text.push_str(&format!("... ({} bytes)", datagram.len()));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{Batch, MIN_POOL_BYTES};
+
+    #[test]
+    fn resolves_the_spellings_go_accepts() {
+        assert_eq!(resolve("127.0.0.1:2000").unwrap(), "127.0.0.1:2000".parse().unwrap());
+        assert_eq!(resolve("[::1]:2000").unwrap(), "[::1]:2000".parse().unwrap());
+        assert_eq!(resolve(":2000").unwrap(), "0.0.0.0:2000".parse().unwrap());
+        assert!(resolve("localhost:2000").unwrap().ip().is_loopback());
+        assert!(resolve("127.0.0.1").is_err());
+        assert!(resolve("127.0.0.1:notaport").is_err());
+    }
+
+    #[test]
+    fn preview_is_short_and_printable() {
+        assert_eq!(preview(b"abc\x00\ndef"), "abc..def");
+        let long = vec![b'a'; 1000];
+        assert!(preview(&long).ends_with("... (1000 bytes)"));
+    }
+
+    #[test]
+    fn receives_valid_segments_and_counts_the_rest() {
+        let (socket, granted) = bind("127.0.0.1:0").unwrap();
+        assert!(granted > 0);
+        let address = socket.local_addr().unwrap();
+        let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
+        let stats = Arc::new(Stats::default());
+        let (stop_tx, stop_rx) = smol::channel::bounded(1);
+        let receiver = {
+            let (pool, stats) = (pool.clone(), stats.clone());
+            std::thread::spawn(move || smol::block_on(run(socket, pool, stats, stop_rx)))
+        };
+
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let header = "{\"format\":\"json\",\"version\":1}\n";
+        let big = format!("{header}{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(65_000));
+        let datagrams: Vec<Vec<u8>> = vec![
+            format!("{header}{{\"id\":\"1\"}}").into_bytes(),
+            b"no header at all".to_vec(),
+            format!("{header}{{\"id\":\"2\"}}").into_bytes(),
+            b"{\"format\":\"json\",\"version\":2}\n{\"id\":\"x\"}".to_vec(),
+            Vec::new(),
+            vec![0xff; 300],
+            big.clone().into_bytes(),
+            format!("{header}{{not json").into_bytes(),
+            format!("{header}{{\"id\":\"3\"}}").into_bytes(),
+        ];
+        for d in &datagrams {
+            sender.send_to(d, address).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stats.snapshot().received < datagrams.len() as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop_tx.try_send(()).unwrap();
+        receiver.join().unwrap();
+
+        let counts = stats.snapshot();
+        assert_eq!(counts.received, 9);
+        assert_eq!(counts.rejected, 5);
+        pool.close();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        let ids: Vec<String> = batch
+            .documents()
+            .map(|d| crate::batch::segment_ids(d).id.unwrap())
+            .collect();
+        assert_eq!(ids, ["1", "2", "big", "3"]);
+        assert_eq!(batch.documents().nth(2).unwrap().len(), big.len() - header.len());
+    }
+}

@@ -1,0 +1,133 @@
+//! The running relay: wires receive → pool → upload and telemetry, then shuts them down in order.
+
+use crate::pool::Pool;
+use crate::settings::Settings;
+use crate::shutdown::Signal;
+use crate::sink::{Destination, LocalSink, PostJson};
+use crate::stats::Stats;
+use crate::telemetry::{self, Reporter, Telemetry};
+use crate::{receive, upload};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long shutdown waits for buffered segments to be uploaded.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Where segments go, decided once at start.
+pub enum Output {
+    /// Upload to X-Ray through this client, reporting telemetry as `reporter`.
+    XRay {
+        /// Signed calls to the X-Ray API.
+        client: Arc<dyn PostJson>,
+        /// Who the telemetry records say is reporting.
+        reporter: Reporter,
+    },
+    /// Offline mode: write segments to a local file or stdout.
+    Local(LocalSink),
+}
+
+impl PostJson for Arc<dyn PostJson> {
+    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, crate::sink::SendError> {
+        (**self).post_json(path, body)
+    }
+}
+
+/// A failure that stops the relay from starting.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs the relay until a signal arrives on `signals`, then drains and returns.
+pub fn run(
+    settings: &Settings,
+    pool_bytes: usize,
+    output: Output,
+    signals: smol::channel::Receiver<Signal>,
+) -> Result<(), StartError> {
+    let stats = Arc::new(Stats::default());
+    let pool = Arc::new(Pool::with_memory(pool_bytes));
+    let fill = pool.fill();
+    log::info!(
+        "{} segment buffers allocated ({} bytes shared by segments of any size up to 64 KB)",
+        fill.capacity_segments,
+        fill.capacity_bytes
+    );
+
+    let (socket, granted) = receive::bind(&settings.udp_address)
+        .map_err(|err| StartError(err.to_string()))?;
+    if granted < receive::SOCKET_BUFFER_BYTES {
+        log::info!(
+            "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
+            receive::SOCKET_BUFFER_BYTES
+        );
+    } else {
+        log::debug!("UDP receive buffer is {granted} bytes");
+    }
+
+    let (destination, telemetry): (Arc<dyn Destination>, _) = match output {
+        Output::XRay { client, reporter } => {
+            let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
+            (Arc::new(crate::sink::XRaySegments::new(client)), Some(telemetry))
+        }
+        Output::Local(sink) => (Arc::new(sink), None),
+    };
+    let uploaders = upload::spawn(settings.concurrency, pool.clone(), destination, stats.clone())
+        .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
+    let (telemetry_stop, telemetry_thread) = match telemetry {
+        Some(telemetry) => {
+            let (stop, stopped) = std::sync::mpsc::channel();
+            let thread = telemetry::spawn(telemetry, stopped)
+                .map_err(|err| StartError(format!("cannot start telemetry: {err}")))?;
+            (Some(stop), Some(thread))
+        }
+        None => (None, None),
+    };
+
+    log::info!("Listening on UDP {}", settings.udp_address);
+    let (stop_receiving, receiving_stopped) = smol::channel::bounded(1);
+    smol::block_on(async {
+        let receiver = smol::spawn(receive::run(socket, pool.clone(), stats.clone(), receiving_stopped));
+        if let Ok(signal) = signals.recv().await {
+            log::debug!("Shutdown Initiated. Current epoch in nanoseconds: {}", epoch_nanos());
+            log::info!("Got shutdown signal: {}", signal.name());
+        }
+        let _ = stop_receiving.send(()).await;
+        receiver.await;
+    });
+
+    pool.close();
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    if !uploaders.wait_until(deadline) {
+        let left = pool.fill().segments;
+        log::warn!(
+            "Shutdown deadline of {} s passed with {left} segments not uploaded",
+            DRAIN_DEADLINE.as_secs()
+        );
+    }
+    if let (Some(stop), Some(thread)) = (telemetry_stop, telemetry_thread) {
+        let _ = stop.send(());
+        let _ = thread.join();
+    }
+    let counts = stats.snapshot();
+    log::debug!(
+        "Trace segment: received: {}, rejected: {}, spillover: {}, sent: {}",
+        counts.received,
+        counts.rejected,
+        counts.spillover,
+        counts.sent
+    );
+    log::debug!("Shutdown finished. Current epoch in nanoseconds: {}", epoch_nanos());
+    Ok(())
+}
+
+fn epoch_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}

@@ -39,10 +39,10 @@ impl CredentialsProvider {
         // Holding the lock while loading makes concurrent callers wait for one load instead
         // of each hitting the metadata service; the cache holds no invariant a panic could break.
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(credentials) = cached.as_ref() {
-            if !needs_refresh(credentials, now) {
-                return Ok(credentials.clone());
-            }
+        if let Some(credentials) = cached.as_ref()
+            && !needs_refresh(credentials, now)
+        {
+            return Ok(credentials.clone());
         }
         match self.load_from_chain() {
             Ok(fresh) => {

@@ -18,7 +18,7 @@ pub fn proxy_for_endpoint(
     env: &Env,
 ) -> Option<String> {
     if let Some(proxy) = configured.map(str::trim).filter(|proxy| !proxy.is_empty()) {
-        log::debug!("Using proxy address: {proxy}");
+        log::debug!("Using proxy address: {}", redact_user_info(proxy));
         return Some(proxy.to_owned());
     }
     let proxy = env.get_first(&["HTTPS_PROXY", "https_proxy"])?;
@@ -26,13 +26,25 @@ pub fn proxy_for_endpoint(
         && no_proxy_matches(no_proxy, endpoint.bare_host(), endpoint.port)
     {
         log::debug!(
-            "Not using proxy {proxy} for {}: NO_PROXY matches",
+            "Not using proxy {} for {}: NO_PROXY matches",
+            redact_user_info(proxy),
             endpoint.host
         );
         return None;
     }
-    log::debug!("Using proxy address: {proxy}");
+    log::debug!("Using proxy address: {}", redact_user_info(proxy));
     Some(proxy.to_owned())
+}
+
+/// `http://user:password@host:3128` → `http://***@host:3128`, for log lines.
+pub fn redact_user_info(proxy: &str) -> String {
+    let (scheme, rest) = proxy.split_once("://").unwrap_or(("", proxy));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***{}", &rest[at..]),
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => proxy.to_owned(),
+    }
 }
 
 /// Whether a `NO_PROXY` list (comma separated) covers `host:port`.
@@ -183,6 +195,20 @@ mod tests {
         assert!(!no_proxy_matches("fd00::/8", "10.1.2.3", 443));
         assert!(!no_proxy_matches("10.0.0.0/8", "ten.example", 443));
         assert!(!no_proxy_matches("10.0.0.0/99", "10.1.2.3", 443));
+    }
+
+    #[test]
+    fn user_info_is_redacted_for_logs() {
+        assert_eq!(
+            redact_user_info("http://me:pw@proxy:3128"),
+            "http://***@proxy:3128"
+        );
+        assert_eq!(redact_user_info("me:pw@proxy:3128"), "***@proxy:3128");
+        assert_eq!(
+            redact_user_info("http://proxy:3128/a@b"),
+            "http://proxy:3128/a@b"
+        );
+        assert_eq!(redact_user_info("http://proxy:3128"), "http://proxy:3128");
     }
 
     #[test]

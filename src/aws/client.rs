@@ -116,6 +116,10 @@ impl XRayClient {
         let config = ureq::Agent::config_builder()
             // Non-2xx answers carry X-Ray's error body; keep them as responses.
             .http_status_as_error(false)
+            // X-Ray does not redirect; a 3xx is reported rather than followed with the
+            // signed body turned into a GET.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .timeout_global(Some(settings.request_timeout))
             .max_idle_connections(idle)
             .max_idle_connections_per_host(idle)

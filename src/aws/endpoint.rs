@@ -209,14 +209,18 @@ impl EndpointUrl {
         self.host.trim_start_matches('[').trim_end_matches(']')
     }
 
-    /// The full URL of `path` (which starts with `/`) under this endpoint.
+    /// The full URL of `path` (e.g. `/TraceSegments`) under this endpoint.
     pub fn url_for(&self, path: &str) -> String {
+        let separator = if path.is_empty() || path.starts_with('/') {
+            ""
+        } else {
+            "/"
+        };
         format!(
-            "{}://{}{}{}",
+            "{}://{}{}{separator}{path}",
             self.scheme.as_str(),
             self.authority(),
             self.base_path,
-            path
         )
     }
 }
@@ -374,6 +378,12 @@ mod tests {
             url.url_for("/TraceSegments"),
             "http://localhost:2000/prefix/TraceSegments"
         );
+
+        assert_eq!(
+            url.url_for("TraceSegments"),
+            "http://localhost:2000/prefix/TraceSegments"
+        );
+        assert_eq!(url.url_for(""), "http://localhost:2000/prefix");
 
         let url = EndpointUrl::parse("http://127.0.0.1:80").unwrap();
         assert_eq!(url.authority(), "127.0.0.1");

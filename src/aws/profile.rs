@@ -176,13 +176,12 @@ pub fn parse_profile_file(
                 "expected a [profile] header before the first property".to_owned(),
             ));
         };
-        let indented = raw.starts_with([' ', '\t']);
-        if indented {
-            let Some(parent) = cursor.last_property.clone() else {
-                return Err(error(
-                    "indented line without a property to continue".to_owned(),
-                ));
-            };
+        // An indented line continues the previous property; with none before it in this
+        // section it is an ordinary property, as botocore reads it.
+        let continues = raw
+            .starts_with([' ', '\t'])
+            .then(|| cursor.last_property.clone());
+        if let Some(Some(parent)) = continues {
             if let Some(profile) = &cursor.profile {
                 let properties = &mut set.profiles.entry(profile.clone()).or_default().properties;
                 if let Some(property) = properties.get_mut(&parent) {
@@ -386,6 +385,15 @@ mod tests {
     }
 
     #[test]
+    fn an_indented_first_property_is_a_property() {
+        let set = parse("[default]\n  region = us-east-1\n", ProfileFileKind::Config);
+        assert_eq!(
+            set.profile("default").unwrap().get("region"),
+            Some("us-east-1")
+        );
+    }
+
+    #[test]
     fn keys_are_case_insensitive_and_later_values_win() {
         let set = parse(
             "[default]\nAWS_Access_Key_ID = A\n[default]\naws_access_key_id = B\n",
@@ -435,9 +443,6 @@ mod tests {
 
         let error = parse_error("[]\n", ProfileFileKind::Credentials);
         assert!(error.message.contains("empty section"));
-
-        let error = parse_error("[default]\n  indented = first\n", ProfileFileKind::Config);
-        assert_eq!(error.line, Some(2));
 
         let error = parse_error("[default]\n= value\n", ProfileFileKind::Config);
         assert!(error.message.contains("without a name"));

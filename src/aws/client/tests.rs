@@ -314,6 +314,23 @@ fn a_503_answer_is_a_5xx() {
 }
 
 #[test]
+fn redirects_are_reported_not_followed() {
+    let (port, server) = serve(vec![Answer {
+        extra_headers: "Location: http://127.0.0.1:9/elsewhere\r\n",
+        ..Answer::new(307, "")
+    }]);
+    let error = local_client(port)
+        .post_json("/TraceSegments", b"{}")
+        .unwrap_err();
+    server.join().unwrap();
+    assert!(
+        matches!(error, BackendError::Http { status: 307, .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), ErrorClass::Other);
+}
+
+#[test]
 fn connections_are_kept_alive_between_requests() {
     // The server accepts a single connection; a second connection would never be answered.
     let (port, server) = serve(vec![Answer::new(200, "{}"), Answer::new(200, "{}")]);

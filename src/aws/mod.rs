@@ -1,1 +1,41 @@
 //! The AWS parts: credentials, region, endpoints, SigV4 signing and the HTTP client.
+//!
+//! Everything reads the environment through an [`Env`] snapshot. Start-up wiring:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use xray_relay::aws::{ClientSettings, CredentialsProvider, Env, XRayClient};
+//! use xray_relay::aws::{resolve_region, xray_endpoint};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let env = Env::from_process();
+//! // Until instance metadata is implemented, EC2 lookups report that they are unavailable.
+//! let region = resolve_region(None, false, &env, || Err("instance metadata not available"))?;
+//! let credentials = Arc::new(CredentialsProvider::from_env(&env));
+//! let settings = ClientSettings::new(xray_endpoint(None, &region, &env), region);
+//! let client = Arc::new(XRayClient::new(&settings, credentials, &env)?);
+//! match client.post_json("/TraceSegments", br#"{"TraceSegmentDocuments":[]}"#) {
+//!     Ok(response) => println!("HTTP {}", response.status),
+//!     Err(error) => println!("{error} (counts as {:?})", error.class()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod backend_error;
+pub mod client;
+pub mod credentials;
+pub mod endpoint;
+pub mod env;
+pub mod profile;
+pub mod proxy;
+pub mod region;
+pub mod signing;
+
+pub use backend_error::{BackendError, ErrorClass};
+pub use client::{ClientBuildError, ClientSettings, Response, XRayClient};
+pub use credentials::{Credentials, CredentialsError, CredentialsProvider, CredentialsSource};
+pub use endpoint::{EndpointUrl, xray_endpoint};
+pub use env::Env;
+pub use region::{RegionNotFound, resolve_region};
+pub use signing::{RequestToSign, Signer, XRAY_SERVICE};

@@ -1,0 +1,266 @@
+//! The HTTP client for X-Ray: one keep-alive agent, signed JSON POSTs, classified errors.
+//!
+//! Built once and shared through an `Arc` by the blocking uploader threads.
+
+use super::backend_error::BackendError;
+use super::credentials::CredentialsProvider;
+use super::endpoint::{EndpointError, EndpointUrl};
+use super::env::Env;
+use super::proxy::{proxy_for_endpoint, redact_user_info};
+use super::signing::{RequestToSign, Signer, XRAY_SERVICE};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long an idle connection is kept: longer than the 60 s telemetry interval, so
+/// that call reuses a connection too (the original uses 90 s).
+const IDLE_CONNECTION_AGE: Duration = Duration::from_secs(90);
+
+/// What the client is built from.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The endpoint URL, e.g. from [`xray_endpoint`](super::endpoint::xray_endpoint).
+    pub endpoint: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// `-p` / cfg `ProxyAddress`; None or empty falls back to `HTTPS_PROXY`.
+    pub proxy_address: Option<String>,
+    /// Skip TLS certificate verification (cfg `NoVerifySSL`).
+    pub no_verify_ssl: bool,
+    /// The whole-request timeout (the original: 2 s).
+    pub request_timeout: Duration,
+    /// Idle connections kept open: at least the number of concurrent uploaders.
+    pub max_idle_connections: usize,
+}
+
+impl ClientSettings {
+    /// Settings with the original daemon's defaults: no proxy, verified TLS, 2 s timeout,
+    /// 8 idle connections.
+    pub fn new(endpoint: impl Into<String>, region: impl Into<String>) -> Self {
+        ClientSettings {
+            endpoint: endpoint.into(),
+            region: region.into(),
+            proxy_address: None,
+            no_verify_ssl: false,
+            request_timeout: Duration::from_secs(2),
+            max_idle_connections: 8,
+        }
+    }
+}
+
+/// The client could not be built from its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientBuildError {
+    /// The endpoint URL is unusable.
+    Endpoint(EndpointError),
+    /// The proxy URL is unusable (user info redacted).
+    Proxy {
+        /// The proxy URL, without user info.
+        proxy: String,
+    },
+}
+
+impl fmt::Display for ClientBuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientBuildError::Endpoint(error) => write!(f, "{error}"),
+            ClientBuildError::Proxy { proxy } => write!(f, "Bad proxy URL: {proxy}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientBuildError {}
+
+/// A 2xx answer from X-Ray.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body (X-Ray answers with small JSON documents).
+    pub body: Vec<u8>,
+}
+
+/// Sends signed requests to X-Ray.
+pub struct XRayClient {
+    agent: ureq::Agent,
+    endpoint: EndpointUrl,
+    signer: Signer,
+    credentials: Arc<CredentialsProvider>,
+    user_agent: String,
+}
+
+impl XRayClient {
+    /// Builds the client; `env` supplies `HTTPS_PROXY`, `NO_PROXY` and `AWS_EXECUTION_ENV`.
+    pub fn new(
+        settings: &ClientSettings,
+        credentials: Arc<CredentialsProvider>,
+        env: &Env,
+    ) -> Result<Self, ClientBuildError> {
+        let endpoint =
+            EndpointUrl::parse(&settings.endpoint).map_err(ClientBuildError::Endpoint)?;
+        let proxy = proxy_for_endpoint(settings.proxy_address.as_deref(), &endpoint, env)
+            .map(|proxy| {
+                ureq::Proxy::new(&proxy).map_err(|_| ClientBuildError::Proxy {
+                    proxy: redact_user_info(&proxy),
+                })
+            })
+            .transpose()?;
+        if settings.no_verify_ssl {
+            log::warn!(
+                "NoVerifySSL is set: TLS certificates of {} are not verified",
+                endpoint.host
+            );
+        }
+        let user_agent = user_agent(env);
+        let idle = settings.max_idle_connections.max(1);
+        let config = ureq::Agent::config_builder()
+            // Non-2xx answers carry X-Ray's error body; keep them as responses.
+            .http_status_as_error(false)
+            // X-Ray does not redirect; a 3xx is reported rather than followed with the
+            // signed body turned into a GET.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_global(Some(settings.request_timeout))
+            .max_idle_connections(idle)
+            .max_idle_connections_per_host(idle)
+            .max_idle_age(IDLE_CONNECTION_AGE)
+            .proxy(proxy)
+            .user_agent(user_agent.as_str())
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(settings.no_verify_ssl)
+                    .build(),
+            )
+            .build();
+        log::debug!("Using Endpoint: {}", endpoint.url_for(""));
+        Ok(XRayClient {
+            agent: ureq::Agent::new_with_config(config),
+            endpoint,
+            signer: Signer::new(settings.region.clone(), XRAY_SERVICE),
+            credentials,
+            user_agent,
+        })
+    }
+
+    /// The parsed endpoint.
+    pub fn endpoint(&self) -> &EndpointUrl {
+        &self.endpoint
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        self.signer.region()
+    }
+
+    /// POSTs `body` as JSON to `path` (e.g. `/TraceSegments`), signed; a non-2xx answer
+    /// is [`BackendError::Http`].
+    pub fn post_json(&self, path: &str, body: &[u8]) -> Result<Response, BackendError> {
+        let url = self.endpoint.url_for(path);
+        let credentials = self
+            .credentials
+            .credentials()
+            .map_err(BackendError::Credentials)?;
+        let now = SystemTime::now();
+        let timestamp = xray_timestamp(now);
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-Amzn-Xray-Timestamp", timestamp.as_str()),
+        ];
+        let request = RequestToSign {
+            method: "POST",
+            url: &url,
+            headers: &headers,
+            body,
+        };
+        let signature = self
+            .signer
+            .sign(&request, &credentials, now)
+            .map_err(BackendError::Signing)?;
+        let mut builder = self
+            .agent
+            .post(&url)
+            .header("User-Agent", self.user_agent.as_str());
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in &signature {
+            builder = builder.header(*name, value.as_str());
+        }
+        let mut response = builder.send(body).map_err(BackendError::from_transport)?;
+        let status = response.status().as_u16();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .body_mut()
+            .read_to_vec()
+            .map_err(BackendError::from_transport)?;
+        log::debug!("POST {url}: HTTP {status}, {} bytes", body.len());
+        if (200..300).contains(&status) {
+            Ok(Response { status, body })
+        } else {
+            Err(BackendError::from_response(
+                status,
+                error_type.as_deref(),
+                &body,
+            ))
+        }
+    }
+}
+
+impl fmt::Debug for XRayClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XRayClient")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.signer.region())
+            .field("user_agent", &self.user_agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the epoch with 9 decimals, as the original sends in `X-Amzn-Xray-Timestamp`.
+pub fn xray_timestamp(time: SystemTime) -> String {
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.{:09}",
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos()
+    )
+}
+
+/// `xray-relay/<version> exec-env/<AWS_EXECUTION_ENV or UNKNOWN> OS/<os>-<arch>`, with Go's
+/// names for OS and architecture as the original reports them.
+pub fn user_agent(env: &Env) -> String {
+    let exec_env = env.get("AWS_EXECUTION_ENV").unwrap_or("UNKNOWN");
+    format!(
+        "xray-relay/{} exec-env/{exec_env} OS/{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        go_os_name(std::env::consts::OS),
+        go_arch_name(std::env::consts::ARCH)
+    )
+}
+
+fn go_os_name(os: &str) -> &str {
+    match os {
+        "macos" => "darwin",
+        other => other,
+    }
+}
+
+fn go_arch_name(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -27,7 +27,7 @@ pub enum Output {
 }
 
 impl PostJson for Arc<dyn PostJson> {
-    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, crate::sink::SendError> {
+    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, crate::sink::BackendError> {
         (**self).post_json(path, body)
     }
 }

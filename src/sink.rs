@@ -2,42 +2,23 @@
 
 use crate::batch::{self, Unprocessed};
 use crate::pool::Batch;
+pub use crate::aws::BackendError;
 use crate::stats::ErrorClass;
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// A failed call to the backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendError {
-    /// The telemetry class of the failure.
-    pub class: ErrorClass,
-    /// The HTTP status, when the backend answered.
-    pub status: Option<u16>,
-    /// The AWS error type (`ThrottlingException`, …), when the backend named one.
-    pub error_type: Option<String>,
-    /// What went wrong, for the log.
-    pub message: String,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.status, &self.error_type) {
-            (Some(status), Some(kind)) => write!(f, "HTTP {status} {kind}: {}", self.message),
-            (Some(status), None) => write!(f, "HTTP {status}: {}", self.message),
-            _ => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for SendError {}
-
 /// Something that POSTs a signed JSON body to an X-Ray API path and returns the reply body.
 pub trait PostJson: Send + Sync {
     /// POSTs `body` to `path` (e.g. `/TraceSegments`); `Ok` only for a 2xx reply.
-    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, SendError>;
+    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, BackendError>;
+}
+
+impl PostJson for crate::aws::XRayClient {
+    fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, BackendError> {
+        crate::aws::XRayClient::post_json(self, path, body).map(|response| response.body)
+    }
 }
 
 /// A place batches of segment documents are delivered to.
@@ -49,7 +30,7 @@ pub trait Destination: Send + Sync {
         &self,
         batch: &Batch,
         scratch: &mut Vec<u8>,
-    ) -> Result<Vec<Unprocessed>, SendError>;
+    ) -> Result<Vec<Unprocessed>, BackendError>;
 }
 
 /// Delivers batches to X-Ray with `PutTraceSegments`.
@@ -69,7 +50,7 @@ impl<P: PostJson> Destination for XRaySegments<P> {
         &self,
         batch: &Batch,
         scratch: &mut Vec<u8>,
-    ) -> Result<Vec<Unprocessed>, SendError> {
+    ) -> Result<Vec<Unprocessed>, BackendError> {
         batch::encode_put_trace_segments(batch, scratch);
         let reply = self.client.post_json("/TraceSegments", scratch)?;
         Ok(batch::parse_put_trace_segments_reply(&reply))
@@ -122,13 +103,12 @@ impl Destination for LocalSink {
         &self,
         batch: &Batch,
         scratch: &mut Vec<u8>,
-    ) -> Result<Vec<Unprocessed>, SendError> {
-        self.write_batch(batch, scratch).map_err(|err| SendError {
-            class: ErrorClass::Other,
-            status: None,
-            error_type: None,
-            message: format!("cannot write to local sink {}: {err}", self.name),
-        })?;
+    ) -> Result<Vec<Unprocessed>, BackendError> {
+        self.write_batch(batch, scratch)
+            .map_err(|err| BackendError::Transport {
+                class: ErrorClass::Other,
+                detail: format!("cannot write to local sink {}: {err}", self.name),
+            })?;
         Ok(Vec::new())
     }
 }
@@ -149,22 +129,27 @@ mod tests {
         batch
     }
 
+    /// Answers every call with `reply`, or with HTTP 503 when it is `None`.
     struct Recorder {
-        reply: Result<Vec<u8>, SendError>,
+        reply: Option<Vec<u8>>,
         seen: Mutex<Vec<(String, Vec<u8>)>>,
     }
 
     impl PostJson for Recorder {
-        fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, SendError> {
+        fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, BackendError> {
             self.seen.lock().unwrap().push((path.to_string(), body.to_vec()));
-            self.reply.clone()
+            self.reply.clone().ok_or_else(|| BackendError::Http {
+                status: 503,
+                error_type: None,
+                message: "unavailable".into(),
+            })
         }
     }
 
     #[test]
     fn xray_destination_posts_the_documents_and_reads_unprocessed_ones() {
         let recorder = Recorder {
-            reply: Ok(br#"{"UnprocessedTraceSegments":[{"Id":"b","ErrorCode":"InvalidSegment"}]}"#.to_vec()),
+            reply: Some(br#"{"UnprocessedTraceSegments":[{"Id":"b","ErrorCode":"InvalidSegment"}]}"#.to_vec()),
             seen: Mutex::new(Vec::new()),
         };
         let destination = XRaySegments::new(recorder);
@@ -184,18 +169,12 @@ mod tests {
 
     #[test]
     fn xray_destination_passes_failures_on() {
-        let failure = SendError {
-            class: ErrorClass::Http5xx,
-            status: Some(503),
-            error_type: None,
-            message: "unavailable".into(),
-        };
         let destination = XRaySegments::new(Recorder {
-            reply: Err(failure.clone()),
+            reply: None,
             seen: Mutex::new(Vec::new()),
         });
         let result = destination.put_trace_segments(&batch_of(&["{}"]), &mut Vec::new());
-        assert_eq!(result, Err(failure));
+        assert_eq!(result.unwrap_err().class(), ErrorClass::Http5xx);
     }
 
     #[test]

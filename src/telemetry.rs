@@ -123,7 +123,7 @@ impl<P: PostJson> Telemetry<P> {
                     log::debug!("Send {} telemetry record(s)", records.len());
                 }
                 Err(err) => {
-                    self.stats.backend_error(err.class);
+                    self.stats.backend_error(err.class());
                     log::debug!(
                         "Failed to send telemetry {} record(s). Re-queue records. {err}",
                         self.queue.len()
@@ -163,7 +163,7 @@ pub fn spawn<P: PostJson + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::SendError;
+    use crate::sink::BackendError;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -173,14 +173,12 @@ mod tests {
     }
 
     impl PostJson for &Backend {
-        fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, SendError> {
+        fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, BackendError> {
             assert_eq!(path, "/TelemetryRecords");
             if !*self.up.lock().unwrap() {
-                return Err(SendError {
+                return Err(BackendError::Transport {
                     class: ErrorClass::ConnectionRefused,
-                    status: None,
-                    error_type: None,
-                    message: "refused".into(),
+                    detail: "refused".into(),
                 });
             }
             self.calls.lock().unwrap().push(serde_json::from_slice(body).unwrap());

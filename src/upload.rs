@@ -104,7 +104,7 @@ impl Uploader {
                 log_unprocessed(batch, &unprocessed);
             }
             Err(err) => {
-                self.stats.backend_error(err.class);
+                self.stats.backend_error(err.class());
                 Stats::add(&self.stats.dropped, count);
                 log::error!("Sending segment batch failed with: {err}");
             }
@@ -148,7 +148,7 @@ fn log_unprocessed(batch: &Batch, unprocessed: &[Unprocessed]) {
 mod tests {
     use super::*;
     use crate::pool::MIN_POOL_BYTES;
-    use crate::sink::SendError;
+    use crate::sink::BackendError;
     use crate::stats::ErrorClass;
     use std::sync::Mutex;
 
@@ -164,15 +164,14 @@ mod tests {
             &self,
             batch: &Batch,
             _scratch: &mut Vec<u8>,
-        ) -> Result<Vec<Unprocessed>, SendError> {
+        ) -> Result<Vec<Unprocessed>, BackendError> {
             let docs: Vec<String> = batch
                 .documents()
                 .map(|d| String::from_utf8_lossy(d).into_owned())
                 .collect();
             if docs.iter().any(|d| d.contains("fail")) {
-                return Err(SendError {
-                    class: ErrorClass::Http5xx,
-                    status: Some(500),
+                return Err(BackendError::Http {
+                    status: 500,
                     error_type: None,
                     message: "boom".into(),
                 });

@@ -3,25 +3,9 @@
 
 use super::credentials::CredentialsError;
 use super::signing::SigningError;
+pub use crate::stats::ErrorClass;
 use std::fmt;
 use std::io;
-
-/// The telemetry class of a failed call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The request did not finish within the timeout.
-    Timeout,
-    /// Nothing listens at the endpoint (or the proxy).
-    ConnectionRefused,
-    /// X-Ray answered 4xx.
-    Http4xx,
-    /// X-Ray answered 5xx.
-    Http5xx,
-    /// The endpoint host name does not resolve.
-    UnknownHost,
-    /// Anything else: TLS, protocol, credentials, signing, unexpected status.
-    Other,
-}
 
 /// A failed call to X-Ray.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ pub const DAEMON_VERSION: &str = "3.6.6";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "made once per process")]
 pub enum Command {
     /// Run the relay with these flags.
     ///
@@ -402,9 +403,9 @@ fn parse_go_uint(text: &str) -> Result<u64, NumberError> {
     let bytes = text.as_bytes();
     let (radix, digits): (u32, &[u8]) = match bytes {
         [] => return Err(NumberError::Syntax),
-        [b'0', prefix, _, ..] if matches!(prefix, b'x' | b'X') => (16, &bytes[2..]),
-        [b'0', prefix, _, ..] if matches!(prefix, b'o' | b'O') => (8, &bytes[2..]),
-        [b'0', prefix, _, ..] if matches!(prefix, b'b' | b'B') => (2, &bytes[2..]),
+        [b'0', b'x' | b'X', _, ..] => (16, &bytes[2..]),
+        [b'0', b'o' | b'O', _, ..] => (8, &bytes[2..]),
+        [b'0', b'b' | b'B', _, ..] => (2, &bytes[2..]),
         [b'0', rest @ ..] => (8, rest),
         _ => (10, bytes),
     };
@@ -439,7 +440,7 @@ fn underscores_well_placed(text: &str) -> bool {
         .unwrap_or(bytes);
     let (hex, body, mut previous_was_digit) = match bytes {
         [b'0', prefix, rest @ ..] if matches!(prefix.to_ascii_lowercase(), b'b' | b'o' | b'x') => {
-            (prefix.to_ascii_lowercase() == b'x', rest, true)
+            (prefix.eq_ignore_ascii_case(&b'x'), rest, true)
         }
         _ => (false, bytes, false),
     };

@@ -166,7 +166,8 @@ pub fn report_startup_error(message: &str, log_file: Option<&Path>) {
     write_startup_error(&mut io::stderr(), message, log_file);
 }
 
-fn write_startup_error(stderr: &mut dyn Write, message: &str, log_file: Option<&Path>) {
+/// [`report_startup_error`] with stderr passed in.
+pub fn write_startup_error(stderr: &mut dyn Write, message: &str, log_file: Option<&Path>) {
     let line = format_line(Level::Error, message, &LocalTime::now());
     let _ = stderr.write_all(line.as_bytes());
     if let Some(path) = log_file

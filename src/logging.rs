@@ -16,6 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Size at which the log file is rolled when `Logging.LogRotation` is on (the original's 50 MB).
 pub const ROTATION_SIZE_BYTES: u64 = 50 * 1024 * 1024;
 
+/// The log target prefix of the `xray` binary's own modules.
+const BINARY_LOG_TARGET: &str = "xray";
+
 /// How logging is set up; see [`init`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSetup {
@@ -89,6 +92,8 @@ fn build_logger(setup: &LogSetup) -> Result<env_logger::Logger, LogInitError> {
         }
     };
     let own_level = setup.level.to_level_filter();
+    // This library's log target prefix ("xray_relay"), taken from the code so a rename can't break it.
+    let library = module_path!().split("::").next().unwrap_or(module_path!());
     Ok(env_logger::Builder::new()
         .format(|buffer, record| {
             let line = format_line(record.level(), record.args(), &LocalTime::now());
@@ -97,8 +102,8 @@ fn build_logger(setup: &LogSetup) -> Result<env_logger::Logger, LogInitError> {
         // The original logs only its own messages; our dependencies (TLS, HTTP) get a say only
         // for warnings and errors, so `dev` does not drown the relay's lines in theirs.
         .filter_level(own_level.min(LevelFilter::Warn))
-        .filter_module("xray_relay", own_level)
-        .filter_module("xray", own_level)
+        .filter_module(library, own_level)
+        .filter_module(BINARY_LOG_TARGET, own_level)
         .target(target)
         .build())
 }

@@ -166,7 +166,10 @@ mod tests {
     fn segment_ids_are_read_when_present() {
         let ids = segment_ids(br#"{"trace_id":"1-5759e988-bd862e3fe1be46a994272793","id":"defdfd9912dc5a56","name":"x"}"#);
         assert_eq!(ids.id.as_deref(), Some("defdfd9912dc5a56"));
-        assert_eq!(ids.trace_id.as_deref(), Some("1-5759e988-bd862e3fe1be46a994272793"));
+        assert_eq!(
+            ids.trace_id.as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
         assert_eq!(segment_ids(b"{broken"), SegmentIds::default());
     }
 }

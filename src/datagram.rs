@@ -73,10 +73,7 @@ fn header_is_valid(header: &[u8]) -> bool {
         return false;
     }
     match serde_json::from_slice::<Header>(header) {
-        Ok(h) => {
-            h.version == Some(1)
-                && h.format.is_some_and(|f| f.eq_ignore_ascii_case("json"))
-        }
+        Ok(h) => h.version == Some(1) && h.format.is_some_and(|f| f.eq_ignore_ascii_case("json")),
         Err(_) => false,
     }
 }

@@ -26,10 +26,13 @@ pub struct LogSetup {
     pub level: Level,
     /// A level name that was not recognised, to warn about once logging is up.
     pub unknown_level: Option<String>,
-    /// The file to append to; `None` for stdout.
+    /// The file to append to; `None` for the console.
     pub file: Option<PathBuf>,
     /// Roll the file at [`ROTATION_SIZE_BYTES`].
     pub rotation: bool,
+    /// Log to stderr instead of stdout when there is no file (offline mode writes segments to
+    /// stdout, which must stay clean JSON lines).
+    pub console_is_stderr: bool,
 }
 
 /// Why logging could not be set up.
@@ -80,6 +83,7 @@ pub fn init(setup: &LogSetup) -> Result<(), LogInitError> {
 /// The logger [`init`] installs, without installing it.
 fn build_logger(setup: &LogSetup) -> Result<env_logger::Logger, LogInitError> {
     let target = match &setup.file {
+        None if setup.console_is_stderr => env_logger::Target::Stderr,
         None => env_logger::Target::Stdout,
         Some(path) => {
             let rotate_at = setup.rotation.then_some(ROTATION_SIZE_BYTES);
@@ -616,6 +620,7 @@ mod tests {
             unknown_level: None,
             file: Some(blocker.join("xray.log")),
             rotation: true,
+            console_is_stderr: false,
         })
         .err()
         .unwrap();
@@ -712,6 +717,7 @@ mod tests {
             unknown_level: None,
             file: Some(path.clone()),
             rotation: true,
+            console_is_stderr: false,
         })
         .unwrap();
         let record = |level: Level, target: &'static str, message: &str| {

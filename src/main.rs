@@ -1,3 +1,100 @@
 //! The `xray` binary: a drop-in replacement for the AWS X-Ray daemon.
 
-fn main() {}
+use std::sync::Arc;
+use xray_relay::aws::{self, ClientSettings, CredentialsProvider, Env, XRayClient};
+use xray_relay::relay::{self, Output};
+use xray_relay::settings::{self, Exit, Settings};
+use xray_relay::sink::LocalSink;
+use xray_relay::telemetry::Reporter;
+use xray_relay::{cli, logging, shutdown};
+
+fn main() {
+    // First, before any thread exists: every thread inherits the blocked signal mask.
+    let signals = match shutdown::listen() {
+        Ok(signals) => signals,
+        Err(err) => fail(&format!("cannot set up signal handling: {err}")),
+    };
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let settings = settings::resolve(&args).unwrap_or_else(|exit| exit.exit());
+    logging::init(&settings.log_setup()).unwrap_or_else(|err| Exit::from(err).exit());
+
+    log::info!(
+        "Initializing AWS X-Ray daemon {} (xray-relay {})",
+        cli::DAEMON_VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
+    let buffer_mb = settings
+        .buffer_memory_limit_mb()
+        .unwrap_or_else(|err| fail(&err.to_string()));
+    log::info!("Using buffer memory limit of {buffer_mb} MB");
+
+    let output = match &settings.local_sink {
+        Some(target) => match LocalSink::open(target) {
+            Ok(sink) => {
+                log::info!("Offline mode: writing segments to {target} instead of X-Ray");
+                Output::Local(sink)
+            }
+            Err(err) => fail(&format!("Unable to open local sink {target}: {err}")),
+        },
+        None => connect_to_xray(&settings, &Env::from_process()),
+    };
+    let pool_bytes = usize::try_from(buffer_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    if let Err(err) = relay::run(&settings, pool_bytes, output, signals) {
+        fail(&err.to_string());
+    }
+}
+
+/// Resolves region, credentials and endpoint, and builds the X-Ray client.
+fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
+    let region = aws::resolve_region(settings.region.as_deref(), settings.local_mode, env, || {
+        Err("instance metadata lookups are not implemented yet")
+    })
+    .unwrap_or_else(|err| fail(&err.to_string()));
+    log::info!("Using region: {region}");
+    if let Some(role) = &settings.role_arn {
+        fail(&format!(
+            "Assuming a role with -r/RoleARN ({role}) is not supported yet; remove it or provide the role's credentials directly"
+        ));
+    }
+
+    let credentials = Arc::new(CredentialsProvider::from_env(env));
+    // Like the SDKs, missing credentials are not fatal: they may appear later (a profile
+    // written after start); until then uploads fail and are counted.
+    if let Err(err) = credentials.credentials() {
+        log::warn!("No AWS credentials yet: {err}");
+    }
+    let endpoint = aws::xray_endpoint(settings.endpoint.as_deref(), &region, env);
+    log::info!("Using X-Ray endpoint: {endpoint}");
+    let mut client_settings = ClientSettings::new(endpoint, region);
+    client_settings.proxy_address = settings.proxy_address.clone();
+    client_settings.no_verify_ssl = settings.no_verify_ssl;
+    client_settings.max_idle_connections = settings.concurrency.max(1);
+    let client = XRayClient::new(&client_settings, credentials, env)
+        .unwrap_or_else(|err| fail(&format!("Unable to create the X-Ray client: {err}")));
+
+    let reporter = Reporter {
+        instance_id: env.get("AWS_INSTANCE_ID").unwrap_or_default().to_string(),
+        hostname: env.get("AWS_HOSTNAME").unwrap_or_default().to_string(),
+        resource_arn: settings.resource_arn.clone(),
+    };
+    log::debug!(
+        "ARN of the AWS resource running the daemon: {}",
+        reporter.resource_arn
+    );
+    Output::XRay {
+        client: Arc::new(client),
+        reporter,
+    }
+}
+
+/// Logs an error and exits 1, as the original does for every start-up failure.
+fn fail(message: &str) -> ! {
+    log::error!("{message}");
+    if log::max_level() == log::LevelFilter::Off {
+        eprintln!("{message}");
+    }
+    std::process::exit(1)
+}

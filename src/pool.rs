@@ -283,7 +283,9 @@ impl Pool {
 
     fn lock(&self) -> MutexGuard<'_, Ring> {
         // A panic while holding the lock leaves the ring consistent enough to keep relaying.
-        self.ring.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ring
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn now_ms(&self) -> u32 {
@@ -324,7 +326,7 @@ impl Pool {
         pushed.stored = true;
 
         let waiting = ring.waiting();
-        let wake = waiting == 1 || waiting % BATCH_SIZE == 0 || ring.is_low();
+        let wake = waiting == 1 || waiting.is_multiple_of(BATCH_SIZE) || ring.is_low();
         drop(ring);
         if wake {
             self.batch_due.notify_one();
@@ -458,7 +460,14 @@ mod tests {
         let pool = Pool::with_memory(MIN_POOL_BYTES);
         for i in 0..2_500 {
             let pushed = pool.push(&doc(i, 1024));
-            assert_eq!(pushed, Pushed { evicted_waiting: 0, stored: true }, "segment {i}");
+            assert_eq!(
+                pushed,
+                Pushed {
+                    evicted_waiting: 0,
+                    stored: true
+                },
+                "segment {i}"
+            );
         }
         let fill = pool.fill();
         assert_eq!(fill.segments, 2_500);
@@ -540,7 +549,10 @@ mod tests {
         for i in 0..capacity {
             evicted_waiting += pool.push(&doc(100 + i, 1024)).evicted_waiting;
         }
-        assert_eq!(evicted_waiting, 0, "in-flight segments are not counted as spillover");
+        assert_eq!(
+            evicted_waiting, 0,
+            "in-flight segments are not counted as spillover"
+        );
         assert_eq!(pool.release(&batch), 10);
     }
 
@@ -553,7 +565,10 @@ mod tests {
         assert!(pool.take_batch(&mut batch));
         let waited = started.elapsed();
         assert_eq!(batch.len(), 1);
-        assert!(waited >= BATCH_DELAY - Duration::from_millis(20), "{waited:?}");
+        assert!(
+            waited >= BATCH_DELAY - Duration::from_millis(20),
+            "{waited:?}"
+        );
         assert!(waited < BATCH_DELAY * 3, "{waited:?}");
     }
 

@@ -106,7 +106,10 @@ impl Throttled {
         }
         let message = message();
         if self.held_back > 0 {
-            log::warn!("{message} ({} more like it in the last second)", self.held_back);
+            log::warn!(
+                "{message} ({} more like it in the last second)",
+                self.held_back
+            );
         } else {
             log::warn!("{message}");
         }
@@ -127,11 +130,12 @@ pub async fn run(
     let mut spillover_log = Throttled::new();
     let mut error_log = Throttled::new();
     loop {
-        let received = smol::future::or(async { Some(socket.recv_from(&mut buffer).await) }, async {
-            let _ = stop.recv().await;
-            None
-        })
-        .await;
+        let received =
+            smol::future::or(async { Some(socket.recv_from(&mut buffer).await) }, async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
         let len = match received {
             None => return,
             Some(Ok((len, _from))) => len,
@@ -158,7 +162,8 @@ pub async fn run(
             }
             Err(rejection) => {
                 Stats::add(&stats.rejected, 1);
-                rejected_log.warn(|| format!("Rejected datagram: {rejection}: {}", preview(datagram)));
+                rejected_log
+                    .warn(|| format!("Rejected datagram: {rejection}: {}", preview(datagram)));
             }
         }
     }
@@ -186,8 +191,14 @@ mod tests {
 
     #[test]
     fn resolves_the_spellings_go_accepts() {
-        assert_eq!(resolve("127.0.0.1:2000").unwrap(), "127.0.0.1:2000".parse().unwrap());
-        assert_eq!(resolve("[::1]:2000").unwrap(), "[::1]:2000".parse().unwrap());
+        assert_eq!(
+            resolve("127.0.0.1:2000").unwrap(),
+            "127.0.0.1:2000".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[::1]:2000").unwrap(),
+            "[::1]:2000".parse().unwrap()
+        );
         assert_eq!(resolve(":2000").unwrap(), "0.0.0.0:2000".parse().unwrap());
         assert!(resolve("localhost:2000").unwrap().ip().is_loopback());
         assert!(resolve("127.0.0.1").is_err());
@@ -216,7 +227,10 @@ mod tests {
 
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let header = "{\"format\":\"json\",\"version\":1}\n";
-        let big = format!("{header}{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(65_000));
+        let big = format!(
+            "{header}{{\"id\":\"big\",\"pad\":\"{}\"}}",
+            "x".repeat(65_000)
+        );
         let datagrams: Vec<Vec<u8>> = vec![
             format!("{header}{{\"id\":\"1\"}}").into_bytes(),
             b"no header at all".to_vec(),
@@ -249,6 +263,9 @@ mod tests {
             .map(|d| crate::batch::segment_ids(d).id.unwrap())
             .collect();
         assert_eq!(ids, ["1", "2", "big", "3"]);
-        assert_eq!(batch.documents().nth(2).unwrap().len(), big.len() - header.len());
+        assert_eq!(
+            batch.documents().nth(2).unwrap().len(),
+            big.len() - header.len()
+        );
     }
 }

@@ -58,8 +58,8 @@ pub fn run(
         fill.capacity_bytes
     );
 
-    let (socket, granted) = receive::bind(&settings.udp_address)
-        .map_err(|err| StartError(err.to_string()))?;
+    let (socket, granted) =
+        receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
     if granted < receive::SOCKET_BUFFER_BYTES {
         log::info!(
             "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
@@ -72,12 +72,20 @@ pub fn run(
     let (destination, telemetry): (Arc<dyn Destination>, _) = match output {
         Output::XRay { client, reporter } => {
             let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
-            (Arc::new(crate::sink::XRaySegments::new(client)), Some(telemetry))
+            (
+                Arc::new(crate::sink::XRaySegments::new(client)),
+                Some(telemetry),
+            )
         }
         Output::Local(sink) => (Arc::new(sink), None),
     };
-    let uploaders = upload::spawn(settings.concurrency, pool.clone(), destination, stats.clone())
-        .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
+    let uploaders = upload::spawn(
+        settings.concurrency,
+        pool.clone(),
+        destination,
+        stats.clone(),
+    )
+    .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
     let (telemetry_stop, telemetry_thread) = match telemetry {
         Some(telemetry) => {
             let (stop, stopped) = std::sync::mpsc::channel();
@@ -91,9 +99,17 @@ pub fn run(
     log::info!("Listening on UDP {}", settings.udp_address);
     let (stop_receiving, receiving_stopped) = smol::channel::bounded(1);
     smol::block_on(async {
-        let receiver = smol::spawn(receive::run(socket, pool.clone(), stats.clone(), receiving_stopped));
+        let receiver = smol::spawn(receive::run(
+            socket,
+            pool.clone(),
+            stats.clone(),
+            receiving_stopped,
+        ));
         if let Ok(signal) = signals.recv().await {
-            log::debug!("Shutdown Initiated. Current epoch in nanoseconds: {}", epoch_nanos());
+            log::debug!(
+                "Shutdown Initiated. Current epoch in nanoseconds: {}",
+                epoch_nanos()
+            );
             log::info!("Got shutdown signal: {}", signal.name());
         }
         let _ = stop_receiving.send(()).await;
@@ -121,7 +137,10 @@ pub fn run(
         counts.spillover,
         counts.sent
     );
-    log::debug!("Shutdown finished. Current epoch in nanoseconds: {}", epoch_nanos());
+    log::debug!(
+        "Shutdown finished. Current epoch in nanoseconds: {}",
+        epoch_nanos()
+    );
     Ok(())
 }
 

@@ -231,6 +231,7 @@ impl Settings {
             unknown_level: self.unknown_log_level.clone(),
             file: self.log_file.clone(),
             rotation: self.log_rotation,
+            console_is_stderr: self.local_sink.as_deref() == Some("-"),
         }
     }
 

@@ -1,8 +1,8 @@
 //! Where batches go: X-Ray's `PutTraceSegments`, or a local file of JSON lines (offline mode).
 
+pub use crate::aws::BackendError;
 use crate::batch::{self, Unprocessed};
 use crate::pool::Batch;
-pub use crate::aws::BackendError;
 use crate::stats::ErrorClass;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -137,7 +137,10 @@ mod tests {
 
     impl PostJson for Recorder {
         fn post_json(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, BackendError> {
-            self.seen.lock().unwrap().push((path.to_string(), body.to_vec()));
+            self.seen
+                .lock()
+                .unwrap()
+                .push((path.to_string(), body.to_vec()));
             self.reply.clone().ok_or_else(|| BackendError::Http {
                 status: 503,
                 error_type: None,
@@ -149,7 +152,10 @@ mod tests {
     #[test]
     fn xray_destination_posts_the_documents_and_reads_unprocessed_ones() {
         let recorder = Recorder {
-            reply: Some(br#"{"UnprocessedTraceSegments":[{"Id":"b","ErrorCode":"InvalidSegment"}]}"#.to_vec()),
+            reply: Some(
+                br#"{"UnprocessedTraceSegments":[{"Id":"b","ErrorCode":"InvalidSegment"}]}"#
+                    .to_vec(),
+            ),
             seen: Mutex::new(Vec::new()),
         };
         let destination = XRaySegments::new(recorder);
@@ -184,7 +190,10 @@ mod tests {
         let path = dir.join("segments.jsonl");
         let _ = std::fs::remove_file(&path);
         let sink = LocalSink::open(path.to_str().unwrap()).unwrap();
-        let documents = [r#"{"id":"1"}"#, "{\n  \"id\": \"2\",\r\n  \"n\": \"a\\nb\"\n}"];
+        let documents = [
+            r#"{"id":"1"}"#,
+            "{\n  \"id\": \"2\",\r\n  \"n\": \"a\\nb\"\n}",
+        ];
         sink.put_trace_segments(&batch_of(&documents), &mut Vec::new())
             .unwrap();
         let written = std::fs::read_to_string(&path).unwrap();

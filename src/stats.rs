@@ -155,8 +155,10 @@ mod tests {
 
     #[test]
     fn every_class_has_its_own_telemetry_field() {
-        let names: std::collections::HashSet<_> =
-            ErrorClass::ALL.iter().map(|c| c.telemetry_field()).collect();
+        let names: std::collections::HashSet<_> = ErrorClass::ALL
+            .iter()
+            .map(|c| c.telemetry_field())
+            .collect();
         assert_eq!(names.len(), ErrorClass::ALL.len());
         for (i, class) in ErrorClass::ALL.iter().enumerate() {
             assert_eq!(class.index(), i);

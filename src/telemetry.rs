@@ -44,7 +44,10 @@ impl Record {
         let c = &self.counts;
         let mut errors = serde_json::Map::new();
         for class in ErrorClass::ALL {
-            errors.insert(class.telemetry_field().into(), json!(c.backend_errors(class)));
+            errors.insert(
+                class.telemetry_field().into(),
+                json!(c.backend_errors(class)),
+            );
         }
         json!({
             "Timestamp": self.timestamp,
@@ -149,11 +152,9 @@ pub fn spawn<P: PostJson + 'static>(
     std::thread::Builder::new()
         .name("telemetry".into())
         .spawn(move || {
-            loop {
-                match stop.recv_timeout(INTERVAL) {
-                    Err(RecvTimeoutError::Timeout) => telemetry.report(),
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-                }
+            // A message or a closed channel both mean stop; only a timeout means report.
+            while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
+                telemetry.report();
             }
             telemetry.report();
             log::debug!("telemetry: done!");
@@ -181,7 +182,10 @@ mod tests {
                     detail: "refused".into(),
                 });
             }
-            self.calls.lock().unwrap().push(serde_json::from_slice(body).unwrap());
+            self.calls
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(body).unwrap());
             Ok(b"{}".to_vec())
         }
     }
@@ -196,7 +200,10 @@ mod tests {
 
     #[test]
     fn nothing_is_reported_before_the_first_datagram() {
-        let backend = Backend { up: Mutex::new(true), ..Default::default() };
+        let backend = Backend {
+            up: Mutex::new(true),
+            ..Default::default()
+        };
         let mut telemetry = Telemetry::new(&backend, Arc::new(Stats::default()), reporter());
         telemetry.report();
         telemetry.report();
@@ -205,7 +212,10 @@ mod tests {
 
     #[test]
     fn a_record_carries_the_interval_counts_and_the_reporter() {
-        let backend = Backend { up: Mutex::new(true), ..Default::default() };
+        let backend = Backend {
+            up: Mutex::new(true),
+            ..Default::default()
+        };
         let stats = Arc::new(Stats::default());
         let mut telemetry = Telemetry::new(&backend, stats.clone(), reporter());
         Stats::add(&stats.received, 10);
@@ -246,7 +256,12 @@ mod tests {
         }
         assert_eq!(telemetry.queued(), MAX_QUEUED);
         // Each failed call is itself counted as a backend error.
-        assert_eq!(stats.snapshot().backend_errors(ErrorClass::ConnectionRefused), 35);
+        assert_eq!(
+            stats
+                .snapshot()
+                .backend_errors(ErrorClass::ConnectionRefused),
+            35
+        );
 
         *backend.up.lock().unwrap() = true;
         Stats::add(&stats.received, 1);
@@ -262,8 +277,10 @@ mod tests {
 
     #[test]
     fn the_thread_sends_a_last_record_when_stopped() {
-        let backend: &'static Backend =
-            Box::leak(Box::new(Backend { up: Mutex::new(true), ..Default::default() }));
+        let backend: &'static Backend = Box::leak(Box::new(Backend {
+            up: Mutex::new(true),
+            ..Default::default()
+        }));
         let stats = Arc::new(Stats::default());
         Stats::add(&stats.received, 3);
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();

@@ -137,7 +137,10 @@ fn log_unprocessed(batch: &Batch, unprocessed: &[Unprocessed]) {
             Some((ids, document)) => {
                 let trace = ids.trace_id.as_deref().unwrap_or("unknown");
                 log::error!("Unprocessed trace {trace}, segment: {id} ({reason})");
-                log::debug!("Unprocessed segment {id}: {}", String::from_utf8_lossy(document));
+                log::debug!(
+                    "Unprocessed segment {id}: {}",
+                    String::from_utf8_lossy(document)
+                );
             }
             None => log::error!("Unprocessed segment: {id} ({reason})"),
         }

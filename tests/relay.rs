@@ -24,12 +24,22 @@ fn segments_arrive_unchanged_in_signed_batches_of_at_most_fifty() {
     expected.sort();
     assert_eq!(received, expected, "log:\n{log}");
 
-    for request in xray.requests().iter().filter(|r| r.path == "/TraceSegments") {
+    for request in xray
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/TraceSegments")
+    {
         assert_eq!(request.method, "POST");
-        let count = request.json()["TraceSegmentDocuments"].as_array().unwrap().len();
+        let count = request.json()["TraceSegmentDocuments"]
+            .as_array()
+            .unwrap()
+            .len();
         assert!((1..=50).contains(&count), "batch of {count}");
         let auth = request.header("authorization").expect("signed");
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{auth}"
+        );
         assert!(auth.contains("/us-east-1/xray/aws4_request"), "{auth}");
         assert!(request.header("x-amz-date").is_some());
         assert!(request.header("x-amzn-xray-timestamp").is_some());
@@ -63,7 +73,10 @@ fn garbage_datagrams_are_rejected_without_losing_the_valid_ones_around_them() {
         sent.push(valid);
         relay.send(junk);
     }
-    let big = format!(r#"{{"id":"big","trace_id":"1-big","pad":"{}"}}"#, "y".repeat(64_000));
+    let big = format!(
+        r#"{{"id":"big","trace_id":"1-big","pad":"{}"}}"#,
+        "y".repeat(64_000)
+    );
     relay.send_segment(&big);
     sent.push(big);
 
@@ -75,8 +88,14 @@ fn garbage_datagrams_are_rejected_without_losing_the_valid_ones_around_them() {
         assert!(received.contains(s), "lost {s:.60}");
     }
     let records = xray.telemetry_records();
-    let rejected: u64 = records.iter().map(|r| r["SegmentsRejectedCount"].as_u64().unwrap()).sum();
-    let received_count: u64 = records.iter().map(|r| r["SegmentsReceivedCount"].as_u64().unwrap()).sum();
+    let rejected: u64 = records
+        .iter()
+        .map(|r| r["SegmentsRejectedCount"].as_u64().unwrap())
+        .sum();
+    let received_count: u64 = records
+        .iter()
+        .map(|r| r["SegmentsReceivedCount"].as_u64().unwrap())
+        .sum();
     assert_eq!(rejected, 70, "records: {records:?}");
     assert_eq!(received_count, 141, "records: {records:?}");
     assert!(log.contains("[Warn] Rejected datagram"), "{log}");
@@ -119,7 +138,10 @@ fn unprocessed_segments_are_logged_with_their_trace_id_and_counted() {
                 })
             })
             .collect();
-        (200, serde_json::json!({"UnprocessedTraceSegments": refused}).to_string())
+        (
+            200,
+            serde_json::json!({"UnprocessedTraceSegments": refused}).to_string(),
+        )
     }));
     let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
     for i in 0..5 {
@@ -131,12 +153,21 @@ fn unprocessed_segments_are_logged_with_their_trace_id_and_counted() {
     assert!(status.success());
     let trace = format!("1-5f84c7a1-{:024x}", 3);
     assert!(
-        log.contains(&format!("[Error] Unprocessed trace {trace}, segment: {:016x}", 3)),
+        log.contains(&format!(
+            "[Error] Unprocessed trace {trace}, segment: {:016x}",
+            3
+        )),
         "{log}"
     );
     let records = xray.telemetry_records();
-    let rejected: u64 = records.iter().map(|r| r["SegmentsRejectedCount"].as_u64().unwrap()).sum();
-    let sent: u64 = records.iter().map(|r| r["SegmentsSentCount"].as_u64().unwrap()).sum();
+    let rejected: u64 = records
+        .iter()
+        .map(|r| r["SegmentsRejectedCount"].as_u64().unwrap())
+        .sum();
+    let sent: u64 = records
+        .iter()
+        .map(|r| r["SegmentsSentCount"].as_u64().unwrap())
+        .sum();
     assert_eq!((sent, rejected), (4, 1));
 }
 
@@ -144,7 +175,10 @@ fn unprocessed_segments_are_logged_with_their_trace_id_and_counted() {
 fn failed_uploads_are_counted_by_class_in_telemetry() {
     let xray = MockXRay::with_responder(Arc::new(|request| {
         if request.path == "/TraceSegments" {
-            (503, r#"{"__type":"ServiceUnavailableException","message":"down"}"#.into())
+            (
+                503,
+                r#"{"__type":"ServiceUnavailableException","message":"down"}"#.into(),
+            )
         } else {
             (200, "{}".into())
         }
@@ -157,7 +191,11 @@ fn failed_uploads_are_counted_by_class_in_telemetry() {
     let records = xray.telemetry_records();
     let errors_5xx: u64 = records
         .iter()
-        .map(|r| r["BackendConnectionErrors"]["HTTPCode5XXCount"].as_u64().unwrap())
+        .map(|r| {
+            r["BackendConnectionErrors"]["HTTPCode5XXCount"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     assert!(errors_5xx >= 1, "{records:?}");
 }
@@ -173,8 +211,15 @@ fn log_lines_have_the_original_format() {
     assert!(stamp.len() == 20 || stamp.len() == 25, "{first}");
     assert_eq!(&stamp[4..5], "-");
     assert_eq!(&stamp[10..11], "T");
-    assert!(rest.starts_with("[Info] Initializing AWS X-Ray daemon"), "{first}");
-    for expected in ["Using buffer memory limit of", "segment buffers allocated", "Using region: us-east-1"] {
+    assert!(
+        rest.starts_with("[Info] Initializing AWS X-Ray daemon"),
+        "{first}"
+    );
+    for expected in [
+        "Using buffer memory limit of",
+        "segment buffers allocated",
+        "Using region: us-east-1",
+    ] {
         assert!(log.contains(expected), "missing {expected:?} in\n{log}");
     }
 }

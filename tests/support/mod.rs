@@ -20,7 +20,9 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -179,7 +181,8 @@ impl TempDir {
     pub fn new(name: &str) -> TempDir {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("xray-relay-{name}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("xray-relay-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -198,7 +201,8 @@ impl Drop for TempDir {
 
 /// The `xray` binary under test (`XRAY_RUNNER`, e.g. `qemu-aarch64-static`, may wrap it).
 pub fn relay_command() -> Command {
-    let binary = std::env::var("XRAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_xray").to_string());
+    let binary =
+        std::env::var("XRAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_xray").to_string());
     let mut command = match std::env::var("XRAY_RUNNER") {
         Ok(runner) if !runner.is_empty() => {
             let mut c = Command::new(runner);
@@ -249,10 +253,19 @@ impl<'a> RelayOptions<'a> {
     pub fn uploading_to(endpoint: &str) -> RelayOptions<'a> {
         RelayOptions {
             config: format!("Endpoint: \"{endpoint}\"\n"),
-            args: vec!["-o".into(), "-n".into(), "us-east-1".into(), "-l".into(), "debug".into()],
+            args: vec![
+                "-o".into(),
+                "-n".into(),
+                "us-east-1".into(),
+                "-l".into(),
+                "debug".into(),
+            ],
             env: vec![
                 ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".into()),
-                ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+                ),
             ],
         }
     }

@@ -49,17 +49,18 @@ def moto(tmp_path_factory):
 
 @pytest.fixture
 def start_relay(request, relay_command, moto, tmp_path):
-    """Starts relays for a test: start_relay(endpoint=..., credentials=..., args=...).
+    """Starts relays for a test: start_relay(endpoint=..., credentials=..., args=..., config_only=...).
 
     By default a relay uploads to moto with the relay user's credentials. At teardown every relay
     still running gets SIGTERM and must exit with code 0 within 10 s."""
     relays: list[Relay] = []
     request.node.stash[RELAYS] = relays
 
-    def start(endpoint: str | None = moto.url, credentials="relay", args: tuple[str, ...] = ()) -> Relay:
+    def start(endpoint: str | None = moto.url, credentials="relay", args: tuple[str, ...] = (),
+              config_only: bool = False) -> Relay:
         if credentials == "relay":
             credentials = moto.relay_credentials
-        relay = Relay(relay_command, tmp_path / f"relay{len(relays)}", endpoint, credentials, args)
+        relay = Relay(relay_command, tmp_path / f"relay{len(relays)}", endpoint, credentials, args, config_only)
         relays.append(relay)
         return relay
 

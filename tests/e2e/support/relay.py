@@ -29,10 +29,11 @@ class Relay:
     endpoint: X-Ray endpoint written to a cfg.yaml passed with -c; None for no config file.
     credentials: put in the environment; None for none at all.
     args: extra flags after the standard ones.
+    config_only: configure everything (ports, region, log) in a full cfg.yaml instead of flags.
     """
 
     def __init__(self, command: list[str], workdir: Path, endpoint: str | None,
-                 credentials: Credentials | None, args: tuple[str, ...] = ()):
+                 credentials: Credentials | None, args: tuple[str, ...] = (), config_only: bool = False):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.udp_port = free_port(socket.SOCK_DGRAM)
@@ -40,13 +41,16 @@ class Relay:
         self.log_path = workdir / "relay.log"
         self.stdout_path = workdir / "stdout"
         self.stderr_path = workdir / "stderr"
-        self.argv = list(command) + ["-o", "-n", REGION,
-                                     "-b", f"{HOST}:{self.udp_port}", "-t", f"{HOST}:{self.tcp_port}",
-                                     "-l", "debug", "-f", str(self.log_path)]
-        if endpoint is not None:
-            config = workdir / "cfg.yaml"
-            config.write_text(f'Version: 2\nEndpoint: "{endpoint}"\n')
-            self.argv += ["-c", str(config)]
+        if config_only:
+            self.argv = list(command) + ["-c", str(self._write_full_config(endpoint))]
+        else:
+            self.argv = list(command) + ["-o", "-n", REGION,
+                                         "-b", f"{HOST}:{self.udp_port}", "-t", f"{HOST}:{self.tcp_port}",
+                                         "-l", "debug", "-f", str(self.log_path)]
+            if endpoint is not None:
+                config = workdir / "cfg.yaml"
+                config.write_text(f'Version: 2\nEndpoint: "{endpoint}"\n')
+                self.argv += ["-c", str(config)]
         self.argv += list(args)
         self.env = self._environment(credentials)
         self.returncode: int | None = None
@@ -55,6 +59,36 @@ class Relay:
         self.process = subprocess.Popen(self.argv, env=self.env, cwd=workdir, stdin=subprocess.DEVNULL,
                                         stdout=self._stdout, stderr=self._stderr)
         self._wait_listening()
+
+    def _write_full_config(self, endpoint: str | None) -> Path:
+        """A cfg.yaml in the original daemon's format that sets everything the flags would."""
+        config = self.workdir / "cfg.yaml"
+        config.write_text("\n".join([
+            "# every setting from this file, no command-line flags",
+            "TotalBufferSizeMB: 16",
+            "Concurrency: 4",
+            f'Endpoint: "{endpoint or ""}"',
+            f'Region: "{REGION}"',
+            "Socket:",
+            f'  UDPAddress: "{HOST}:{self.udp_port}"',
+            f'  TCPAddress: "{HOST}:{self.tcp_port}"',
+            "ProxyServer:",
+            "  IdleConnTimeout: 30",
+            "  MaxIdleConnsPerHost: 2",
+            "  MaxIdleConns: 0",
+            "Logging:",
+            "  LogRotation: false",
+            '  LogLevel: "debug"',
+            f'  LogPath: "{self.log_path}"',
+            "LocalMode: true",
+            'ResourceARN: ""',
+            'RoleARN: ""',
+            "NoVerifySSL: false",
+            'ProxyAddress: ""',
+            "Version: 2",
+            "",
+        ]))
+        return config
 
     def _environment(self, credentials: Credentials | None) -> dict[str, str]:
         """The caller's environment without any AWS settings, so only what the test gives is used."""

@@ -9,6 +9,7 @@ from support.xray import delivery_problems, wait_for_segments
 
 
 def test_proxy_signs_and_forwards_unsigned_requests(relay, xray):
+    relay.wait_proxy()
     segment = make_segment("proxy-forward")
     body = json.dumps({"TraceSegmentDocuments": [encode(segment).decode()]})
     response = requests.post(f"http://127.0.0.1:{relay.tcp_port}/TraceSegments", data=body,

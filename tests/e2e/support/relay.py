@@ -54,6 +54,7 @@ class Relay:
         self.argv += list(args)
         self.env = self._environment(credentials)
         self.returncode: int | None = None
+        self.killed = False
         self._stdout = open(self.stdout_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
         self.process = subprocess.Popen(self.argv, env=self.env, cwd=workdir, stdin=subprocess.DEVNULL,
@@ -61,7 +62,7 @@ class Relay:
         self._wait_listening()
 
     def _write_full_config(self, endpoint: str | None) -> Path:
-        """A cfg.yaml in the original daemon's format that sets everything the flags would."""
+        """A cfg.yaml with every key of the original daemon's documented one, setting what the flags would."""
         config = self.workdir / "cfg.yaml"
         config.write_text("\n".join([
             "# every setting from this file, no command-line flags",
@@ -72,10 +73,6 @@ class Relay:
             "Socket:",
             f'  UDPAddress: "{HOST}:{self.udp_port}"',
             f'  TCPAddress: "{HOST}:{self.tcp_port}"',
-            "ProxyServer:",
-            "  IdleConnTimeout: 30",
-            "  MaxIdleConnsPerHost: 2",
-            "  MaxIdleConns: 0",
             "Logging:",
             "  LogRotation: false",
             '  LogLevel: "debug"',
@@ -103,16 +100,22 @@ class Relay:
         return env
 
     def _wait_listening(self) -> None:
-        """Until the UDP port is bound and the TCP proxy listens, or the process dies."""
+        """Until the UDP port is bound, or the process dies."""
+        self._wait_for(lambda: udp_bound(self.udp_port), f"listening on UDP {self.udp_port}")
+
+    def wait_proxy(self) -> None:
+        """Until the TCP proxy listens, or the process dies."""
+        self._wait_for(lambda: tcp_listening(self.tcp_port), f"TCP proxy listening on {self.tcp_port}")
+
+    def _wait_for(self, ready, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        while not (udp_bound(self.udp_port) and tcp_listening(self.tcp_port)):
+        while not ready():
             if self.process.poll() is not None:
                 self.returncode = self.process.returncode
-                raise AssertionError(f"relay exited with code {self.returncode} before listening\n{self.report()}")
+                raise AssertionError(f"relay exited with code {self.returncode} before {what}\n{self.report()}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise AssertionError(f"relay not listening on UDP {self.udp_port} and TCP {self.tcp_port} "
-                                     f"after {START_TIMEOUT} s\n{self.report()}")
+                raise AssertionError(f"relay not {what} after {START_TIMEOUT} s\n{self.report()}")
             time.sleep(0.05)
 
     @property
@@ -137,6 +140,8 @@ class Relay:
         return self.returncode
 
     def kill(self) -> None:
+        """SIGKILL, for a relay the harness has already reported as failed."""
+        self.killed = True
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()

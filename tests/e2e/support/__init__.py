@@ -1,0 +1,1 @@
+"""Helpers for the end-to-end suite: moto, the relay process, segments and X-Ray queries."""

@@ -1,0 +1,69 @@
+"""Reading segments back from the X-Ray API (moto) and comparing them with what was sent."""
+
+import difflib
+import json
+import time
+
+BATCH_GET_LIMIT = 5  # X-Ray's BatchGetTraces takes at most 5 trace ids per call
+
+
+def fetch_documents(xray, trace_ids) -> dict[str, str]:
+    """Segment id -> raw document, for every segment stored under the given traces."""
+    ids = sorted(set(trace_ids))
+    found = {}
+    for start in range(0, len(ids), BATCH_GET_LIMIT):
+        response = xray.batch_get_traces(TraceIds=ids[start : start + BATCH_GET_LIMIT])
+        for trace in response["Traces"]:
+            for segment in trace["Segments"]:
+                found[segment["Id"]] = segment["Document"]
+    return found
+
+
+def wait_for_segments(xray, sent: list[dict], timeout: float = 30.0) -> dict[str, str]:
+    """Poll BatchGetTraces until every sent segment is stored or the deadline passes.
+
+    Returns what was found (segment id -> raw document); the caller asserts."""
+    wanted = {segment["id"]: segment["trace_id"] for segment in sent}
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        missing_traces = {trace for seg_id, trace in wanted.items() if seg_id not in found}
+        if not missing_traces:
+            return found
+        found.update(fetch_documents(xray, missing_traces))
+        if time.monotonic() > deadline:
+            return found
+        if any(seg_id not in found for seg_id in wanted):
+            time.sleep(0.25)
+
+
+def _diff(sent: dict, got: dict) -> str:
+    left = json.dumps(sent, indent=1, sort_keys=True, ensure_ascii=False).splitlines()
+    right = json.dumps(got, indent=1, sort_keys=True, ensure_ascii=False).splitlines()
+    return "\n".join(difflib.unified_diff(left, right, "sent", "stored", lineterm="", n=1))
+
+
+def delivery_problems(sent: list[dict], found: dict[str, str], show: int = 3) -> str:
+    """'' when every sent segment is stored with identical JSON content; otherwise a report."""
+    missing = [segment for segment in sent if segment["id"] not in found]
+    changed = []
+    for segment in sent:
+        raw = found.get(segment["id"])
+        if raw is None:
+            continue
+        try:
+            stored = json.loads(raw)
+        except ValueError:
+            changed.append(f"segment {segment['id']}: stored document is not JSON: {raw[:300]!r}")
+            continue
+        if stored != segment:
+            changed.append(f"segment {segment['id']} content differs:\n{_diff(segment, stored)[:3000]}")
+    if not missing and not changed:
+        return ""
+    lines = [f"{len(sent)} segments sent, {len(sent) - len(missing)} stored, {len(changed)} with changed content"]
+    for segment in missing[:show]:
+        lines.append(f"missing: {json.dumps(segment, ensure_ascii=False)[:400]}")
+    if len(missing) > show:
+        lines.append(f"... and {len(missing) - show} more missing")
+    lines.extend(changed[:show])
+    return "\n".join(lines)

@@ -29,22 +29,100 @@ pub enum Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Rejection::Empty => "empty datagram",
-            Rejection::MissingSeparator => "missing header or segment (no newline)",
-            Rejection::MissingBody => "missing segment after the header",
-            Rejection::InvalidHeader => "invalid header",
-            Rejection::BodyNotUtf8 => "segment is not valid UTF-8",
-            Rejection::BodyNotJsonObject => "segment is not a JSON object",
+            Rejection::Empty => "Empty datagram",
+            Rejection::MissingSeparator => "Missing header or segment (no newline)",
+            Rejection::MissingBody => "Missing header or segment (nothing after the header)",
+            Rejection::InvalidHeader => "Invalid header",
+            Rejection::BodyNotUtf8 => "Segment is not valid UTF-8",
+            Rejection::BodyNotJsonObject => "Segment is not a JSON object",
         })
     }
 }
 
-#[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(borrow, default)]
-    format: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    version: Option<i64>,
+/// The two facts about a header that matter. Read by hand rather than derived because Go's
+/// decoder, which SDKs were written against, matches key names ignoring case
+/// (`{"Format":"JSON","VERSION":1}` is valid) and a later duplicate key wins.
+#[derive(Default)]
+struct Header {
+    format_is_json: bool,
+    version_is_one: bool,
+}
+
+impl<'de> Deserialize<'de> for Header {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(HeaderVisitor)
+    }
+}
+
+struct HeaderVisitor;
+
+impl<'de> serde::de::Visitor<'de> for HeaderVisitor {
+    type Value = Header;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a header object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+        let mut header = Header::default();
+        while let Some(key) = map.next_key::<HeaderKey>()? {
+            match key {
+                HeaderKey::Format => header.format_is_json = map.next_value::<IsJson>()?.0,
+                HeaderKey::Version => header.version_is_one = map.next_value::<i64>()? == 1,
+                HeaderKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(header)
+    }
+}
+
+enum HeaderKey {
+    Format,
+    Version,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for HeaderKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = HeaderKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<HeaderKey, E> {
+                Ok(if key.eq_ignore_ascii_case("format") {
+                    HeaderKey::Format
+                } else if key.eq_ignore_ascii_case("version") {
+                    HeaderKey::Version
+                } else {
+                    HeaderKey::Other
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// Whether a string value is "json" in any case, read without allocating.
+struct IsJson(bool);
+
+impl<'de> Deserialize<'de> for IsJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl serde::de::Visitor<'_> for ValueVisitor {
+            type Value = IsJson;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, value: &str) -> Result<IsJson, E> {
+                Ok(IsJson(value.eq_ignore_ascii_case("json")))
+            }
+        }
+        deserializer.deserialize_str(ValueVisitor)
+    }
 }
 
 /// Returns the segment document carried by `datagram`, or why it is refused.
@@ -68,14 +146,7 @@ pub fn segment_body(datagram: &[u8]) -> Result<&[u8], Rejection> {
 }
 
 fn header_is_valid(header: &[u8]) -> bool {
-    // serde would also read a struct from an array; the header must be an object.
-    if first_non_whitespace(header) != Some(b'{') {
-        return false;
-    }
-    match serde_json::from_slice::<Header>(header) {
-        Ok(h) => h.version == Some(1) && h.format.is_some_and(|f| f.eq_ignore_ascii_case("json")),
-        Err(_) => false,
-    }
+    serde_json::from_slice::<Header>(header).is_ok_and(|h| h.format_is_json && h.version_is_one)
 }
 
 fn check_body(body: &[u8]) -> Result<(), Rejection> {
@@ -115,6 +186,9 @@ mod tests {
             r#" { "version" : 1 , "format" : "Json" } "#,
             "{\"format\":\"json\",\"version\":1}\r",
             r#"{"format":"json","version":1,"extra":"ignored"}"#,
+            r#"{"Format":"Json","VERSION":1}"#,
+            r#"{"format":"xml","version":1,"format":"json"}"#,
+            r#"{"format":"j\u0073on","version":1}"#,
         ] {
             assert!(segment_body(&datagram(header, SEGMENT)).is_ok(), "{header}");
         }
@@ -131,6 +205,8 @@ mod tests {
             r#"{"version":1}"#,
             r#"["json",1]"#,
             r#"{"format":"json","version":1"#,
+            r#"{"format":5,"version":1}"#,
+            r#"{"format":"json","version":1,"version":2}"#,
             "",
         ] {
             assert_eq!(

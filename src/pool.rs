@@ -108,12 +108,12 @@ impl Batch {
 
     /// Number of documents.
     pub fn len(&self) -> usize {
-        self.seqs.len()
+        self.ends.len()
     }
 
     /// `true` when the batch holds no document.
     pub fn is_empty(&self) -> bool {
-        self.seqs.is_empty()
+        self.ends.is_empty()
     }
 
     /// The documents, in arrival order, exactly as received.
@@ -131,7 +131,64 @@ impl Batch {
         self.bytes.len()
     }
 
-    fn clear(&mut self) {
+    /// `true` if `document` may join the batch (count and byte limits).
+    pub fn has_room_for(&self, document_len: usize) -> bool {
+        !self.ends.is_full()
+            && (self.is_empty() || self.bytes.len() + document_len <= BATCH_MAX_BYTES)
+    }
+
+    /// Adds a document that does not come from the pool (the spool replays these).
+    /// Returns `false`, adding nothing, when the batch is full.
+    pub fn push_document(&mut self, document: &[u8]) -> bool {
+        if !self.has_room_for(document.len()) {
+            return false;
+        }
+        self.bytes.extend_from_slice(document);
+        // has_room_for checked the capacity.
+        let _ = self.ends.push(self.bytes.len() as u32);
+        true
+    }
+
+    /// Keeps only the documents `keep` accepts. Returns the pool positions of the others,
+    /// for [`Pool::release_positions`].
+    pub fn retain(
+        &mut self,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> heapless::Vec<u64, BATCH_SIZE> {
+        let mut removed = heapless::Vec::new();
+        let old_ends = self.ends.clone();
+        let old_seqs = self.seqs.clone();
+        let old_received = self.received_ms.clone();
+        self.ends.clear();
+        self.seqs.clear();
+        self.received_ms.clear();
+        let mut write = 0usize;
+        let mut start = 0usize;
+        for (i, &end) in old_ends.iter().enumerate() {
+            let end = end as usize;
+            let kept = keep(&self.bytes[start..end]);
+            let seq = old_seqs.get(i).copied();
+            if kept {
+                self.bytes.copy_within(start..end, write);
+                write += end - start;
+                let _ = self.ends.push(write as u32);
+                if let Some(seq) = seq {
+                    let _ = self.seqs.push(seq);
+                }
+                if let Some(&received) = old_received.get(i) {
+                    let _ = self.received_ms.push(received);
+                }
+            } else if let Some(seq) = seq {
+                let _ = removed.push(seq);
+            }
+            start = end;
+        }
+        self.bytes.truncate(write);
+        removed
+    }
+
+    /// Empties the batch for reuse.
+    pub fn clear(&mut self) {
         self.seqs.clear();
         self.ends.clear();
         self.received_ms.clear();
@@ -140,6 +197,51 @@ impl Batch {
             self.bytes = Vec::new();
         }
         self.bytes.clear();
+    }
+}
+
+/// Documents pushed out of the pool to make room, kept for the spool. Reused between pushes.
+#[derive(Debug, Default)]
+pub struct Spilled {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Spilled {
+    /// No documents.
+    pub fn new() -> Spilled {
+        Spilled::default()
+    }
+
+    /// The documents, oldest first.
+    pub fn documents(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&end| {
+            let doc = &self.bytes[start..end];
+            start = end;
+            doc
+        })
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// `true` when there is no document.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Forgets the documents, keeping the memory for next time.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, document: &[u8]) {
+        self.bytes.extend_from_slice(document);
+        self.ends.push(self.bytes.len());
     }
 }
 
@@ -156,7 +258,10 @@ struct Ring {
     head: usize,
     /// Arena offset where the next segment goes.
     tail: usize,
+    /// No more segments are coming: send what is waiting now.
     closing: bool,
+    /// The drain deadline passed: uploaders stop retrying.
+    abandoned: bool,
 }
 
 impl Ring {
@@ -256,6 +361,8 @@ impl Ring {
 pub struct Pool {
     ring: Mutex<Ring>,
     batch_due: Condvar,
+    /// Uploaders waiting out a backoff sleep here, so that pushes never wake them by mistake.
+    abandoned: Condvar,
     created: Instant,
 }
 
@@ -275,8 +382,10 @@ impl Pool {
                 head: 0,
                 tail: 0,
                 closing: false,
+                abandoned: false,
             }),
             batch_due: Condvar::new(),
+            abandoned: Condvar::new(),
             created: Instant::now(),
         }
     }
@@ -299,6 +408,16 @@ impl Pool {
 
     /// Stores one document, dropping the oldest segments if there is no room.
     pub fn push(&self, document: &[u8]) -> Pushed {
+        self.push_inner(document, None)
+    }
+
+    /// Like [`Pool::push`], but copies the waiting documents dropped for room into `spilled`
+    /// (for the spool) instead of losing them.
+    pub fn push_keeping_evicted(&self, document: &[u8], spilled: &mut Spilled) -> Pushed {
+        self.push_inner(document, Some(spilled))
+    }
+
+    fn push_inner(&self, document: &[u8], mut spilled: Option<&mut Spilled>) -> Pushed {
         let mut pushed = Pushed::default();
         if document.len() > MAX_DOCUMENT {
             return pushed;
@@ -309,8 +428,13 @@ impl Pool {
             if let Some(offset) = ring.place_for(document.len()) {
                 break offset;
             }
+            let oldest = *ring.slot(ring.oldest);
             if ring.evict_oldest() == State::Waiting {
                 pushed.evicted_waiting += 1;
+                if let Some(spilled) = spilled.as_deref_mut() {
+                    let start = oldest.offset as usize;
+                    spilled.push(&ring.arena[start..start + oldest.len as usize]);
+                }
             }
         };
         ring.arena[offset..offset + document.len()].copy_from_slice(document);
@@ -363,10 +487,10 @@ impl Pool {
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }
 
-        while ring.waiting() > 0 && !batch.seqs.is_full() {
+        while ring.waiting() > 0 {
             let seq = ring.next_waiting;
             let slot = *ring.slot(seq);
-            if !batch.is_empty() && batch.bytes.len() + slot.len as usize > BATCH_MAX_BYTES {
+            if !batch.has_room_for(slot.len as usize) {
                 break;
             }
             let start = slot.offset as usize;
@@ -393,9 +517,15 @@ impl Pool {
     /// Returns how many of them had already been dropped for room while in flight (the caller
     /// decides whether that was a loss: not if the upload succeeded).
     pub fn release(&self, batch: &Batch) -> usize {
+        self.release_positions(&batch.seqs)
+    }
+
+    /// Releases segments by pool position (see [`Batch::retain`]); returns how many had
+    /// already been dropped for room.
+    pub fn release_positions(&self, seqs: &[u64]) -> usize {
         let mut ring = self.lock();
         let mut evicted = 0;
-        for &seq in &batch.seqs {
+        for &seq in seqs {
             if seq < ring.oldest {
                 evicted += 1;
             } else {
@@ -417,6 +547,62 @@ impl Pool {
     pub fn close(&self) {
         self.lock().closing = true;
         self.batch_due.notify_all();
+    }
+
+    /// Tells uploaders to stop retrying (the drain deadline passed) and wakes any in backoff.
+    pub fn abandon(&self) {
+        let mut ring = self.lock();
+        ring.closing = true;
+        ring.abandoned = true;
+        drop(ring);
+        self.abandoned.notify_all();
+        self.batch_due.notify_all();
+    }
+
+    /// `true` once [`Pool::abandon`] was called.
+    pub fn is_abandoned(&self) -> bool {
+        self.lock().abandoned
+    }
+
+    /// `true` once [`Pool::close`] (or abandon) was called.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
+    /// Sleeps for `delay` (a retry backoff) unless the pool is abandoned first.
+    /// Returns `false` if it was: stop retrying.
+    pub fn backoff_sleep(&self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        let mut ring = self.lock();
+        while !ring.abandoned {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            ring = self
+                .abandoned
+                .wait_timeout(ring, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        false
+    }
+
+    /// Moves every waiting segment into `out` (for the spool at shutdown); returns how many.
+    pub fn take_all_waiting(&self, out: &mut Spilled) -> usize {
+        let mut ring = self.lock();
+        let mut taken = 0;
+        while ring.waiting() > 0 {
+            let seq = ring.next_waiting;
+            let slot = *ring.slot(seq);
+            let start = slot.offset as usize;
+            out.push(&ring.arena[start..start + slot.len as usize]);
+            ring.slot_mut(seq).state = State::Done;
+            ring.next_waiting += 1;
+            taken += 1;
+        }
+        ring.drop_done();
+        taken
     }
 
     /// How full the pool is now.
@@ -637,6 +823,87 @@ mod tests {
             pool.release(&batch);
         }
         assert_eq!(expected, 200 * BATCH_SIZE);
+    }
+
+    #[test]
+    fn evicted_waiting_documents_can_be_kept_for_the_spool() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let capacity = pool.fill().capacity_bytes / 1024;
+        let mut spilled = Spilled::new();
+        for i in 0..capacity + 5 {
+            pool.push_keeping_evicted(&doc(i, 1024), &mut spilled);
+        }
+        let evicted: Vec<Vec<u8>> = spilled.documents().map(<[u8]>::to_vec).collect();
+        assert!(evicted.len() >= 5);
+        for (i, d) in evicted.iter().enumerate() {
+            assert_eq!(d, &doc(i, 1024));
+        }
+    }
+
+    #[test]
+    fn retain_keeps_some_documents_and_names_the_others() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..6 {
+            pool.push(&doc(i, 100 + i));
+        }
+        let mut batch = take_now(&pool);
+        let removed = batch.retain(|d| d.len() % 2 == 0);
+        let kept: Vec<Vec<u8>> = batch.documents().map(<[u8]>::to_vec).collect();
+        assert_eq!(kept, vec![doc(0, 100), doc(2, 102), doc(4, 104)]);
+        assert_eq!(removed.as_slice(), &[1, 3, 5]);
+        assert_eq!(pool.release_positions(&removed), 0);
+        assert_eq!(pool.fill().segments, 6, "segment 0 still holds the head");
+        pool.release(&batch);
+        assert_eq!(pool.fill().segments, 0);
+    }
+
+    #[test]
+    fn spool_batches_are_built_without_the_pool() {
+        let mut batch = Batch::new();
+        for i in 0..BATCH_SIZE {
+            assert!(batch.push_document(&doc(i, 200)));
+        }
+        assert!(!batch.push_document(&doc(99, 200)));
+        assert_eq!(batch.len(), BATCH_SIZE);
+        let mut big = Batch::new();
+        assert!(big.push_document(&doc(0, 200_000)));
+        assert!(!big.push_document(&doc(1, 100_000)));
+    }
+
+    #[test]
+    fn all_waiting_segments_can_be_taken_at_shutdown() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        for i in 0..70 {
+            pool.push(&doc(i, 300));
+        }
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        let mut out = Spilled::new();
+        assert_eq!(pool.take_all_waiting(&mut out), 20);
+        assert_eq!(out.documents().next().unwrap(), doc(50, 300).as_slice());
+        assert_eq!(pool.waiting(), 0);
+    }
+
+    #[test]
+    fn abandon_cuts_a_backoff_sleep_short() {
+        let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
+        let sleeper = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (
+                    pool.backoff_sleep(Duration::from_secs(30)),
+                    started.elapsed(),
+                )
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        pool.push(&doc(1, 100)); // A push must not end the sleep.
+        pool.abandon();
+        let (completed, slept) = sleeper.join().unwrap();
+        assert!(!completed);
+        assert!(slept < Duration::from_secs(5), "{slept:?}");
+        assert!(pool.backoff_sleep(Duration::from_millis(1)) == false);
     }
 
     #[test]

@@ -162,8 +162,7 @@ pub async fn run(
             }
             Err(rejection) => {
                 Stats::add(&stats.rejected, 1);
-                rejected_log
-                    .warn(|| format!("Rejected datagram: {rejection}: {}", preview(datagram)));
+                rejected_log.warn(|| format!("{rejection}: {}", preview(datagram)));
             }
         }
     }

@@ -98,7 +98,10 @@ fn garbage_datagrams_are_rejected_without_losing_the_valid_ones_around_them() {
         .sum();
     assert_eq!(rejected, 70, "records: {records:?}");
     assert_eq!(received_count, 141, "records: {records:?}");
-    assert!(log.contains("[Warn] Rejected datagram"), "{log}");
+    assert!(
+        log.contains("[Warn] Invalid header") || log.contains("[Warn] Missing header or segment"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -1,7 +1,11 @@
 //! The `xray` binary: a drop-in replacement for the AWS X-Ray daemon.
 
 use std::sync::Arc;
-use xray_relay::aws::{self, ClientSettings, CredentialsProvider, Env, XRayClient};
+use xray_relay::aws::credentials::{AssumeRoleSource, RELAY_SESSION_NAME};
+use xray_relay::aws::{
+    self, ChainSettings, ClientSettings, CredentialsProvider, Env, ImdsClient, ImdsError,
+    XRayClient,
+};
 use xray_relay::relay::{self, Output};
 use xray_relay::settings::{self, Exit, Settings};
 use xray_relay::sink::LocalSink;
@@ -49,18 +53,31 @@ fn main() {
 
 /// Resolves region, credentials and endpoint, and builds the X-Ray client.
 fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
+    // One metadata client for the region, the credentials and the telemetry host fields.
+    let imds = Arc::new(ImdsClient::from_env(env));
     let region = aws::resolve_region(settings.region.as_deref(), settings.local_mode, env, || {
-        Err("instance metadata lookups are not implemented yet")
+        log::debug!(
+            "Asking EC2 instance metadata ({}) for the region",
+            imds.endpoint().unwrap_or("disabled")
+        );
+        imds.region()
     })
     .unwrap_or_else(|err| fail(&err.to_string()));
     log::info!("Using region: {region}");
-    if let Some(role) = &settings.role_arn {
-        fail(&format!(
-            "Assuming a role with -r/RoleARN ({role}) is not supported yet; remove it or provide the role's credentials directly"
-        ));
-    }
 
-    let credentials = Arc::new(CredentialsProvider::from_env(env));
+    let chain = ChainSettings::new(env, &region, imds.clone());
+    let found = Arc::new(CredentialsProvider::default_chain(&chain));
+    let credentials = match &settings.role_arn {
+        None => found,
+        Some(role) => {
+            log::info!(
+                "Assuming role {role} (session {RELAY_SESSION_NAME}) through STS at {}",
+                chain.sts.endpoint()
+            );
+            let assume = AssumeRoleSource::new(found, chain.sts.clone(), role);
+            Arc::new(CredentialsProvider::new(vec![Box::new(assume)]))
+        }
+    };
     // Like the SDKs, missing credentials are not fatal: they may appear later (a profile
     // written after start); until then uploads fail and are counted.
     if let Err(err) = credentials.credentials() {
@@ -75,9 +92,23 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     let client = XRayClient::new(&client_settings, credentials, env)
         .unwrap_or_else(|err| fail(&format!("Unable to create the X-Ray client: {err}")));
 
+    // As the original: the environment first, then instance metadata unless in local mode.
+    let metadata = (!settings.local_mode).then_some(&*imds);
     let reporter = Reporter {
-        instance_id: env.get("AWS_INSTANCE_ID").unwrap_or_default().to_string(),
-        hostname: env.get("AWS_HOSTNAME").unwrap_or_default().to_string(),
+        hostname: host_field(
+            env,
+            ("AWS_HOSTNAME", "hostname"),
+            metadata,
+            ImdsClient::hostname,
+            log::Level::Debug,
+        ),
+        instance_id: host_field(
+            env,
+            ("AWS_INSTANCE_ID", "instance id"),
+            metadata,
+            ImdsClient::instance_id,
+            log::Level::Error,
+        ),
         resource_arn: settings.resource_arn.clone(),
     };
     log::debug!(
@@ -87,6 +118,36 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     Output::XRay {
         client: Arc::new(client),
         reporter,
+    }
+}
+
+/// A telemetry host field: `variable` when set, else asked of instance metadata (None in
+/// local mode), else empty. A failed metadata lookup is logged at `failure_level` (the
+/// original: debug for the host name, error for the instance id).
+fn host_field(
+    env: &Env,
+    (variable, what): (&str, &str),
+    metadata: Option<&ImdsClient>,
+    ask: fn(&ImdsClient) -> Result<String, ImdsError>,
+    failure_level: log::Level,
+) -> String {
+    if let Some(value) = env.get(variable) {
+        log::debug!("Fetch {what} {value} from environment variables");
+        return value.to_owned();
+    }
+    let Some(imds) = metadata else {
+        log::debug!("No {what} set for telemetry records");
+        return String::new();
+    };
+    match ask(imds) {
+        Ok(value) => {
+            log::debug!("Using {value} {what} for telemetry records");
+            value
+        }
+        Err(err) => {
+            log::log!(failure_level, "Get {what} metadata failed: {err}");
+            String::new()
+        }
     }
 }
 

@@ -49,7 +49,8 @@ def moto(tmp_path_factory):
 
 @pytest.fixture
 def start_relay(request, relay_command, moto, tmp_path):
-    """Starts relays for a test: start_relay(endpoint=..., credentials=..., args=..., config_only=...).
+    """Starts relays for a test: start_relay(endpoint=..., credentials=..., args=..., config_only=..., env=...,
+    local_mode=..., region=...).
 
     By default a relay uploads to moto with the relay user's credentials. At teardown every relay
     still running gets SIGTERM and must exit with code 0 within 10 s."""
@@ -57,10 +58,12 @@ def start_relay(request, relay_command, moto, tmp_path):
     request.node.stash[RELAYS] = relays
 
     def start(endpoint: str | None = moto.url, credentials="relay", args: tuple[str, ...] = (),
-              config_only: bool = False) -> Relay:
+              config_only: bool = False, **options) -> Relay:
+        """options: env, local_mode, region (see Relay)."""
         if credentials == "relay":
             credentials = moto.relay_credentials
-        relay = Relay(relay_command, tmp_path / f"relay{len(relays)}", endpoint, credentials, args, config_only)
+        relay = Relay(relay_command, tmp_path / f"relay{len(relays)}", endpoint, credentials, args, config_only,
+                      **options)
         relays.append(relay)
         return relay
 

@@ -32,6 +32,15 @@ XRAY_POLICY = {
     ],
 }
 
+# The "assumer" may only assume the role: segments signed with its own keys are refused, so
+# a successful upload after it assumed the role proves the role's credentials were used.
+ASSUMER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"], "Resource": "*"},
+    ],
+}
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -54,18 +63,25 @@ def _setup_calls(iam) -> dict:
     iam.put_user_policy(UserName="relay", PolicyName="xray", PolicyDocument=json.dumps(XRAY_POLICY))
     iam.create_user(UserName="no-xray")
     denied_key = iam.create_access_key(UserName="no-xray")["AccessKey"]
+    iam.create_user(UserName="assumer")
+    assumer_key = iam.create_access_key(UserName="assumer")["AccessKey"]
+    iam.put_user_policy(UserName="assumer", PolicyName="assume", PolicyDocument=json.dumps(ASSUMER_POLICY))
     trust = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/relay"}, "Action": "sts:AssumeRole"}
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:user/relay", f"arn:aws:iam::{ACCOUNT}:user/assumer"]},
+                "Action": "sts:AssumeRole",
+            }
         ],
     }
     role = iam.create_role(RoleName="relay-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
     iam.put_role_policy(RoleName="relay-role", PolicyName="xray", PolicyDocument=json.dumps(XRAY_POLICY))
-    return {"relay_key": relay_key, "denied_key": denied_key, "role_arn": role["Arn"]}
+    return {"relay_key": relay_key, "denied_key": denied_key, "assumer_key": assumer_key, "role_arn": role["Arn"]}
 
 
-SETUP_CALL_COUNT = 7  # the number of requests _setup_calls makes
+SETUP_CALL_COUNT = 10  # the number of requests _setup_calls makes
 
 
 class MotoServer:
@@ -95,6 +111,8 @@ class MotoServer:
         self.relay_credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
         key = setup["denied_key"]
         self.denied_credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+        key = setup["assumer_key"]
+        self.assumer_credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
         self.role_arn = setup["role_arn"]
 
     def client(self, service: str, credentials: Credentials, retries: int = 0):
@@ -112,10 +130,10 @@ class MotoServer:
     def xray(self, credentials: Credentials | None = None):
         return self.client("xray", credentials or self.relay_credentials)
 
-    def assume_role_credentials(self) -> Credentials:
+    def assume_role_credentials(self, session_name: str = "e2e") -> Credentials:
         """Temporary credentials (with a session token) for the role, obtained by the relay user."""
         sts = self.client("sts", self.relay_credentials)
-        creds = sts.assume_role(RoleArn=self.role_arn, RoleSessionName="e2e")["Credentials"]
+        creds = sts.assume_role(RoleArn=self.role_arn, RoleSessionName=session_name)["Credentials"]
         return Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
 
     def log_tail(self, lines: int = 40) -> str:

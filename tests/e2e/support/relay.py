@@ -30,10 +30,14 @@ class Relay:
     credentials: put in the environment; None for none at all.
     args: extra flags after the standard ones.
     config_only: configure everything (ports, region, log) in a full cfg.yaml instead of flags.
+    env: extra environment variables, set last (e.g. AWS_EC2_METADATA_DISABLED=false).
+    local_mode: pass -o (no instance metadata for region and telemetry).
+    region: passed with -n; None to let the relay find it.
     """
 
     def __init__(self, command: list[str], workdir: Path, endpoint: str | None,
-                 credentials: Credentials | None, args: tuple[str, ...] = (), config_only: bool = False):
+                 credentials: Credentials | None, args: tuple[str, ...] = (), config_only: bool = False,
+                 env: dict[str, str] | None = None, local_mode: bool = True, region: str | None = REGION):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.udp_port = free_port(socket.SOCK_DGRAM)
@@ -44,15 +48,16 @@ class Relay:
         if config_only:
             self.argv = list(command) + ["-c", str(self._write_full_config(endpoint))]
         else:
-            self.argv = list(command) + ["-o", "-n", REGION,
-                                         "-b", f"{HOST}:{self.udp_port}", "-t", f"{HOST}:{self.tcp_port}",
-                                         "-l", "debug", "-f", str(self.log_path)]
+            self.argv = list(command) + (["-o"] if local_mode else []) + (["-n", region] if region else []) + [
+                "-b", f"{HOST}:{self.udp_port}", "-t", f"{HOST}:{self.tcp_port}",
+                "-l", "debug", "-f", str(self.log_path)]
             if endpoint is not None:
                 config = workdir / "cfg.yaml"
                 config.write_text(f'Version: 2\nEndpoint: "{endpoint}"\n')
                 self.argv += ["-c", str(config)]
         self.argv += list(args)
         self.env = self._environment(credentials)
+        self.env.update(env or {})
         self.returncode: int | None = None
         self.killed = False
         self._stdout = open(self.stdout_path, "wb")

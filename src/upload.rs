@@ -79,11 +79,14 @@ impl Uploader {
 
     fn upload(&self, batch: &Batch, scratch: &mut Vec<u8>) {
         let started = Instant::now();
+        let in_flight = self.stats.upload_started();
         let result = self.destination.put_trace_segments(batch, scratch);
+        drop(in_flight);
         let elapsed = started.elapsed();
         let count = batch.len() as u64;
         match result {
             Ok(unprocessed) if unprocessed.is_empty() => {
+                self.stats.record_success(elapsed);
                 Stats::add(&self.stats.sent, count);
                 log::info!(
                     "Successfully sent batch of {} segments ({:.3} seconds)",
@@ -92,6 +95,7 @@ impl Uploader {
                 );
             }
             Ok(unprocessed) => {
+                self.stats.record_success(elapsed);
                 let refused = unprocessed.len() as u64;
                 Stats::add(&self.stats.sent, count.saturating_sub(refused));
                 Stats::add(&self.stats.rejected, refused);
@@ -104,6 +108,7 @@ impl Uploader {
                 log_unprocessed(batch, &unprocessed);
             }
             Err(err) => {
+                self.stats.record_failure(&err);
                 self.stats.backend_error(err.class());
                 Stats::add(&self.stats.dropped, count);
                 log::error!("Sending segment batch failed with: {err}");

@@ -33,7 +33,9 @@ pub mod region;
 pub mod signing;
 
 pub use backend_error::{BackendError, ErrorClass};
-pub use client::{ClientBuildError, ClientSettings, Response, XRayClient};
+pub use client::{
+    ClientBuildError, ClientSettings, ForwardRequest, ForwardResponse, Response, XRayClient,
+};
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider, CredentialsSource};
 pub use endpoint::{EndpointUrl, xray_endpoint};
 pub use env::Env;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod datagram;
 pub mod logging;
 pub mod pool;
+pub mod proxy;
 pub mod receive;
 pub mod relay;
 pub mod retry;

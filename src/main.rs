@@ -14,6 +14,8 @@ fn main() {
         Ok(signals) => signals,
         Err(err) => fail(&format!("cannot set up signal handling: {err}")),
     };
+    // Like Go's runtime: every connection of the proxy needs a descriptor.
+    let open_files = raise_open_files_limit();
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
@@ -30,6 +32,10 @@ fn main() {
         .buffer_memory_limit_mb()
         .unwrap_or_else(|err| fail(&err.to_string()));
     log::info!("Using buffer memory limit of {buffer_mb} MB");
+    match open_files {
+        Ok(limit) => log::debug!("Open files limit: {limit}"),
+        Err(err) => log::warn!("Cannot raise the open files limit: {err}"),
+    }
 
     let output = match &settings.local_sink {
         Some(target) => match LocalSink::open(target) {
@@ -84,10 +90,36 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         "ARN of the AWS resource running the daemon: {}",
         reporter.resource_arn
     );
+    let client = Arc::new(client);
     Output::XRay {
-        client: Arc::new(client),
+        client: client.clone(),
         reporter,
+        upstream: client,
     }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the new soft limit.
+fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit to write to.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; the soft limit stays within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur as u64)
 }
 
 /// Logs an error and exits 1, as the original does for every start-up failure.

@@ -1,6 +1,7 @@
 //! The running relay: wires receive → pool → upload and telemetry, then shuts them down in order.
 
 use crate::pool::Pool;
+use crate::proxy::{self, HealthPolicy, Upstream};
 use crate::settings::Settings;
 use crate::shutdown::Signal;
 use crate::sink::{Destination, LocalSink, PostJson};
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 /// How long shutdown waits for buffered segments to be uploaded.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
+/// `/healthz` says 503 from this buffer fill ratio on.
+pub const NEARLY_FULL: f64 = 0.95;
+
 /// Where segments go, decided once at start.
 pub enum Output {
     /// Upload to X-Ray through this client, reporting telemetry as `reporter`.
@@ -21,6 +25,8 @@ pub enum Output {
         client: Arc<dyn PostJson>,
         /// Who the telemetry records say is reporting.
         reporter: Reporter,
+        /// Where the TCP proxy forwards SDKs' requests (the same client, as a rule).
+        upstream: Arc<dyn proxy::Forward>,
     },
     /// Offline mode: write segments to a local file or stdout.
     Local(LocalSink),
@@ -60,6 +66,13 @@ pub fn run(
 
     let (socket, granted) =
         receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
+    // Bound before anything starts: a relay without its proxy would hide the problem.
+    let listener = proxy::bind(&settings.tcp_address).map_err(|err| {
+        StartError(format!(
+            "Unable to start http proxy server: {}: {err}",
+            settings.tcp_address
+        ))
+    })?;
     if granted < receive::SOCKET_BUFFER_BYTES {
         log::info!(
             "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
@@ -69,15 +82,20 @@ pub fn run(
         log::debug!("UDP receive buffer is {granted} bytes");
     }
 
-    let (destination, telemetry): (Arc<dyn Destination>, _) = match output {
-        Output::XRay { client, reporter } => {
+    let (destination, telemetry, upstream): (Arc<dyn Destination>, _, _) = match output {
+        Output::XRay {
+            client,
+            reporter,
+            upstream,
+        } => {
             let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
             (
                 Arc::new(crate::sink::XRaySegments::new(client)),
                 Some(telemetry),
+                Upstream::XRay(upstream),
             )
         }
-        Output::Local(sink) => (Arc::new(sink), None),
+        Output::Local(sink) => (Arc::new(sink), None, Upstream::Offline),
     };
     let uploaders = upload::spawn(
         settings.concurrency,
@@ -95,6 +113,23 @@ pub fn run(
         }
         None => (None, None),
     };
+
+    let proxy_address = listener.address();
+    let proxy = proxy::spawn(
+        listener,
+        proxy::Proxy {
+            limits: proxy::Limits::default(),
+            upstream,
+            health: HealthPolicy {
+                fail_after: settings.health_fail_after,
+                nearly_full: NEARLY_FULL,
+            },
+            stats: stats.clone(),
+            pool: pool.clone(),
+        },
+    )
+    .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
+    log::info!("Starting proxy http server on {proxy_address}");
 
     log::info!("Listening on UDP {}", settings.udp_address);
     let (stop_receiving, receiving_stopped) = smol::channel::bounded(1);
@@ -115,6 +150,7 @@ pub fn run(
         let _ = stop_receiving.send(()).await;
         receiver.await;
     });
+    proxy.stop();
 
     pool.close();
     let deadline = Instant::now() + DRAIN_DEADLINE;

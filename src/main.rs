@@ -99,7 +99,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.
-fn raise_open_files_limit() -> std::io::Result<u64> {
+fn raise_open_files_limit() -> std::io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -119,7 +119,7 @@ fn raise_open_files_limit() -> std::io::Result<u64> {
         }
         limit = raised;
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// Logs an error and exits 1, as the original does for every start-up failure.

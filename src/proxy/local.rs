@@ -60,6 +60,8 @@ pub struct HealthPolicy {
 /// What `/healthz` looks at.
 #[derive(Debug, Clone)]
 pub struct HealthInput<'a> {
+    /// The time now.
+    pub now: SystemTime,
     /// Since the relay started.
     pub uptime: Duration,
     /// The counters.
@@ -72,10 +74,19 @@ pub struct HealthInput<'a> {
 
 /// `/healthz`: 200 while the relay works, 503 when uploads have failed continuously for
 /// `policy.fail_after` or the buffer is nearly full; a small JSON body either way.
+///
+/// "Continuously" means failures without a success for that long, the last of them less
+/// than that long ago: one failure followed by silence says nothing about the backend now.
 pub fn healthz(policy: &HealthPolicy, input: &HealthInput<'_>) -> Answer {
     let mut problems = Vec::new();
-    if let Some(failing) = input.uploads.failing_for
+    let last_failure_age = input
+        .uploads
+        .last_error
+        .as_ref()
+        .map(|(at, _)| input.now.duration_since(*at).unwrap_or_default());
+    if let (Some(failing), Some(age)) = (input.uploads.failing_for, last_failure_age)
         && failing >= policy.fail_after
+        && age <= policy.fail_after
     {
         problems.push(format!("uploads have failed for {} s", failing.as_secs()));
     }
@@ -220,7 +231,13 @@ mod tests {
         }
     }
 
+    const AT: SystemTime = SystemTime::UNIX_EPOCH;
+
     fn check(uploads: &UploadHealth, fill: &Fill) -> (u16, Value) {
+        check_at(AT + Duration::from_secs(1_700_000_000), uploads, fill)
+    }
+
+    fn check_at(now: SystemTime, uploads: &UploadHealth, fill: &Fill) -> (u16, Value) {
         let counts = Snapshot {
             received: 7,
             sent: 5,
@@ -229,6 +246,7 @@ mod tests {
         let answer = healthz(
             &POLICY,
             &HealthInput {
+                now,
                 uptime: Duration::from_millis(1500),
                 counts: &counts,
                 fill,
@@ -265,6 +283,20 @@ mod tests {
         assert_eq!(status, 503);
         assert_eq!(body["problems"][0], "the buffer is 95 % full");
         assert_eq!(body["last_success"], Value::Null);
+    }
+
+    #[test]
+    fn one_old_failure_followed_by_silence_is_not_a_failing_backend() {
+        let failed_at = AT + Duration::from_secs(1_700_000_000);
+        let uploads = UploadHealth {
+            last_success: None,
+            last_error: Some((failed_at, "timeout".into())),
+            failing_for: Some(Duration::from_secs(600)),
+        };
+        let (status, _) = check_at(failed_at + Duration::from_secs(60), &uploads, &fill(0, 0));
+        assert_eq!(status, 503);
+        let (status, body) = check_at(failed_at + Duration::from_secs(61), &uploads, &fill(0, 0));
+        assert_eq!(status, 200, "{body}");
     }
 
     #[test]

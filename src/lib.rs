@@ -12,6 +12,7 @@ pub mod logging;
 pub mod pool;
 pub mod receive;
 pub mod relay;
+pub mod replay;
 pub mod retry;
 pub mod settings;
 pub mod shutdown;

@@ -104,6 +104,8 @@ ab=$target_dir/aarch64-unknown-linux-musl/release/xray
 check "x86_64: ldd has nothing to load" bash -c "ldd '$xb' 2>&1 | grep -qE 'statically linked|not a dynamic executable'"
 check "aarch64 under qemu: xray -h exits 0" qemu-aarch64-static "$ab" -h
 check "aarch64 under qemu: xray -v exits 0" qemu-aarch64-static "$ab" -v
+check "cross/xray-aarch64 (the harness's XRAY_BIN) runs it" \
+    env CARGO_TARGET_DIR="$target_dir" cross/xray-aarch64 -h
 nat_v=$("$xb" -v 2>&1 || true) arm_v=$(qemu-aarch64-static "$ab" -v 2>&1 || true)
 nat_h=$("$xb" -h 2>&1 || true) arm_h=$(qemu-aarch64-static "$ab" -h 2>&1 || true)
 check "aarch64 under qemu: -v and -h print what x86_64 prints" \

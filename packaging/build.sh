@@ -26,8 +26,10 @@ done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-rm -rf "$dist" && mkdir -p "$dist"
+mkdir -p "$dist"
 dist=$(cd "$dist" && pwd)
+# Only our own earlier artifacts go: DIST_DIR may be a directory with other files.
+rm -f "$dist"/xray-relay[-_]* "$dist"/SHA256SUMS "$dist"/SHA256SUMS.asc
 
 # rust target -> short arch, Debian arch, rpm arch
 declare -A short=([x86_64-unknown-linux-musl]=x86_64 [aarch64-unknown-linux-musl]=aarch64

@@ -3,7 +3,7 @@
 # Makes a throwaway key, builds and signs every artifact once (release builds are the
 # slow part: one per target, reused), verifies, tampers with each artifact, inspects
 # the packages, installs the deb into a scratch root (upgrade, remove, purge), and runs
-# the aarch64 binary under qemu. Needs root (scratch-root ownership) and the tools from
+# the aarch64 binary under qemu (-v, -h, and the integration tests). Needs root (scratch-root ownership) and the tools from
 # packaging/install-deps.sh. Prints PASS/FAIL/SKIP lines and ends with
 # "N passed, M failed[, K skipped]"; exits non-zero on any failure.
 #   packaging/test.sh
@@ -114,6 +114,14 @@ if [[ -z $arm_v ]]; then
     skipped "aarch64: -v names version $version (the binary prints nothing yet)"
 else
     check "aarch64: -v names version $version" grep -qF "$version" <<<"$arm_v"
+fi
+# The integration tests, run natively, drive the aarch64 relay through qemu-user (their
+# harness takes XRAY_BIN and XRAY_RUNNER; there is no binfmt_misc to rely on).
+if compgen -G 'tests/*.rs' >/dev/null; then
+    check "integration tests (cargo test --test '*') pass against the aarch64 binary under qemu" \
+        env XRAY_BIN="$ab" XRAY_RUNNER=qemu-aarch64-static nice -n 10 cargo test --locked --test '*'
+else
+    skipped "integration tests against the aarch64 binary (no tests/*.rs yet)"
 fi
 if [[ " ${arches[*]} " == *" armv7 "* ]]; then
     check "armv7 under qemu: xray -h exits 0" \

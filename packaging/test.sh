@@ -3,8 +3,8 @@
 # Makes a throwaway key, builds and signs every artifact once (release builds are the
 # slow part: one per target, reused), verifies, tampers with each artifact, inspects
 # the packages, installs the deb into a scratch root (upgrade, remove, purge), and runs
-# the aarch64 binary under qemu (-v, -h, and the integration tests). Needs root (scratch-root ownership) and the tools from
-# packaging/install-deps.sh. Prints PASS/FAIL/SKIP lines and ends with
+# the aarch64 binary under qemu (-v, -h, and the integration tests). Needs root (for
+# scratch-root ownership) and the tools from packaging/install-deps.sh. Prints PASS/FAIL/SKIP lines and ends with
 # "N passed, M failed[, K skipped]"; exits non-zero on any failure.
 #   packaging/test.sh
 # Env: XRAY_MAX_BYTES_aarch64 / _x86_64 / _armv7 (size goals; 2.0 / 2.5 / 2.0 MB),

@@ -13,6 +13,7 @@ pub mod pool;
 pub mod proxy;
 pub mod receive;
 pub mod relay;
+pub mod replay;
 pub mod retry;
 pub mod settings;
 pub mod shutdown;

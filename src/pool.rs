@@ -239,7 +239,8 @@ impl Spilled {
         self.ends.clear();
     }
 
-    fn push(&mut self, document: &[u8]) {
+    /// Adds a document.
+    pub fn push(&mut self, document: &[u8]) {
         self.bytes.extend_from_slice(document);
         self.ends.push(self.bytes.len());
     }

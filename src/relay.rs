@@ -1,18 +1,23 @@
 //! The running relay: wires receive → pool → upload and telemetry, then shuts them down in order.
 
-use crate::pool::Pool;
+use crate::pool::{Pool, Spilled};
 use crate::proxy::{self, HealthPolicy, Upstream};
 use crate::settings::Settings;
 use crate::shutdown::Signal;
 use crate::sink::{Destination, LocalSink, PostJson};
+use crate::spool::Spool;
 use crate::stats::Stats;
 use crate::telemetry::{self, Reporter, Telemetry};
-use crate::{receive, upload};
+use crate::upload::Courier;
+use crate::{receive, replay, upload};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long shutdown waits for buffered segments to be uploaded.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// After the drain deadline, how long uploaders get to spool what they hold.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 /// `/healthz` says 503 from this buffer fill ratio on.
 pub const NEARLY_FULL: f64 = 0.95;
@@ -97,13 +102,35 @@ pub fn run(
         }
         Output::Local(sink) => (Arc::new(sink), None, Upstream::Offline),
     };
-    let uploaders = upload::spawn(
-        settings.concurrency,
-        pool.clone(),
+    let spool = match &settings.spool_dir {
+        Some(dir) => {
+            let max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
+            let spool = Spool::open(dir, max_bytes).map_err(|err| StartError(err.to_string()))?;
+            log::info!(
+                "Spooling overflow and unsent segments to {} (at most {} MB; {} files waiting)",
+                dir.display(),
+                settings.spool_max_mb,
+                spool.files().len()
+            );
+            Some(Arc::new(spool))
+        }
+        None => None,
+    };
+    let courier = Arc::new(Courier {
+        pool: pool.clone(),
         destination,
-        stats.clone(),
-    )
-    .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
+        stats: stats.clone(),
+        spool: spool.clone(),
+    });
+    let mut uploaders = upload::spawn(settings.concurrency, courier.clone())
+        .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
+    let replayer = match &spool {
+        Some(spool) => Some(
+            replay::spawn(courier.clone(), spool.clone())
+                .map_err(|err| StartError(format!("cannot start the spool replayer: {err}")))?,
+        ),
+        None => None,
+    };
     let (telemetry_stop, telemetry_thread) = match telemetry {
         Some(telemetry) => {
             let (stop, stopped) = std::sync::mpsc::channel();
@@ -138,6 +165,7 @@ pub fn run(
             socket,
             pool.clone(),
             stats.clone(),
+            spool.clone(),
             receiving_stopped,
         ));
         if let Ok(signal) = signals.recv().await {
@@ -152,14 +180,10 @@ pub fn run(
     });
     proxy.stop();
 
-    pool.close();
-    let deadline = Instant::now() + DRAIN_DEADLINE;
-    if !uploaders.wait_until(deadline) {
-        let left = pool.fill().segments;
-        log::warn!(
-            "Shutdown deadline of {} s passed with {left} segments not uploaded",
-            DRAIN_DEADLINE.as_secs()
-        );
+    drain(&pool, &mut uploaders, &courier);
+    if let (Some(spool), Some(replayer)) = (&spool, replayer) {
+        spool.stop();
+        let _ = replayer.join();
     }
     if let (Some(stop), Some(thread)) = (telemetry_stop, telemetry_thread) {
         let _ = stop.send(());
@@ -178,6 +202,43 @@ pub fn run(
         epoch_nanos()
     );
     Ok(())
+}
+
+/// Uploads what is buffered until [`DRAIN_DEADLINE`]; then stops retries and keeps whatever
+/// is left in the spool (or counts it as lost).
+fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
+    pool.close();
+    let drained = uploaders.wait_until(Instant::now() + DRAIN_DEADLINE);
+    // From here on nothing retries: the replayer, too, stops at its next failure.
+    pool.abandon();
+    if !drained {
+        log::warn!(
+            "Shutdown deadline of {} s passed with uploads still failing",
+            DRAIN_DEADLINE.as_secs()
+        );
+        uploaders.wait_until(Instant::now() + ABANDON_GRACE);
+    }
+    let mut left = Spilled::new();
+    if pool.take_all_waiting(&mut left) > 0 {
+        match &courier.spool {
+            Some(spool) => {
+                let appended = spool.append(left.documents());
+                Stats::add(&courier.stats.spooled, appended.written);
+                Stats::add(&courier.stats.dropped, appended.lost);
+                log::warn!(
+                    "Spooled {} segments not uploaded before shutdown",
+                    appended.written
+                );
+            }
+            None => {
+                Stats::add(&courier.stats.dropped, left.len() as u64);
+                log::error!(
+                    "{} segments were not uploaded before shutdown (configure --spool-dir to keep them)",
+                    left.len()
+                );
+            }
+        }
+    }
 }
 
 fn epoch_nanos() -> u128 {

@@ -78,10 +78,15 @@ pub struct Stats {
     pub spillover: AtomicU64,
     /// Documents X-Ray accepted (or the local sink wrote).
     pub sent: AtomicU64,
-    /// Documents dropped for good after the backend refused or failed them.
+    /// Documents dropped for good: the backend refused the whole batch for a reason retries
+    /// cannot fix, or shutdown gave up on them with no spool to keep them.
     pub dropped: AtomicU64,
-    /// Batch uploads retried after a failure (set by the retry policy).
+    /// Documents sent again after a transient failure (each retry of each document counts).
     pub retried: AtomicU64,
+    /// Documents written to the spool.
+    pub spooled: AtomicU64,
+    /// Documents read back from the spool and delivered.
+    pub replayed: AtomicU64,
     /// Failed backend calls, by class.
     backend_errors: [AtomicU64; 6],
     /// Uploads waiting for their destination right now.
@@ -159,6 +164,9 @@ impl Stats {
             spillover: load(&self.spillover),
             sent: load(&self.sent),
             dropped: load(&self.dropped),
+            retried: load(&self.retried),
+            spooled: load(&self.spooled),
+            replayed: load(&self.replayed),
             backend_errors: std::array::from_fn(|i| load(&self.backend_errors[i])),
         }
     }
@@ -350,6 +358,12 @@ pub struct Snapshot {
     pub sent: u64,
     /// See [`Stats::dropped`].
     pub dropped: u64,
+    /// See [`Stats::retried`].
+    pub retried: u64,
+    /// See [`Stats::spooled`].
+    pub spooled: u64,
+    /// See [`Stats::replayed`].
+    pub replayed: u64,
     /// Failed backend calls, indexed like [`ErrorClass::ALL`].
     pub backend_errors: [u64; 6],
 }
@@ -368,6 +382,9 @@ impl Snapshot {
             spillover: self.spillover - earlier.spillover,
             sent: self.sent - earlier.sent,
             dropped: self.dropped - earlier.dropped,
+            retried: self.retried - earlier.retried,
+            spooled: self.spooled - earlier.spooled,
+            replayed: self.replayed - earlier.replayed,
             backend_errors: std::array::from_fn(|i| {
                 self.backend_errors[i] - earlier.backend_errors[i]
             }),

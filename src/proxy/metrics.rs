@@ -36,8 +36,14 @@ pub fn render(stats: &Stats, fill: &Fill, uptime: Duration) -> String {
         ),
         (
             "retried",
-            "Batch uploads retried after a failure.",
-            stats.retried.load(Ordering::Relaxed),
+            "Documents sent again after a transient failure (each retry counts).",
+            counts.retried,
+        ),
+        ("spooled", "Documents written to the spool.", counts.spooled),
+        (
+            "replayed",
+            "Documents read back from the spool and delivered.",
+            counts.replayed,
         ),
         (
             "dropped",

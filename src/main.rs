@@ -1,12 +1,16 @@
 //! The `xray` binary: a drop-in replacement for the AWS X-Ray daemon.
 
 use std::sync::Arc;
+use std::time::Duration;
 use xray_relay::aws::{self, ClientSettings, CredentialsProvider, Env, XRayClient};
 use xray_relay::relay::{self, Output};
 use xray_relay::settings::{self, Exit, Settings};
 use xray_relay::sink::LocalSink;
 use xray_relay::telemetry::Reporter;
 use xray_relay::{cli, logging, shutdown};
+
+/// How long one X-Ray call may take before it counts as timed out (and is retried).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     // First, before any thread exists: every thread inherits the blocked signal mask.
@@ -78,6 +82,9 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     client_settings.proxy_address = settings.proxy_address.clone();
     client_settings.no_verify_ssl = settings.no_verify_ssl;
     client_settings.max_idle_connections = settings.concurrency.max(1);
+    // The original gives up after 2 s and loses the batch; a slow link or a loaded endpoint
+    // answers later than that, and a retry would only send the same bytes again.
+    client_settings.request_timeout = UPLOAD_TIMEOUT;
     let client = XRayClient::new(&client_settings, credentials, env)
         .unwrap_or_else(|err| fail(&format!("Unable to create the X-Ray client: {err}")));
 

@@ -19,6 +19,9 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// After the drain deadline, how long uploaders get to spool what they hold.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
+/// How long shutdown waits for the last telemetry record.
+const LAST_TELEMETRY_DEADLINE: Duration = Duration::from_secs(2);
+
 /// `/healthz` says 503 from this buffer fill ratio on.
 pub const NEARLY_FULL: f64 = 0.95;
 
@@ -131,12 +134,12 @@ pub fn run(
         ),
         None => None,
     };
-    let (telemetry_stop, telemetry_thread) = match telemetry {
+    let (telemetry_stop, telemetry_finished) = match telemetry {
         Some(telemetry) => {
             let (stop, stopped) = std::sync::mpsc::channel();
-            let thread = telemetry::spawn(telemetry, stopped)
+            let finished = telemetry::spawn(telemetry, stopped)
                 .map_err(|err| StartError(format!("cannot start telemetry: {err}")))?;
-            (Some(stop), Some(thread))
+            (Some(stop), Some(finished))
         }
         None => (None, None),
     };
@@ -185,9 +188,15 @@ pub fn run(
         spool.stop();
         let _ = replayer.join();
     }
-    if let (Some(stop), Some(thread)) = (telemetry_stop, telemetry_thread) {
+    if let (Some(stop), Some(finished)) = (telemetry_stop, telemetry_finished) {
         let _ = stop.send(());
-        let _ = thread.join();
+        // The last record is worth a moment, not a hung shutdown when X-Ray is unreachable.
+        if finished.recv_timeout(LAST_TELEMETRY_DEADLINE).is_err() {
+            log::warn!(
+                "The last telemetry record was not sent within {} s",
+                LAST_TELEMETRY_DEADLINE.as_secs()
+            );
+        }
     }
     let counts = stats.snapshot();
     log::debug!(
@@ -218,8 +227,11 @@ fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
         );
         uploaders.wait_until(Instant::now() + ABANDON_GRACE);
     }
+    // Waiting segments, and those of uploaders still stuck in a request: X-Ray has not
+    // acknowledged them, so keep them (a stuck request that succeeds later makes a duplicate,
+    // which X-Ray ignores).
     let mut left = Spilled::new();
-    if pool.take_all_waiting(&mut left) > 0 {
+    if pool.take_all_unacknowledged(&mut left) > 0 {
         match &courier.spool {
             Some(spool) => {
                 let appended = spool.append(left.documents());

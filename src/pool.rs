@@ -917,7 +917,7 @@ mod tests {
         let (completed, slept) = sleeper.join().unwrap();
         assert!(!completed);
         assert!(slept < Duration::from_secs(5), "{slept:?}");
-        assert!(pool.backoff_sleep(Duration::from_millis(1)) == false);
+        assert!(!pool.backoff_sleep(Duration::from_millis(1)));
     }
 
     #[test]

@@ -341,10 +341,10 @@ impl Spool {
     }
 
     fn seal(&self, writer: &mut Writer) {
-        if let Some((file, path, _)) = writer.file.take() {
-            if let Err(err) = file.sync_data() {
-                log::warn!("Cannot sync spool file {}: {err}", path.display());
-            }
+        if let Some((file, path, _)) = writer.file.take()
+            && let Err(err) = file.sync_data()
+        {
+            log::warn!("Cannot sync spool file {}: {err}", path.display());
         }
     }
 

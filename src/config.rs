@@ -17,12 +17,15 @@ pub const SUPPORTED_VERSIONS: [i64; 2] = [1, 2];
 /// Default for `Spool.MaxMB` (our extension).
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 100;
 
+/// Default for `Health.FailAfterSeconds` (our extension).
+pub const DEFAULT_HEALTH_FAIL_AFTER_SECONDS: u64 = 60;
+
 /// Default for `Concurrency`.
 pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 21] = [
+const VALID_KEYS: [&str; 22] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -44,6 +47,7 @@ const VALID_KEYS: [&str; 21] = [
     "LocalSink",
     "Spool.Directory",
     "Spool.MaxMB",
+    "Health.FailAfterSeconds",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -103,6 +107,9 @@ pub struct Config {
     pub spool_directory: String,
     /// `Spool.MaxMB` (ours): most MB the spool may hold (default 100).
     pub spool_max_mb: u64,
+    /// `Health.FailAfterSeconds` (ours): `/healthz` says 503 once uploads have failed this
+    /// long without a success (default 60).
+    pub health_fail_after_seconds: u64,
 }
 
 impl Default for Config {
@@ -126,6 +133,7 @@ impl Default for Config {
             local_sink: String::new(),
             spool_directory: String::new(),
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
+            health_fail_after_seconds: DEFAULT_HEALTH_FAIL_AFTER_SECONDS,
         }
     }
 }
@@ -304,6 +312,10 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .count("Spool.MaxMB")?
             .filter(|&mb| mb != 0)
             .unwrap_or(defaults.spool_max_mb),
+        health_fail_after_seconds: fields
+            .count("Health.FailAfterSeconds")?
+            .filter(|&seconds| seconds != 0)
+            .unwrap_or(defaults.health_fail_after_seconds),
     };
     // Checked after the types, as the original unmarshals before it looks at the version.
     if !SUPPORTED_VERSIONS.contains(&version) {
@@ -498,6 +510,7 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
     /// The original's shipped pkg/cfg.yaml.
     const SHIPPED_CFG_YAML: &str = r#"# Maximum buffer size in MB (minimum 3). Choose 0 to use 1% of host memory.
@@ -547,31 +560,6 @@ Version: 2"#;
         }
     }
 
-    /// A fresh directory under the system temp dir, removed again on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir()
-                .join(format!("xray-relay-config-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn file(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn the_shipped_file_validates_and_loads_as_the_defaults() {
         validate_text(SHIPPED_CFG_YAML, path()).unwrap();
@@ -608,6 +596,8 @@ LocalSink: "-"
 Spool:
   Directory: /var/spool/xray
   MaxMB: 7
+Health:
+  FailAfterSeconds: 30
 Version: 2"#,
         )
         .unwrap();
@@ -632,6 +622,7 @@ Version: 2"#,
                 local_sink: "-".into(),
                 spool_directory: "/var/spool/xray".into(),
                 spool_max_mb: 7,
+                health_fail_after_seconds: 30,
             }
         );
     }
@@ -731,7 +722,7 @@ Version: 2"#,
     #[test]
     fn our_extension_keys_are_valid() {
         validate_text(
-            "LocalSink: out.jsonl\nSpool:\n  Directory: /tmp/s\n  MaxMB: 5\nVersion: 2",
+            "LocalSink: out.jsonl\nSpool:\n  Directory: /tmp/s\n  MaxMB: 5\nHealth:\n  FailAfterSeconds: 5\nVersion: 2",
             path(),
         )
         .unwrap();

@@ -10,8 +10,10 @@ pub mod config;
 pub mod datagram;
 pub mod logging;
 pub mod pool;
+pub mod proxy;
 pub mod receive;
 pub mod relay;
+pub mod replay;
 pub mod retry;
 pub mod settings;
 pub mod shutdown;
@@ -19,4 +21,6 @@ pub mod sink;
 pub mod spool;
 pub mod stats;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod upload;

@@ -1,6 +1,7 @@
 //! The `xray` binary: a drop-in replacement for the AWS X-Ray daemon.
 
 use std::sync::Arc;
+use std::time::Duration;
 use xray_relay::aws::credentials::{AssumeRoleSource, RELAY_SESSION_NAME};
 use xray_relay::aws::{
     self, ChainSettings, ClientSettings, CredentialsProvider, Env, ImdsClient, ImdsError,
@@ -12,12 +13,17 @@ use xray_relay::sink::LocalSink;
 use xray_relay::telemetry::Reporter;
 use xray_relay::{cli, logging, shutdown};
 
+/// How long one X-Ray call may take before it counts as timed out (and is retried).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn main() {
     // First, before any thread exists: every thread inherits the blocked signal mask.
     let signals = match shutdown::listen() {
         Ok(signals) => signals,
         Err(err) => fail(&format!("cannot set up signal handling: {err}")),
     };
+    // Like Go's runtime: every connection of the proxy needs a descriptor.
+    let open_files = raise_open_files_limit();
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
@@ -34,6 +40,10 @@ fn main() {
         .buffer_memory_limit_mb()
         .unwrap_or_else(|err| fail(&err.to_string()));
     log::info!("Using buffer memory limit of {buffer_mb} MB");
+    match open_files {
+        Ok(limit) => log::debug!("Open files limit: {limit}"),
+        Err(err) => log::warn!("Cannot raise the open files limit: {err}"),
+    }
 
     let output = match &settings.local_sink {
         Some(target) => match LocalSink::open(target) {
@@ -89,6 +99,9 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     client_settings.proxy_address = settings.proxy_address.clone();
     client_settings.no_verify_ssl = settings.no_verify_ssl;
     client_settings.max_idle_connections = settings.concurrency.max(1);
+    // The original gives up after 2 s and loses the batch; a slow link or a loaded endpoint
+    // answers later than that, and a retry would only send the same bytes again.
+    client_settings.request_timeout = UPLOAD_TIMEOUT;
     let client = XRayClient::new(&client_settings, credentials, env)
         .unwrap_or_else(|err| fail(&format!("Unable to create the X-Ray client: {err}")));
 
@@ -115,9 +128,11 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         "ARN of the AWS resource running the daemon: {}",
         reporter.resource_arn
     );
+    let client = Arc::new(client);
     Output::XRay {
-        client: Arc::new(client),
+        client: client.clone(),
         reporter,
+        upstream: client,
     }
 }
 
@@ -149,6 +164,30 @@ fn host_field(
             String::new()
         }
     }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the new soft limit.
+fn raise_open_files_limit() -> std::io::Result<libc::rlim_t> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit to write to.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; the soft limit stays within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// Logs an error and exits 1, as the original does for every start-up failure.

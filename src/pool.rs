@@ -239,7 +239,8 @@ impl Spilled {
         self.ends.clear();
     }
 
-    fn push(&mut self, document: &[u8]) {
+    /// Adds a document.
+    pub fn push(&mut self, document: &[u8]) {
         self.bytes.extend_from_slice(document);
         self.ends.push(self.bytes.len());
     }
@@ -588,19 +589,22 @@ impl Pool {
         false
     }
 
-    /// Moves every waiting segment into `out` (for the spool at shutdown); returns how many.
-    pub fn take_all_waiting(&self, out: &mut Spilled) -> usize {
+    /// Moves every segment not yet acknowledged (waiting, or in flight with an uploader that
+    /// did not come back) into `out`, for the spool at shutdown; returns how many.
+    pub fn take_all_unacknowledged(&self, out: &mut Spilled) -> usize {
         let mut ring = self.lock();
         let mut taken = 0;
-        while ring.waiting() > 0 {
-            let seq = ring.next_waiting;
+        for seq in ring.oldest..ring.next {
             let slot = *ring.slot(seq);
+            if slot.state == State::Done {
+                continue;
+            }
             let start = slot.offset as usize;
             out.push(&ring.arena[start..start + slot.len as usize]);
             ring.slot_mut(seq).state = State::Done;
-            ring.next_waiting += 1;
             taken += 1;
         }
+        ring.next_waiting = ring.next;
         ring.drop_done();
         taken
     }
@@ -871,17 +875,27 @@ mod tests {
     }
 
     #[test]
-    fn all_waiting_segments_can_be_taken_at_shutdown() {
+    fn everything_unacknowledged_can_be_taken_at_shutdown() {
         let pool = Pool::with_memory(MIN_POOL_BYTES);
-        for i in 0..70 {
+        for i in 0..120 {
             pool.push(&doc(i, 300));
         }
-        let mut batch = Batch::new();
-        assert!(pool.take_batch(&mut batch));
+        let mut acknowledged = Batch::new();
+        assert!(pool.take_batch(&mut acknowledged));
+        pool.release(&acknowledged);
+        let mut stuck = Batch::new();
+        assert!(pool.take_batch(&mut stuck));
         let mut out = Spilled::new();
-        assert_eq!(pool.take_all_waiting(&mut out), 20);
-        assert_eq!(out.documents().next().unwrap(), doc(50, 300).as_slice());
+        assert_eq!(pool.take_all_unacknowledged(&mut out), 70);
+        let first: Vec<&[u8]> = out.documents().take(1).collect();
+        assert_eq!(first[0], doc(50, 300).as_slice());
         assert_eq!(pool.waiting(), 0);
+        assert_eq!(pool.fill().segments, 0);
+        assert_eq!(
+            pool.release(&stuck),
+            50,
+            "already gone when the stuck uploader returns"
+        );
     }
 
     #[test]
@@ -903,7 +917,7 @@ mod tests {
         let (completed, slept) = sleeper.join().unwrap();
         assert!(!completed);
         assert!(slept < Duration::from_secs(5), "{slept:?}");
-        assert!(pool.backoff_sleep(Duration::from_millis(1)) == false);
+        assert!(!pool.backoff_sleep(Duration::from_millis(1)));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! the loop goes on; only the stop signal ends it.
 
 use crate::datagram;
-use crate::pool::Pool;
+use crate::pool::{Pool, Spilled};
+use crate::spool::Spool;
 use crate::stats::Stats;
 use async_net::UdpSocket;
 use std::io;
@@ -118,13 +119,16 @@ impl Throttled {
     }
 }
 
-/// Receives datagrams until `stop` fires (or is closed).
+/// Receives datagrams until `stop` fires (or is closed). With a spool, segments the full pool
+/// pushes out are written there instead of being lost.
 pub async fn run(
     socket: UdpSocket,
     pool: Arc<Pool>,
     stats: Arc<Stats>,
+    spool: Option<Arc<Spool>>,
     stop: smol::channel::Receiver<()>,
 ) {
+    let mut spilled = Spilled::new();
     let mut buffer = vec![0u8; DATAGRAM_BUFFER_BYTES].into_boxed_slice();
     let mut rejected_log = Throttled::new();
     let mut spillover_log = Throttled::new();
@@ -151,8 +155,18 @@ pub async fn run(
         match datagram::segment_body(datagram) {
             Ok(segment) => {
                 log::trace!("Segment: {}", String::from_utf8_lossy(segment));
-                let pushed = pool.push(segment);
-                let lost = u64::from(pushed.evicted_waiting) + u64::from(!pushed.stored);
+                let (pushed, spooled) = match &spool {
+                    Some(spool) => {
+                        let pushed = pool.push_keeping_evicted(segment, &mut spilled);
+                        let appended = spool.append(spilled.documents());
+                        spilled.clear();
+                        Stats::add(&stats.spooled, appended.written);
+                        (pushed, appended.written)
+                    }
+                    None => (pool.push(segment), 0),
+                };
+                let lost =
+                    (u64::from(pushed.evicted_waiting) - spooled) + u64::from(!pushed.stored);
                 if lost > 0 {
                     Stats::add(&stats.spillover, lost);
                     spillover_log.warn(|| {
@@ -221,7 +235,7 @@ mod tests {
         let (stop_tx, stop_rx) = smol::channel::bounded(1);
         let receiver = {
             let (pool, stats) = (pool.clone(), stats.clone());
-            std::thread::spawn(move || smol::block_on(run(socket, pool, stats, stop_rx)))
+            std::thread::spawn(move || smol::block_on(run(socket, pool, stats, None, stop_rx)))
         };
 
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

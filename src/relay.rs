@@ -1,17 +1,29 @@
 //! The running relay: wires receive → pool → upload and telemetry, then shuts them down in order.
 
-use crate::pool::Pool;
+use crate::pool::{Pool, Spilled};
+use crate::proxy::{self, HealthPolicy, Upstream};
 use crate::settings::Settings;
 use crate::shutdown::Signal;
 use crate::sink::{Destination, LocalSink, PostJson};
+use crate::spool::Spool;
 use crate::stats::Stats;
 use crate::telemetry::{self, Reporter, Telemetry};
-use crate::{receive, upload};
+use crate::upload::Courier;
+use crate::{receive, replay, upload};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long shutdown waits for buffered segments to be uploaded.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// After the drain deadline, how long uploaders get to spool what they hold.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the last telemetry record.
+const LAST_TELEMETRY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// `/healthz` says 503 from this buffer fill ratio on.
+pub const NEARLY_FULL: f64 = 0.95;
 
 /// Where segments go, decided once at start.
 pub enum Output {
@@ -21,6 +33,8 @@ pub enum Output {
         client: Arc<dyn PostJson>,
         /// Who the telemetry records say is reporting.
         reporter: Reporter,
+        /// Where the TCP proxy forwards SDKs' requests (the same client, as a rule).
+        upstream: Arc<dyn proxy::Forward>,
     },
     /// Offline mode: write segments to a local file or stdout.
     Local(LocalSink),
@@ -60,6 +74,13 @@ pub fn run(
 
     let (socket, granted) =
         receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
+    // Bound before anything starts: a relay without its proxy would hide the problem.
+    let listener = proxy::bind(&settings.tcp_address).map_err(|err| {
+        StartError(format!(
+            "Unable to start http proxy server: {}: {err}",
+            settings.tcp_address
+        ))
+    })?;
     if granted < receive::SOCKET_BUFFER_BYTES {
         log::info!(
             "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
@@ -69,32 +90,76 @@ pub fn run(
         log::debug!("UDP receive buffer is {granted} bytes");
     }
 
-    let (destination, telemetry): (Arc<dyn Destination>, _) = match output {
-        Output::XRay { client, reporter } => {
+    let (destination, telemetry, upstream): (Arc<dyn Destination>, _, _) = match output {
+        Output::XRay {
+            client,
+            reporter,
+            upstream,
+        } => {
             let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
             (
                 Arc::new(crate::sink::XRaySegments::new(client)),
                 Some(telemetry),
+                Upstream::XRay(upstream),
             )
         }
-        Output::Local(sink) => (Arc::new(sink), None),
+        Output::Local(sink) => (Arc::new(sink), None, Upstream::Offline),
     };
-    let uploaders = upload::spawn(
-        settings.concurrency,
-        pool.clone(),
+    let spool = match &settings.spool_dir {
+        Some(dir) => {
+            let max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
+            let spool = Spool::open(dir, max_bytes).map_err(|err| StartError(err.to_string()))?;
+            log::info!(
+                "Spooling overflow and unsent segments to {} (at most {} MB; {} files waiting)",
+                dir.display(),
+                settings.spool_max_mb,
+                spool.files().len()
+            );
+            Some(Arc::new(spool))
+        }
+        None => None,
+    };
+    let courier = Arc::new(Courier {
+        pool: pool.clone(),
         destination,
-        stats.clone(),
-    )
-    .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
-    let (telemetry_stop, telemetry_thread) = match telemetry {
+        stats: stats.clone(),
+        spool: spool.clone(),
+    });
+    let mut uploaders = upload::spawn(settings.concurrency, courier.clone())
+        .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
+    let replayer = match &spool {
+        Some(spool) => Some(
+            replay::spawn(courier.clone(), spool.clone())
+                .map_err(|err| StartError(format!("cannot start the spool replayer: {err}")))?,
+        ),
+        None => None,
+    };
+    let (telemetry_stop, telemetry_finished) = match telemetry {
         Some(telemetry) => {
             let (stop, stopped) = std::sync::mpsc::channel();
-            let thread = telemetry::spawn(telemetry, stopped)
+            let finished = telemetry::spawn(telemetry, stopped)
                 .map_err(|err| StartError(format!("cannot start telemetry: {err}")))?;
-            (Some(stop), Some(thread))
+            (Some(stop), Some(finished))
         }
         None => (None, None),
     };
+
+    let proxy_address = listener.address();
+    let proxy = proxy::spawn(
+        listener,
+        proxy::Proxy {
+            limits: proxy::Limits::default(),
+            upstream,
+            health: HealthPolicy {
+                fail_after: settings.health_fail_after,
+                nearly_full: NEARLY_FULL,
+            },
+            stats: stats.clone(),
+            pool: pool.clone(),
+        },
+    )
+    .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
+    log::info!("Starting proxy http server on {proxy_address}");
 
     log::info!("Listening on UDP {}", settings.udp_address);
     let (stop_receiving, receiving_stopped) = smol::channel::bounded(1);
@@ -103,6 +168,7 @@ pub fn run(
             socket,
             pool.clone(),
             stats.clone(),
+            spool.clone(),
             receiving_stopped,
         ));
         if let Ok(signal) = signals.recv().await {
@@ -115,19 +181,26 @@ pub fn run(
         let _ = stop_receiving.send(()).await;
         receiver.await;
     });
+    proxy.stop();
 
-    pool.close();
-    let deadline = Instant::now() + DRAIN_DEADLINE;
-    if !uploaders.wait_until(deadline) {
-        let left = pool.fill().segments;
-        log::warn!(
-            "Shutdown deadline of {} s passed with {left} segments not uploaded",
-            DRAIN_DEADLINE.as_secs()
-        );
+    drain(&pool, &mut uploaders, &courier);
+    if let (Some(spool), Some(replayer_finished)) = (&spool, replayer) {
+        spool.stop();
+        // A replay request in flight may take its whole timeout; its file stays on disk and
+        // is replayed at the next start, so there is no reason to wait for it.
+        if replayer_finished.recv_timeout(ABANDON_GRACE).is_err() {
+            log::info!("The spool replayer was still sending; its file stays for the next start");
+        }
     }
-    if let (Some(stop), Some(thread)) = (telemetry_stop, telemetry_thread) {
+    if let (Some(stop), Some(finished)) = (telemetry_stop, telemetry_finished) {
         let _ = stop.send(());
-        let _ = thread.join();
+        // The last record is worth a moment, not a hung shutdown when X-Ray is unreachable.
+        if finished.recv_timeout(LAST_TELEMETRY_DEADLINE).is_err() {
+            log::warn!(
+                "The last telemetry record was not sent within {} s",
+                LAST_TELEMETRY_DEADLINE.as_secs()
+            );
+        }
     }
     let counts = stats.snapshot();
     log::debug!(
@@ -142,6 +215,46 @@ pub fn run(
         epoch_nanos()
     );
     Ok(())
+}
+
+/// Uploads what is buffered until [`DRAIN_DEADLINE`]; then stops retries and keeps whatever
+/// is left in the spool (or counts it as lost).
+fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
+    pool.close();
+    let drained = uploaders.wait_until(Instant::now() + DRAIN_DEADLINE);
+    // From here on nothing retries: the replayer, too, stops at its next failure.
+    pool.abandon();
+    if !drained {
+        log::warn!(
+            "Shutdown deadline of {} s passed with uploads still failing",
+            DRAIN_DEADLINE.as_secs()
+        );
+        uploaders.wait_until(Instant::now() + ABANDON_GRACE);
+    }
+    // Waiting segments, and those of uploaders still stuck in a request: X-Ray has not
+    // acknowledged them, so keep them (a stuck request that succeeds later makes a duplicate,
+    // which X-Ray ignores).
+    let mut left = Spilled::new();
+    if pool.take_all_unacknowledged(&mut left) > 0 {
+        match &courier.spool {
+            Some(spool) => {
+                let appended = spool.append(left.documents());
+                Stats::add(&courier.stats.spooled, appended.written);
+                Stats::add(&courier.stats.dropped, appended.lost);
+                log::warn!(
+                    "Spooled {} segments not uploaded before shutdown",
+                    appended.written
+                );
+            }
+            None => {
+                Stats::add(&courier.stats.dropped, left.len() as u64);
+                log::error!(
+                    "{} segments were not uploaded before shutdown (configure --spool-dir to keep them)",
+                    left.len()
+                );
+            }
+        }
+    }
 }
 
 fn epoch_nanos() -> u128 {

@@ -36,11 +36,11 @@ pub fn verdict(error: &BackendError) -> Verdict {
             message,
         } => {
             let kind = error_type.as_deref().unwrap_or("");
-            if *status >= 500 || *status == 429 || is_throttling(kind) {
-                Verdict::Retry
-            } else if *status == 403
-                && (kind.starts_with("ExpiredToken") || message.contains("Signature expired"))
-            {
+            let overloaded = *status >= 500 || *status == 429 || is_throttling(kind);
+            // A clock that jumped or credentials being renewed: the next try signs afresh.
+            let stale_signature = *status == 403
+                && (kind.starts_with("ExpiredToken") || message.contains("Signature expired"));
+            if overloaded || stale_signature {
                 Verdict::Retry
             } else {
                 Verdict::Drop

@@ -12,6 +12,7 @@ use log::Level;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Upload concurrency when cfg.yaml gives none (or a nonsensical one).
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -69,6 +70,8 @@ pub struct Settings {
     pub spool_dir: Option<PathBuf>,
     /// Most MB the spool may hold (`--spool-max-mb`, `Spool.MaxMB`, default 100).
     pub spool_max_mb: u64,
+    /// `/healthz` says 503 once uploads have failed this long (`Health.FailAfterSeconds`).
+    pub health_fail_after: Duration,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -220,6 +223,7 @@ impl Settings {
                 .spool_max_mb
                 .filter(|&mb| mb > 0)
                 .unwrap_or(config.spool_max_mb),
+            health_fail_after: Duration::from_secs(config.health_fail_after_seconds),
             config_file,
         }
     }
@@ -349,31 +353,7 @@ pub fn evaluate_buffer_memory(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh directory under the system temp dir, removed again on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir()
-                .join(format!("xray-relay-settings-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn file(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_support::TempDir;
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|arg| arg.to_string()).collect()
@@ -427,6 +407,7 @@ mod tests {
             local_sink: None,
             spool_dir: None,
             spool_max_mb: 100,
+            health_fail_after: Duration::from_secs(60),
             config_file: None,
         }
     }
@@ -451,6 +432,8 @@ LocalSink: "cfg.jsonl"
 Spool:
   Directory: "/var/spool/cfg"
   MaxMB: 50
+Health:
+  FailAfterSeconds: 90
 Version: 2
 "#;
 
@@ -482,6 +465,7 @@ Version: 2
             local_sink: Some("cfg.jsonl".into()),
             spool_dir: Some("/var/spool/cfg".into()),
             spool_max_mb: 50,
+            health_fail_after: Duration::from_secs(90),
             config_file: Some(file.clone()),
         };
         // Found at a default location, or named with -c: the same settings.
@@ -543,6 +527,7 @@ Version: 2
             concurrency: 4,
             no_verify_ssl: true,
             unknown_log_level: None,
+            health_fail_after: Duration::from_secs(90),
             config_file: Some(file),
         };
         assert_eq!(given, expected);

@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -154,7 +155,6 @@ struct Writer {
     file: Option<(File, PathBuf, u64)>,
     /// The file the replayer is reading; never deleted for room.
     replaying: Option<PathBuf>,
-    sequence: u64,
     stopped: bool,
 }
 
@@ -194,7 +194,6 @@ impl Spool {
             writer: Mutex::new(Writer {
                 file: None,
                 replaying: None,
-                sequence: 0,
                 stopped: false,
             }),
             sealed_or_stopped: Condvar::new(),
@@ -298,21 +297,7 @@ impl Spool {
         }
         let mut grew = 0;
         if writer.file.is_none() {
-            writer.sequence += 1;
-            let millis = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or_default();
-            let path = self.dir.join(format!(
-                "{millis:016}-{:06}-{}.{EXTENSION}",
-                writer.sequence,
-                std::process::id()
-            ));
-            let mut file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .mode(0o600)
-                .open(&path)?;
+            let (mut file, path) = self.create_file()?;
             file.write_all(FILE_HEADER)?;
             grew += FILE_HEADER.len() as u64;
             writer.file = Some((file, path, FILE_HEADER.len() as u64));
@@ -329,11 +314,37 @@ impl Spool {
         Ok(grew + record.len() as u64)
     }
 
-    fn seal(&self, writer: &mut Writer) {
-        if let Some((file, path, _)) = writer.file.take() {
-            if let Err(err) = file.sync_data() {
-                log::warn!("Cannot sync spool file {}: {err}", path.display());
+    /// A new file named so that names sort by age: creation time, then a counter.
+    fn create_file(&self) -> io::Result<(File, PathBuf)> {
+        // Shared by every spool in the process, so two files made in the same millisecond
+        // still differ; the process id separates runs.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default();
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{millis:016}-{n:08}-{}.{EXTENSION}", std::process::id());
+            let path = self.dir.join(name);
+            match OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => return Ok((file, path)),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
             }
+        }
+    }
+
+    fn seal(&self, writer: &mut Writer) {
+        if let Some((file, path, _)) = writer.file.take()
+            && let Err(err) = file.sync_data()
+        {
+            log::warn!("Cannot sync spool file {}: {err}", path.display());
         }
     }
 
@@ -420,22 +431,8 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir as Dir;
     use std::os::unix::fs::PermissionsExt;
-
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir()
-                .join(format!("xray-relay-spool-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            Dir(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn doc(i: usize, size: usize) -> Vec<u8> {
         let mut d = format!("{{\"id\":\"{i:08}\",\"p\":\"").into_bytes();
@@ -458,7 +455,9 @@ mod tests {
 
     #[test]
     fn documents_come_back_in_order_with_private_permissions() {
-        let dir = Dir::new("order");
+        let scratch = Dir::new("order");
+        // A directory the spool creates itself, so it gets the spool's mode.
+        let dir = Dir(scratch.0.join("spool"));
         let spool = Spool::open(&dir.0, 100 * 1024 * 1024).unwrap();
         let docs: Vec<Vec<u8>> = (0..100).map(|i| doc(i, 500)).collect();
         let appended = spool.append(docs.iter().map(Vec::as_slice));

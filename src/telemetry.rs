@@ -9,7 +9,6 @@ use crate::stats::{ErrorClass, Snapshot, Stats};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often a record is cut.
@@ -144,11 +143,12 @@ impl<P: PostJson> Telemetry<P> {
 }
 
 /// Runs telemetry on its own thread: a record every [`INTERVAL`], and a last one when `stop`
-/// fires or closes.
+/// fires or closes. The returned channel receives a message when the last record is sent.
 pub fn spawn<P: PostJson + 'static>(
     mut telemetry: Telemetry<P>,
     stop: Receiver<()>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<Receiver<()>> {
+    let (finished_tx, finished) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("telemetry".into())
         .spawn(move || {
@@ -158,7 +158,9 @@ pub fn spawn<P: PostJson + 'static>(
             }
             telemetry.report();
             log::debug!("telemetry: done!");
-        })
+            let _ = finished_tx.send(());
+        })?;
+    Ok(finished)
 }
 
 #[cfg(test)]
@@ -284,9 +286,11 @@ mod tests {
         let stats = Arc::new(Stats::default());
         Stats::add(&stats.received, 3);
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-        let handle = spawn(Telemetry::new(backend, stats, reporter()), stop_rx).unwrap();
+        let finished = spawn(Telemetry::new(backend, stats, reporter()), stop_rx).unwrap();
         stop_tx.send(()).unwrap();
-        handle.join().unwrap();
+        finished
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
         let calls = backend.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0]["TelemetryRecords"][0]["SegmentsReceivedCount"], 3);

@@ -1,115 +1,197 @@
 //! Uploader threads: take due batches from the pool and deliver them, one blocking call each.
 //!
 //! `Concurrency` threads (8 by default) each hold at most one request in flight, so the number
-//! of threads is the limit on concurrent calls, as in the original.
+//! of threads is the limit on concurrent calls, as in the original. Unlike the original, a
+//! batch that fails for a reason that can pass (see [`crate::retry`]) stays with its uploader
+//! and is tried again after a backoff, until X-Ray accepts it or shutdown gives up on it; then
+//! it goes to the spool, if there is one.
 
 use crate::batch::{self, Unprocessed};
 use crate::pool::{Batch, Pool};
+use crate::retry::{self, Backoff, Verdict};
 use crate::sink::Destination;
+use crate::spool::Spool;
 use crate::stats::Stats;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 /// The running uploader threads.
 pub struct Uploaders {
-    handles: Vec<JoinHandle<()>>,
+    running: usize,
     finished: Receiver<()>,
 }
 
-/// Starts `count` uploader threads sending batches from `pool` to `destination`.
-pub fn spawn(
-    count: usize,
-    pool: Arc<Pool>,
-    destination: Arc<dyn Destination>,
-    stats: Arc<Stats>,
-) -> std::io::Result<Uploaders> {
+/// Starts `count` uploader threads sending batches from the courier's pool.
+pub fn spawn(count: usize, courier: Arc<Courier>) -> std::io::Result<Uploaders> {
     let (finished_tx, finished) = mpsc::channel();
-    let mut handles = Vec::with_capacity(count);
-    for i in 0..count.max(1) {
-        let uploader = Uploader {
-            pool: pool.clone(),
-            destination: destination.clone(),
-            stats: stats.clone(),
-        };
+    let count = count.max(1);
+    for i in 0..count {
+        let courier = courier.clone();
         let finished_tx = finished_tx.clone();
-        let handle = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("uploader-{i}"))
-            .spawn(move || uploader.run(finished_tx))?;
-        handles.push(handle);
+            .spawn(move || {
+                courier.run_uploader();
+                let _ = finished_tx.send(());
+            })?;
     }
-    Ok(Uploaders { handles, finished })
+    Ok(Uploaders {
+        running: count,
+        finished,
+    })
 }
 
 impl Uploaders {
     /// Waits until every uploader has finished (after [`Pool::close`]) or `deadline` passes.
     /// Returns `true` if all finished.
-    pub fn wait_until(self, deadline: Instant) -> bool {
-        let mut remaining = self.handles.len();
-        while remaining > 0 {
+    pub fn wait_until(&mut self, deadline: Instant) -> bool {
+        while self.running > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.finished.recv_timeout(left) {
-                Ok(()) => remaining -= 1,
+                Ok(()) => self.running -= 1,
                 Err(_) => return false,
             }
-        }
-        for handle in self.handles {
-            let _ = handle.join();
         }
         true
     }
 }
 
-struct Uploader {
-    pool: Arc<Pool>,
-    destination: Arc<dyn Destination>,
-    stats: Arc<Stats>,
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// X-Ray has every document it will ever take (refused ones were logged and counted).
+    Done,
+    /// The failure could never pass; the documents were dropped and counted.
+    Dropped,
+    /// Shutdown gave up while the batch was still failing; the documents are still in it.
+    Abandoned,
 }
 
-impl Uploader {
-    fn run(self, finished: Sender<()>) {
+/// Delivers batches: the uploaders' and the spool replayer's shared logic.
+pub struct Courier {
+    /// The pool batches come from (and whose shutdown state ends retries).
+    pub pool: Arc<Pool>,
+    /// Where batches go.
+    pub destination: Arc<dyn Destination>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Where abandoned batches go, if the user asked for a spool.
+    pub spool: Option<Arc<Spool>>,
+}
+
+impl Courier {
+    fn run_uploader(&self) {
         let mut batch = Batch::new();
         let mut scratch = Vec::new();
         while self.pool.take_batch(&mut batch) {
-            self.upload(&batch, &mut scratch);
+            if self.deliver(&mut batch, &mut scratch) == Delivery::Abandoned {
+                self.keep_for_later(&batch);
+            }
+            self.pool.release(&batch);
         }
-        let _ = finished.send(());
     }
 
-    fn upload(&self, batch: &Batch, scratch: &mut Vec<u8>) {
-        let started = Instant::now();
-        let result = self.destination.put_trace_segments(batch, scratch);
-        let elapsed = started.elapsed();
-        let count = batch.len() as u64;
-        match result {
-            Ok(unprocessed) if unprocessed.is_empty() => {
-                Stats::add(&self.stats.sent, count);
-                log::info!(
-                    "Successfully sent batch of {} segments ({:.3} seconds)",
-                    batch.len(),
-                    seconds(elapsed)
-                );
+    /// Puts an undeliverable batch in the spool, or counts it as lost when there is none.
+    pub fn keep_for_later(&self, batch: &Batch) {
+        match &self.spool {
+            Some(spool) => {
+                let appended = spool.append(batch.documents());
+                Stats::add(&self.stats.spooled, appended.written);
+                Stats::add(&self.stats.dropped, appended.lost);
+                log::warn!("Spooled {} unsent segments at shutdown", appended.written);
             }
-            Ok(unprocessed) => {
-                let refused = unprocessed.len() as u64;
-                Stats::add(&self.stats.sent, count.saturating_sub(refused));
-                Stats::add(&self.stats.rejected, refused);
-                log::info!(
-                    "Sent batch of {} segments but had {} Unprocessed segments ({:.3} seconds)",
-                    batch.len(),
-                    unprocessed.len(),
-                    seconds(elapsed)
+            None => {
+                Stats::add(&self.stats.dropped, batch.len() as u64);
+                log::error!(
+                    "Dropping {} segments still unsent at the shutdown deadline (no spool configured)",
+                    batch.len()
                 );
-                log_unprocessed(batch, &unprocessed);
-            }
-            Err(err) => {
-                self.stats.backend_error(err.class());
-                Stats::add(&self.stats.dropped, count);
-                log::error!("Sending segment batch failed with: {err}");
             }
         }
-        self.pool.release(batch);
+    }
+
+    /// Sends `batch` until X-Ray accepts it, the failure proves permanent, or the pool is
+    /// abandoned. Documents left unprocessed for a transient reason are sent again; others are
+    /// logged and counted as rejected.
+    pub fn deliver(&self, batch: &mut Batch, scratch: &mut Vec<u8>) -> Delivery {
+        let mut backoff = Backoff::new(retry::seed());
+        loop {
+            let started = Instant::now();
+            let in_flight = self.stats.upload_started();
+            let result = self.destination.put_trace_segments(batch, scratch);
+            drop(in_flight);
+            let elapsed = started.elapsed();
+            match result {
+                Ok(unprocessed) => {
+                    self.stats.record_success(elapsed);
+                    let refused = unprocessed.len().min(batch.len());
+                    Stats::add(&self.stats.sent, (batch.len() - refused) as u64);
+                    if unprocessed.is_empty() {
+                        log::info!(
+                            "Successfully sent batch of {} segments ({:.3} seconds)",
+                            batch.len(),
+                            seconds(elapsed)
+                        );
+                        return Delivery::Done;
+                    }
+                    log::info!(
+                        "Sent batch of {} segments but had {} Unprocessed segments ({:.3} seconds)",
+                        batch.len(),
+                        unprocessed.len(),
+                        seconds(elapsed)
+                    );
+                    let (transient, permanent): (Vec<_>, Vec<_>) =
+                        unprocessed.into_iter().partition(|u| {
+                            u.id.is_some()
+                                && retry::unprocessed_is_transient(u.error_code.as_deref())
+                        });
+                    Stats::add(&self.stats.rejected, permanent.len() as u64);
+                    log_unprocessed(batch, &permanent);
+                    if transient.is_empty() {
+                        return Delivery::Done;
+                    }
+                    let again: Vec<&str> =
+                        transient.iter().filter_map(|u| u.id.as_deref()).collect();
+                    let settled = batch.retain(|doc| {
+                        batch::segment_ids(doc)
+                            .id
+                            .is_some_and(|id| again.contains(&id.as_str()))
+                    });
+                    self.pool.release_positions(&settled);
+                    if batch.is_empty() {
+                        return Delivery::Done;
+                    }
+                    Stats::add(&self.stats.retried, batch.len() as u64);
+                    log::warn!(
+                        "Resending {} segments X-Ray did not process for now ({})",
+                        batch.len(),
+                        transient[0].error_code.as_deref().unwrap_or("unknown")
+                    );
+                }
+                Err(err) => {
+                    self.stats.record_failure(&err);
+                    self.stats.backend_error(err.class());
+                    if retry::verdict(&err) == Verdict::Drop {
+                        Stats::add(&self.stats.dropped, batch.len() as u64);
+                        log::error!(
+                            "Sending segment batch failed with: {err}; dropping {} segments (this error does not pass with retries)",
+                            batch.len()
+                        );
+                        return Delivery::Dropped;
+                    }
+                    Stats::add(&self.stats.retried, batch.len() as u64);
+                    log::error!(
+                        "Sending segment batch failed with: {err}; will retry {} segments (attempt {})",
+                        batch.len(),
+                        backoff.attempts() + 1
+                    );
+                }
+            }
+            if !self.pool.backoff_sleep(backoff.next_delay()) {
+                return Delivery::Abandoned;
+            }
+        }
     }
 }
 
@@ -153,39 +235,61 @@ mod tests {
     use crate::pool::MIN_POOL_BYTES;
     use crate::sink::BackendError;
     use crate::stats::ErrorClass;
+    use std::collections::VecDeque;
     use std::sync::Mutex;
 
-    /// Accepts everything except documents containing "refuse", and fails whole batches
-    /// containing "fail".
-    #[derive(Default)]
-    struct Picky {
-        accepted: Mutex<Vec<String>>,
+    /// What the fake X-Ray does with one call.
+    enum Answer {
+        Fail(fn() -> BackendError),
+        /// Leave documents whose text contains the pattern unprocessed with this code.
+        Leave(&'static str, &'static str),
     }
 
-    impl Destination for Picky {
+    /// Accepts everything, except: documents containing "refuse" are always unprocessed
+    /// (permanently), and scripted answers are used first, one per call.
+    #[derive(Default)]
+    struct FakeXRay {
+        script: Mutex<VecDeque<Answer>>,
+        accepted: Mutex<Vec<String>>,
+        calls: Mutex<usize>,
+    }
+
+    impl FakeXRay {
+        fn scripted(answers: Vec<Answer>) -> FakeXRay {
+            FakeXRay {
+                script: Mutex::new(answers.into()),
+                ..FakeXRay::default()
+            }
+        }
+    }
+
+    impl Destination for FakeXRay {
         fn put_trace_segments(
             &self,
             batch: &Batch,
             _scratch: &mut Vec<u8>,
         ) -> Result<Vec<Unprocessed>, BackendError> {
-            let docs: Vec<String> = batch
+            *self.calls.lock().unwrap() += 1;
+            let answer = self.script.lock().unwrap().pop_front();
+            let (pattern, code) = match answer {
+                Some(Answer::Fail(error)) => return Err(error()),
+                Some(Answer::Leave(pattern, code)) => (pattern, code),
+                None => ("refuse", "InvalidSegment"),
+            };
+            let mut unprocessed = Vec::new();
+            for d in batch
                 .documents()
                 .map(|d| String::from_utf8_lossy(d).into_owned())
-                .collect();
-            if docs.iter().any(|d| d.contains("fail")) {
-                return Err(BackendError::Http {
-                    status: 500,
-                    error_type: None,
-                    message: "boom".into(),
-                });
-            }
-            let mut unprocessed = Vec::new();
-            for d in docs {
-                if d.contains("refuse") {
-                    let ids = batch::segment_ids(d.as_bytes());
+            {
+                if d.contains(pattern) || d.contains("refuse") {
+                    let code = if d.contains(pattern) {
+                        code
+                    } else {
+                        "InvalidSegment"
+                    };
                     unprocessed.push(Unprocessed {
-                        id: ids.id,
-                        error_code: Some("InvalidSegment".into()),
+                        id: batch::segment_ids(d.as_bytes()).id,
+                        error_code: Some(code.into()),
                         message: None,
                     });
                 } else {
@@ -196,50 +300,161 @@ mod tests {
         }
     }
 
-    fn run(documents: &[String]) -> (Arc<Picky>, Arc<Stats>) {
-        let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
-        let picky = Arc::new(Picky::default());
-        let stats = Arc::new(Stats::default());
-        let uploaders = spawn(3, pool.clone(), picky.clone(), stats.clone()).unwrap();
-        for d in documents {
-            pool.push(d.as_bytes());
+    fn unavailable() -> BackendError {
+        BackendError::Http {
+            status: 503,
+            error_type: None,
+            message: "down".into(),
         }
-        pool.close();
-        assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(10)));
-        (picky, stats)
+    }
+
+    fn invalid() -> BackendError {
+        BackendError::Http {
+            status: 400,
+            error_type: Some("InvalidRequestException".into()),
+            message: "bad".into(),
+        }
+    }
+
+    fn courier(fake: Arc<FakeXRay>, spool: Option<Arc<Spool>>) -> Arc<Courier> {
+        Arc::new(Courier {
+            pool: Arc::new(Pool::with_memory(MIN_POOL_BYTES)),
+            destination: fake,
+            stats: Arc::new(Stats::default()),
+            spool,
+        })
+    }
+
+    fn run(fake: Arc<FakeXRay>, documents: &[String]) -> Arc<Courier> {
+        let courier = courier(fake, None);
+        let mut uploaders = spawn(3, courier.clone()).unwrap();
+        for d in documents {
+            courier.pool.push(d.as_bytes());
+        }
+        courier.pool.close();
+        assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(20)));
+        courier
+    }
+
+    fn docs(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{{\"id\":\"{i}\"}}")).collect()
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
     }
 
     #[test]
     fn every_document_is_delivered_once_and_counted() {
-        let documents: Vec<String> = (0..1_234).map(|i| format!("{{\"id\":\"{i}\"}}")).collect();
-        let (picky, stats) = run(&documents);
-        let mut accepted = picky.accepted.lock().unwrap().clone();
-        accepted.sort();
-        let mut expected = documents.clone();
-        expected.sort();
-        assert_eq!(accepted, expected);
-        assert_eq!(stats.snapshot().sent, 1_234);
+        let fake = Arc::new(FakeXRay::default());
+        let courier = run(fake.clone(), &docs(1_234));
+        assert_eq!(
+            sorted(fake.accepted.lock().unwrap().clone()),
+            sorted(docs(1_234))
+        );
+        assert_eq!(courier.stats.snapshot().sent, 1_234);
     }
 
     #[test]
-    fn unprocessed_documents_are_counted_as_rejected() {
+    fn permanently_unprocessed_documents_are_counted_as_rejected() {
         let documents = vec![
             r#"{"id":"1"}"#.to_string(),
             r#"{"id":"2","trace_id":"1-abc","refuse":true}"#.to_string(),
             r#"{"id":"3"}"#.to_string(),
         ];
-        let (picky, stats) = run(&documents);
-        assert_eq!(picky.accepted.lock().unwrap().len(), 2);
-        let counts = stats.snapshot();
-        assert_eq!((counts.sent, counts.rejected), (2, 1));
+        let fake = Arc::new(FakeXRay::default());
+        let courier = run(fake.clone(), &documents);
+        assert_eq!(fake.accepted.lock().unwrap().len(), 2);
+        let counts = courier.stats.snapshot();
+        assert_eq!((counts.sent, counts.rejected, counts.retried), (2, 1, 0));
+        assert_eq!(*fake.calls.lock().unwrap(), 1);
     }
 
     #[test]
-    fn failed_batches_are_counted_by_class() {
-        let documents = vec![r#"{"id":"1","fail":1}"#.to_string()];
-        let (_, stats) = run(&documents);
-        let counts = stats.snapshot();
-        assert_eq!(counts.dropped, 1);
-        assert_eq!(counts.backend_errors(ErrorClass::Http5xx), 1);
+    fn transient_failures_are_retried_until_accepted() {
+        let fake = Arc::new(FakeXRay::scripted(vec![
+            Answer::Fail(unavailable),
+            Answer::Fail(unavailable),
+            Answer::Fail(unavailable),
+        ]));
+        let courier = run(fake.clone(), &docs(10));
+        assert_eq!(
+            sorted(fake.accepted.lock().unwrap().clone()),
+            sorted(docs(10))
+        );
+        let counts = courier.stats.snapshot();
+        assert_eq!((counts.sent, counts.dropped, counts.retried), (10, 0, 30));
+        assert_eq!(counts.backend_errors(ErrorClass::Http5xx), 3);
+    }
+
+    #[test]
+    fn hopeless_failures_drop_the_batch() {
+        let fake = Arc::new(FakeXRay::scripted(vec![Answer::Fail(invalid)]));
+        let courier = run(fake.clone(), &docs(4));
+        let counts = courier.stats.snapshot();
+        assert_eq!((counts.sent, counts.dropped), (0, 4));
+        assert_eq!(counts.backend_errors(ErrorClass::Http4xx), 1);
+        assert_eq!(*fake.calls.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn throttled_documents_alone_are_sent_again() {
+        let documents = vec![
+            r#"{"id":"1"}"#.to_string(),
+            r#"{"id":"2","slow":1}"#.to_string(),
+            r#"{"id":"3","refuse":1}"#.to_string(),
+        ];
+        let fake = Arc::new(FakeXRay::scripted(vec![Answer::Leave(
+            "slow",
+            "ThrottledException",
+        )]));
+        let courier = run(fake.clone(), &documents);
+        let accepted = fake.accepted.lock().unwrap().clone();
+        assert_eq!(accepted, vec![documents[0].clone(), documents[1].clone()]);
+        let counts = courier.stats.snapshot();
+        assert_eq!((counts.sent, counts.rejected, counts.retried), (2, 1, 1));
+        assert_eq!(courier.pool.fill().segments, 0, "every position released");
+    }
+
+    #[test]
+    fn shutdown_gives_up_on_a_failing_batch_and_spools_it() {
+        let dir = crate::test_support::TempDir::new("upload-spool");
+        let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024).unwrap());
+        let answers = (0..1000).map(|_| Answer::Fail(unavailable)).collect();
+        let fake = Arc::new(FakeXRay::scripted(answers));
+        let courier = courier(fake, Some(spool.clone()));
+        let mut uploaders = spawn(2, courier.clone()).unwrap();
+        for d in docs(5) {
+            courier.pool.push(d.as_bytes());
+        }
+        courier.pool.close();
+        assert!(!uploaders.wait_until(Instant::now() + Duration::from_millis(500)));
+        courier.pool.abandon();
+        assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(5)));
+        let mut spooled = Vec::new();
+        for file in spool.files() {
+            crate::spool::read_file(&file, |d| {
+                spooled.push(String::from_utf8_lossy(d).into_owned())
+            })
+            .unwrap();
+        }
+        assert_eq!(sorted(spooled), sorted(docs(5)));
+        assert_eq!(courier.stats.snapshot().spooled, 5);
+    }
+
+    #[test]
+    fn without_a_spool_abandoned_segments_are_counted_as_dropped() {
+        let answers = (0..1000).map(|_| Answer::Fail(unavailable)).collect();
+        let courier = courier(Arc::new(FakeXRay::scripted(answers)), None);
+        let mut uploaders = spawn(1, courier.clone()).unwrap();
+        for d in docs(3) {
+            courier.pool.push(d.as_bytes());
+        }
+        courier.pool.close();
+        std::thread::sleep(Duration::from_millis(300));
+        courier.pool.abandon();
+        assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(courier.stats.snapshot().dropped, 3);
     }
 }

@@ -80,6 +80,39 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// A request an SDK sent the relay's proxy, to be passed on to X-Ray signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRequest {
+    /// The method as received (`POST`).
+    pub method: String,
+    /// Path and query as received (`/GetSamplingRules`), appended to the endpoint URL.
+    pub target: String,
+    /// The headers to send and sign: no hop-by-hop headers, `Host`, `Content-Length` or
+    /// signature headers (the client adds its own).
+    pub headers: Vec<(String, String)>,
+    /// The body as received.
+    pub body: Vec<u8>,
+}
+
+/// X-Ray's answer to a forwarded request, whatever its status, with the body still to be read.
+pub struct ForwardResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers as received (ureq has already decoded any chunked framing).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, read as it arrives.
+    pub body: Box<dyn std::io::Read + Send>,
+}
+
+impl fmt::Debug for ForwardResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sends signed requests to X-Ray.
 pub struct XRayClient {
     agent: ureq::Agent,
@@ -207,6 +240,90 @@ impl XRayClient {
                 &body,
             ))
         }
+    }
+}
+
+impl XRayClient {
+    /// Sends `request` to the endpoint (never anywhere else), signed with the relay's
+    /// credentials and region, through the same agent as uploads (proxy, TLS settings), with
+    /// `timeout` for the whole exchange. Any status X-Ray answers with is `Ok`.
+    pub fn forward(
+        &self,
+        request: &ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardResponse, BackendError> {
+        let url = self.endpoint.url_for(&request.target);
+        let credentials = self
+            .credentials
+            .credentials()
+            .map_err(BackendError::Credentials)?;
+        let length = request.body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let has_body =
+            !request.body.is_empty() || matches!(request.method.as_str(), "POST" | "PUT" | "PATCH");
+        if has_body {
+            headers.push(("Content-Length", length.as_str()));
+        }
+        let signature = self
+            .signer
+            .sign(
+                &RequestToSign {
+                    method: &request.method,
+                    url: &url,
+                    headers: &headers,
+                    body: &request.body,
+                },
+                &credentials,
+                SystemTime::now(),
+            )
+            .map_err(BackendError::Signing)?;
+        let mut builder = ureq::http::Request::builder()
+            .method(request.method.as_str())
+            .uri(url.as_str());
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+        {
+            builder = builder.header("User-Agent", self.user_agent.as_str());
+        }
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in &signature {
+            builder = builder.header(*name, value.as_str());
+        }
+        let unsendable = |error: &dyn fmt::Display| BackendError::Transport {
+            class: super::backend_error::ErrorClass::Other,
+            detail: format!("cannot send {} {url}: {error}", request.method),
+        };
+        let http_request = builder
+            .body(request.body.as_slice())
+            .map_err(|error| unsendable(&error))?;
+        let http_request = self
+            .agent
+            .configure_request(http_request)
+            .timeout_global(Some(timeout))
+            .build();
+        let response = self
+            .agent
+            .run(http_request)
+            .map_err(BackendError::from_transport)?;
+        let status = response.status().as_u16();
+        log::debug!("{} {url}: HTTP {status} (forwarded)", request.method);
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        Ok(ForwardResponse {
+            status,
+            headers,
+            body: Box::new(response.into_body().into_reader()),
+        })
     }
 }
 

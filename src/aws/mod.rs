@@ -40,7 +40,9 @@ pub(crate) mod test_http;
 pub mod timestamp;
 
 pub use backend_error::{BackendError, ErrorClass};
-pub use client::{ClientBuildError, ClientSettings, Response, XRayClient};
+pub use client::{
+    ClientBuildError, ClientSettings, ForwardRequest, ForwardResponse, Response, XRayClient,
+};
 pub use credentials::{
     ChainSettings, Credentials, CredentialsError, CredentialsProvider, CredentialsSource,
 };

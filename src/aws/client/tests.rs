@@ -496,3 +496,84 @@ fn the_user_agent_uses_go_names() {
     let arch = go_arch_name(std::env::consts::ARCH);
     assert!(agent.ends_with(&format!("-{arch}")), "{agent}");
 }
+
+fn sampling_request(headers: &[(&str, &str)]) -> ForwardRequest {
+    ForwardRequest {
+        method: "POST".into(),
+        target: "/GetSamplingRules".into(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        body: b"{}".to_vec(),
+    }
+}
+
+#[test]
+fn forwarded_requests_keep_their_headers_and_are_signed_over_them() {
+    let mut answer = Answer::new(404, r#"{"message":"no such rule"}"#);
+    answer.extra_headers = "X-Amzn-RequestId: abc\r\n";
+    let (port, server) = serve(vec![answer]);
+    let request = sampling_request(&[
+        ("Content-Type", "application/json"),
+        ("X-Custom", "kept"),
+        ("User-Agent", "aws-sdk-python"),
+        ("X-Amzn-Trace-Id", "Root=1-abc"),
+    ]);
+    let mut response = local_client(port)
+        .forward(&request, Duration::from_secs(5))
+        .unwrap();
+    // Any status is an answer to pass on, with its headers and body.
+    assert_eq!(response.status, 404);
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(name, value)| name == "x-amzn-requestid" && value == b"abc")
+    );
+    let mut body = String::new();
+    response.body.read_to_string(&mut body).unwrap();
+    assert_eq!(body, r#"{"message":"no such rule"}"#);
+
+    let captured = server.join().unwrap().remove(0);
+    assert_eq!(captured.request_line, "POST /GetSamplingRules HTTP/1.1");
+    assert_eq!(captured.body, b"{}");
+    assert_eq!(captured.header("x-custom"), Some("kept"));
+    assert_eq!(captured.header("user-agent"), Some("aws-sdk-python"));
+    assert_eq!(captured.header("content-length"), Some("2"));
+    let authorization = captured.header("authorization").unwrap();
+    assert!(
+        authorization.contains(
+            "SignedHeaders=content-length;content-type;host;x-amz-date;x-amz-security-token;x-custom,"
+        ),
+        "{authorization}"
+    );
+}
+
+#[test]
+fn forwarding_without_credentials_fails_before_sending() {
+    let env = Env::from_pairs([]);
+    let client = XRayClient::new(
+        &ClientSettings::new("http://127.0.0.1:9", "us-west-2"),
+        Arc::new(CredentialsProvider::new(vec![])),
+        &env,
+    )
+    .unwrap();
+    let error = client
+        .forward(&sampling_request(&[]), Duration::from_secs(1))
+        .unwrap_err();
+    assert!(matches!(error, BackendError::Credentials(_)), "{error:?}");
+}
+
+#[test]
+fn forwarding_to_a_closed_port_is_connection_refused() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = local_client(port)
+        .forward(&sampling_request(&[]), Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::ConnectionRefused, "{error}");
+}

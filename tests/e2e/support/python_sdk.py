@@ -28,14 +28,15 @@ class RecordingEmitter(UDPEmitter):
         return docs
 
 
-def make_recorder(udp_port: int, tcp_port: int) -> tuple[AWSXRayRecorder, RecordingEmitter]:
-    """A recorder as an application would configure one: daemon address, every request traced."""
+def make_recorder(udp_port: int, tcp_port: int, sampling: bool = False) -> tuple[AWSXRayRecorder, RecordingEmitter]:
+    """A recorder as an application would configure one: daemon address, every request traced, or
+    with `sampling` the SDK's centralized sampler, which polls its rules through the daemon's TCP address."""
     address = f"tcp:127.0.0.1:{tcp_port} udp:127.0.0.1:{udp_port}"
     emitter = RecordingEmitter(address)
     recorder = AWSXRayRecorder()
     recorder.configure(
         daemon_address=address,
-        sampling=False,  # no sampling decision: every segment is sent
+        sampling=sampling,  # False: no sampling decision, every segment is sent
         context_missing="LOG_ERROR",
         emitter=emitter,
         service="xray-relay-e2e",

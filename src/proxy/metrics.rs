@@ -1,0 +1,287 @@
+//! `GET /metrics`: the relay's counters in the Prometheus text format (version 0.0.4).
+
+use crate::pool::Fill;
+use crate::stats::{ErrorClass, LATENCY_BUCKETS, Refusal, Stats};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The `Content-Type` of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric; `fill` is the buffer now, `uptime` the time since start.
+pub fn render(stats: &Stats, fill: &Fill, uptime: Duration) -> String {
+    let mut out = String::with_capacity(4096);
+    let counts = stats.snapshot();
+    let counters = [
+        (
+            "received",
+            "Datagrams read from the UDP socket, valid or not.",
+            counts.received,
+        ),
+        (
+            "rejected",
+            "Datagrams refused and documents X-Ray reported unprocessed.",
+            counts.rejected,
+        ),
+        (
+            "spillover",
+            "Segments dropped because the buffer was full.",
+            counts.spillover,
+        ),
+        (
+            "sent",
+            "Documents X-Ray accepted (or the local sink wrote).",
+            counts.sent,
+        ),
+        (
+            "retried",
+            "Documents sent again after a transient failure (each retry counts).",
+            counts.retried,
+        ),
+        ("spooled", "Documents written to the spool.", counts.spooled),
+        (
+            "replayed",
+            "Documents read back from the spool and delivered.",
+            counts.replayed,
+        ),
+        (
+            "dropped",
+            "Documents dropped for good after failed uploads.",
+            counts.dropped,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let name = format!("xray_relay_segments_{name}_total");
+        header(&mut out, &name, help, "counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+
+    header(
+        &mut out,
+        "xray_relay_buffer_fill_ratio",
+        "Share of the segment buffer in use (the larger of bytes and slots).",
+        "gauge",
+    );
+    let _ = writeln!(out, "xray_relay_buffer_fill_ratio {}", fill.ratio());
+    header(
+        &mut out,
+        "xray_relay_buffer_segments",
+        "Segments held in the buffer.",
+        "gauge",
+    );
+    let _ = writeln!(out, "xray_relay_buffer_segments {}", fill.segments);
+    header(
+        &mut out,
+        "xray_relay_buffer_used_bytes",
+        "Bytes of the buffer in use.",
+        "gauge",
+    );
+    let _ = writeln!(out, "xray_relay_buffer_used_bytes {}", fill.used_bytes);
+    header(
+        &mut out,
+        "xray_relay_buffer_capacity_bytes",
+        "Size of the buffer.",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "xray_relay_buffer_capacity_bytes {}",
+        fill.capacity_bytes
+    );
+    header(
+        &mut out,
+        "xray_relay_uploads_in_flight",
+        "Uploads waiting for their destination.",
+        "gauge",
+    );
+    let _ = writeln!(out, "xray_relay_uploads_in_flight {}", stats.in_flight());
+
+    let latency = stats.latency();
+    let name = "xray_relay_upload_duration_seconds";
+    header(
+        &mut out,
+        name,
+        "Time taken by successful uploads.",
+        "histogram",
+    );
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", latency.count());
+    let _ = writeln!(out, "{name}_sum {}", latency.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", latency.count());
+
+    let name = "xray_relay_backend_errors_total";
+    header(
+        &mut out,
+        name,
+        "Failed calls to X-Ray by class, as in the telemetry record's BackendConnectionErrors.",
+        "counter",
+    );
+    for class in ErrorClass::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{class=\"{}\"}} {}",
+            class.label(),
+            counts.backend_errors(class)
+        );
+    }
+
+    let proxy = &stats.proxy;
+    header(
+        &mut out,
+        "xray_relay_proxy_open_connections",
+        "Connections to the TCP proxy open now.",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "xray_relay_proxy_open_connections {}",
+        proxy.open_connections.load(Ordering::Relaxed)
+    );
+    let proxy_counters = [
+        (
+            "accepted_connections",
+            "Connections accepted by the TCP proxy, including refused ones.",
+            &proxy.accepted,
+        ),
+        (
+            "forwarded_requests",
+            "Requests forwarded to X-Ray and answered by it.",
+            &proxy.forwarded,
+        ),
+        (
+            "local_requests",
+            "Requests answered by the relay itself.",
+            &proxy.local,
+        ),
+    ];
+    for (name, help, value) in proxy_counters {
+        let name = format!("xray_relay_proxy_{name}_total");
+        header(&mut out, &name, help, "counter");
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
+    let name = "xray_relay_proxy_refused_total";
+    header(
+        &mut out,
+        name,
+        "Connections and requests the TCP proxy refused, by reason.",
+        "counter",
+    );
+    for reason in Refusal::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{}\"}} {}",
+            reason.label(),
+            proxy.refusals(reason)
+        );
+    }
+    let name = "xray_relay_proxy_upstream_errors_total";
+    header(
+        &mut out,
+        name,
+        "Forwarded requests that got no answer from X-Ray, by class.",
+        "counter",
+    );
+    for class in ErrorClass::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{class=\"{}\"}} {}",
+            class.label(),
+            proxy.upstream_errors(class)
+        );
+    }
+
+    header(
+        &mut out,
+        "xray_relay_uptime_seconds",
+        "Seconds since the relay started.",
+        "gauge",
+    );
+    let _ = writeln!(out, "xray_relay_uptime_seconds {}", uptime.as_secs_f64());
+    out
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `name{labels} value` lines → the value of the one named.
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn counters_gauges_and_the_histogram() {
+        let stats = Stats::default();
+        Stats::add(&stats.received, 12);
+        Stats::add(&stats.sent, 10);
+        Stats::add(&stats.retried, 2);
+        stats.backend_error(ErrorClass::Http5xx);
+        stats.record_success(Duration::from_millis(40));
+        stats.record_success(Duration::from_millis(3000));
+        stats.proxy.refused(Refusal::BodyTooLarge);
+        let _in_flight = stats.upload_started();
+        let fill = Fill {
+            segments: 5,
+            used_bytes: 250,
+            capacity_bytes: 1000,
+            capacity_segments: 100,
+        };
+        let text = render(&stats, &fill, Duration::from_secs(3));
+        assert_eq!(value(&text, "xray_relay_segments_received_total"), 12.0);
+        assert_eq!(value(&text, "xray_relay_segments_sent_total"), 10.0);
+        assert_eq!(value(&text, "xray_relay_segments_retried_total"), 2.0);
+        assert_eq!(value(&text, "xray_relay_segments_spillover_total"), 0.0);
+        assert_eq!(value(&text, "xray_relay_buffer_fill_ratio"), 0.25);
+        assert_eq!(value(&text, "xray_relay_uploads_in_flight"), 1.0);
+        let h = "xray_relay_upload_duration_seconds";
+        assert_eq!(value(&text, &format!("{h}_bucket{{le=\"0.025\"}}")), 0.0);
+        assert_eq!(value(&text, &format!("{h}_bucket{{le=\"0.05\"}}")), 1.0);
+        assert_eq!(value(&text, &format!("{h}_bucket{{le=\"2.5\"}}")), 1.0);
+        assert_eq!(value(&text, &format!("{h}_bucket{{le=\"5\"}}")), 2.0);
+        assert_eq!(value(&text, &format!("{h}_bucket{{le=\"+Inf\"}}")), 2.0);
+        assert_eq!(value(&text, &format!("{h}_count")), 2.0);
+        assert!((value(&text, &format!("{h}_sum")) - 3.04).abs() < 1e-9);
+        assert_eq!(
+            value(&text, "xray_relay_backend_errors_total{class=\"http_5xx\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&text, "xray_relay_backend_errors_total{class=\"timeout\"}"),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                "xray_relay_proxy_refused_total{reason=\"body_too_large\"}"
+            ),
+            1.0
+        );
+        assert_eq!(value(&text, "xray_relay_uptime_seconds"), 3.0);
+        // Every series has its HELP and TYPE, once.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = name
+                .strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_sum"))
+                .or_else(|| name.strip_suffix("_count"))
+                .filter(|family| family.ends_with("_seconds"))
+                .unwrap_or(name);
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} ")).count(),
+                1,
+                "{name}"
+            );
+        }
+    }
+}

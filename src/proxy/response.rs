@@ -1,0 +1,182 @@
+//! Writing answers: status line, headers and body framing, each write within a deadline.
+
+use smol::io::{AsyncWrite, AsyncWriteExt};
+use std::io;
+use std::time::Duration;
+
+/// How a response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// No body at all (`HEAD`, 204, 304); headers pass as they are.
+    NoBody,
+}
+
+/// A complete answer made by the relay itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// Further headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// An error in X-Ray's own shape, `{"__type": kind, "message": …}` with the
+    /// `x-amzn-ErrorType` header, so SDKs report it like any X-Ray error.
+    pub fn error(status: u16, kind: &'static str, message: &str) -> Answer {
+        let body = serde_json::json!({ "__type": kind, "message": message }).to_string();
+        let mut answer = Answer::json(status, body);
+        answer.headers.push(("x-amzn-ErrorType", kind.to_owned()));
+        answer
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The bytes on the wire.
+    pub fn encode(&self, keep_alive: bool) -> Vec<u8> {
+        let mut headers: Vec<(&str, &[u8])> = vec![("Content-Type", self.content_type.as_bytes())];
+        headers.extend(self.headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+        let mut bytes = encode_head(
+            self.status,
+            headers.into_iter(),
+            Framing::Length(self.body.len() as u64),
+            keep_alive,
+        );
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+/// Status line and headers, then the framing and connection headers, then the blank line.
+pub fn encode_head<'a>(
+    status: u16,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    framing: Framing,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(length) => {
+            head.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes())
+        }
+        Framing::Chunked => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::NoBody => {}
+    }
+    if !keep_alive {
+        head.extend_from_slice(b"Connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Writes all of `bytes` within `timeout`; a timeout is [`io::ErrorKind::TimedOut`].
+pub async fn write_within<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let write = async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    };
+    smol::future::or(write, async {
+        smol::Timer::after(timeout).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("client did not read the answer within {timeout:?}"),
+        ))
+    })
+    .await
+}
+
+/// One chunk of a chunked body (an empty `data` is the last chunk).
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut bytes = format!("{:x}\r\n", data.len()).into_bytes();
+    bytes.extend_from_slice(data);
+    bytes.extend_from_slice(b"\r\n");
+    bytes
+}
+
+/// The reason phrase of a status.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_answer_is_x_ray_shaped() {
+        let bytes = Answer::error(503, "ServiceUnavailableException", "no \"credentials\"")
+            .with_header("Retry-After", "1")
+            .encode(false);
+        let text = String::from_utf8(bytes).unwrap();
+        let body = r#"{"__type":"ServiceUnavailableException","message":"no \"credentials\""}"#;
+        assert_eq!(
+            text,
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nx-amzn-ErrorType: ServiceUnavailableException\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        );
+    }
+
+    #[test]
+    fn chunks_and_the_last_chunk() {
+        assert_eq!(chunk(b"hello, world!!!!!"), b"11\r\nhello, world!!!!!\r\n");
+        assert_eq!(chunk(b""), b"0\r\n\r\n");
+        let head = encode_head(200, std::iter::empty(), Framing::Chunked, true);
+        assert_eq!(
+            head,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+}

@@ -17,7 +17,7 @@ pub use environment::EnvironmentSource;
 pub use imds::ImdsSource;
 pub use process::{parse_process_output, run_credential_process};
 pub use profile::ProfileSource;
-pub use provider::{CredentialsProvider, REFRESH_BEFORE_EXPIRY, refresh_at};
+pub use provider::{CredentialsProvider, REFRESH_BEFORE_EXPIRY, RefreshTiming, refresh_at};
 pub use web_identity::WebIdentitySource;
 
 use super::env::Env;

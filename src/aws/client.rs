@@ -9,8 +9,10 @@ use super::env::Env;
 use super::proxy::{proxy_for_endpoint, redact_user_info};
 use super::signing::{RequestToSign, Signer, XRAY_SERVICE};
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// How long an idle connection is kept: longer than the 60 s telemetry interval, so
 /// that call reuses a connection too (the original uses 90 s).
@@ -167,7 +169,11 @@ impl XRayClient {
             .build();
         log::debug!("Using Endpoint: {}", endpoint.url_for(""));
         Ok(XRayClient {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(
+                config,
+                DefaultConnector::default(),
+                CachingResolver::default(),
+            ),
             endpoint,
             signer: Signer::new(settings.region.clone(), XRAY_SERVICE),
             credentials,
@@ -334,6 +340,54 @@ impl fmt::Debug for XRayClient {
             .field("region", &self.signer.region())
             .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
+    }
+}
+
+/// How long a resolved address is reused.
+const RESOLVED_FOR: Duration = Duration::from_secs(30);
+
+/// ureq's resolver, remembering answers for [`RESOLVED_FOR`].
+///
+/// ureq resolves the host before every request, even one that goes out on a pooled
+/// connection, and with a timeout it does so on a new thread: a thread and a DNS lookup per
+/// batch. Addresses are only used for new connections, so a cached answer is as good; a
+/// changed address is picked up within [`RESOLVED_FOR`].
+#[derive(Debug, Default)]
+struct CachingResolver {
+    resolver: DefaultResolver,
+    /// (scheme://authority, when resolved, addresses); one entry per host the agent talks to.
+    cache: Mutex<Vec<(String, Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let scheme = uri.scheme_str().unwrap_or("");
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let matches = |key: &str| {
+            key.strip_prefix(scheme)
+                .and_then(|rest| rest.strip_prefix("://"))
+                .is_some_and(|rest| rest == authority)
+        };
+        let now = Instant::now();
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, _, addrs)) = cache
+                .iter()
+                .find(|(key, at, _)| matches(key) && now.duration_since(*at) < RESOLVED_FOR)
+            {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.resolver.resolve(uri, config, timeout)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(key, _, _)| !matches(key));
+        cache.push((format!("{scheme}://{authority}"), now, addrs.clone()));
+        Ok(addrs)
     }
 }
 

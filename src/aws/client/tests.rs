@@ -577,3 +577,25 @@ fn forwarding_to_a_closed_port_is_connection_refused() {
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::ConnectionRefused, "{error}");
 }
+
+#[test]
+fn resolved_addresses_are_reused_per_host() {
+    let resolver = CachingResolver::default();
+    let config = ureq::config::Config::default();
+    let timeout = NextTimeout {
+        after: ureq::unversioned::transport::time::Duration::NotHappening,
+        reason: ureq::Timeout::Global,
+        per_read: None,
+        per_write: None,
+    };
+    let first: ureq::http::Uri = "http://127.0.0.1:2000/TraceSegments".parse().unwrap();
+    let again: ureq::http::Uri = "http://127.0.0.1:2000/TelemetryRecords".parse().unwrap();
+    let other: ureq::http::Uri = "http://127.0.0.2:2000/TraceSegments".parse().unwrap();
+    let a = resolver.resolve(&first, &config, timeout).unwrap();
+    let b = resolver.resolve(&again, &config, timeout).unwrap();
+    assert_eq!(a[0], b[0]);
+    assert_eq!(resolver.cache.lock().unwrap().len(), 1);
+    let c = resolver.resolve(&other, &config, timeout).unwrap();
+    assert_eq!(c[0].ip().to_string(), "127.0.0.2");
+    assert_eq!(resolver.cache.lock().unwrap().len(), 2);
+}

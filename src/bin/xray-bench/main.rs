@@ -1,0 +1,365 @@
+//! `xray-bench`: how much CPU, memory and time the relay takes per segment.
+//!
+//! For each segment size and rate it starts a local X-Ray sink and the relay (a separate
+//! process, `-o -n us-east-1 -m N`, uploading to the sink), sends segments with unique ids at
+//! that rate over UDP, waits until they are delivered, and prints one Markdown table row:
+//! segments sent / delivered / lost, the relay's CPU per segment (utime + stime from /proc),
+//! its idle and peak RSS (VmRSS before the traffic, VmHWM after), and the latency from the
+//! datagram's send to the sink's acknowledgement (p50/p99). An idle phase then checks the
+//! relay's memory and wake-ups with no traffic.
+//!
+//!     cargo build --release && target/release/xray-bench
+//!
+//! `--runner qemu-aarch64-static --relay target/aarch64-unknown-linux-musl/release/xray` runs
+//! the aarch64 build under emulation: a functional check only, its timings mean nothing.
+
+mod procfs;
+mod relay;
+mod sender;
+mod sink;
+mod tracker;
+
+use relay::{Relay, RelayOptions};
+use sink::{Sink, SinkOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracker::{Tracker, percentile};
+
+/// Measures the relay: CPU per segment, memory, loss and latency at several rates and sizes.
+#[derive(argh::FromArgs)]
+struct Args {
+    /// the relay binary (default: `xray` next to this program)
+    #[argh(option)]
+    relay: Option<PathBuf>,
+    /// run the relay through this program, e.g. qemu-aarch64-static (functional check only)
+    #[argh(option)]
+    runner: Option<String>,
+    /// segments per second, comma-separated (default 1000,5000,20000,50000,100000)
+    #[argh(option, default = "String::from(\"1000,5000,20000,50000,100000\")")]
+    rates: String,
+    /// segment sizes in bytes, comma-separated (default 1024,8192)
+    #[argh(option, default = "String::from(\"1024,8192\")")]
+    sizes: String,
+    /// seconds of traffic per point (default 10; at least 20,000 segments are sent)
+    #[argh(option, default = "10")]
+    seconds: u64,
+    /// the relay's -m, buffer memory in MB (default 16)
+    #[argh(option, short = 'm', default = "16")]
+    memory: u64,
+    /// cfg.yaml Concurrency for the relay (default: the relay's own default)
+    #[argh(option)]
+    concurrency: Option<u32>,
+    /// milliseconds the sink waits before answering, a stand-in for the round trip (default 0)
+    #[argh(option, default = "0")]
+    sink_delay_ms: u64,
+    /// runs per point (default 1)
+    #[argh(option, default = "1")]
+    repeat: u32,
+    /// seconds of the idle phase; 0 skips it (default 10)
+    #[argh(option, default = "10")]
+    idle_seconds: u64,
+    /// the relay's -m in the idle phase (default 3)
+    #[argh(option, default = "3")]
+    idle_memory: u64,
+    /// skip the traffic points (only the idle phase)
+    #[argh(switch)]
+    idle_only: bool,
+    /// decode and compare one request body in this many (default 20)
+    #[argh(option, default = "20")]
+    verify_every: u64,
+    /// an extra argument for the relay (repeatable), e.g. --relay-arg=-l --relay-arg=warn
+    #[argh(option)]
+    relay_arg: Vec<String>,
+    /// keep each run's cfg.yaml and relay log in the temp directory
+    #[argh(switch)]
+    keep_logs: bool,
+}
+
+fn list(text: &str) -> Vec<u64> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
+        })
+        .collect()
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("xray-bench: {message}");
+    std::process::exit(1)
+}
+
+fn main() {
+    let args: Args = argh::from_env();
+    let binary = args.relay.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("xray")))
+            .unwrap_or_else(|| PathBuf::from("xray"))
+    });
+    if !binary.exists() {
+        fail(&format!(
+            "no relay binary at {} (run `cargo build --release` first, or pass --relay)",
+            binary.display()
+        ));
+    }
+    let options = RelayOptions {
+        binary,
+        runner: args.runner.clone(),
+        memory_mb: args.memory,
+        concurrency: args.concurrency,
+        extra_args: args.relay_arg.clone(),
+        keep_logs: args.keep_logs,
+    };
+    print_setup(&args, &options);
+
+    if !args.idle_only {
+        println!(
+            "| size | rate/s | sent | delivered | lost | kernel drops | CPU µs/seg | switches/seg | idle RSS MB | peak RSS MB | p50 ms | p99 ms | max ms | sent/s | load |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for size in list(&args.sizes) {
+            for rate in list(&args.rates) {
+                for run in 0..args.repeat {
+                    match run_point(&args, &options, size as usize, rate, run) {
+                        Ok(row) => println!("{row}"),
+                        Err(err) => println!("| {size} | {rate} | failed: {err} |"),
+                    }
+                }
+            }
+        }
+    }
+    if args.idle_seconds > 0 {
+        let mut idle_options = options.clone();
+        idle_options.memory_mb = args.idle_memory;
+        if let Err(err) = run_idle(&idle_options, Duration::from_secs(args.idle_seconds)) {
+            println!("idle phase failed: {err}");
+        }
+    }
+}
+
+fn print_setup(args: &Args, options: &RelayOptions) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let rmem = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap_or_default();
+    let size = std::fs::metadata(&options.binary).map_or(0, |m| m.len());
+    println!("xray-bench, {} UTC", utc_now());
+    println!(
+        "host: {cores} cores, {cpu}, Linux {}, net.core.rmem_max {}, load {}",
+        kernel.trim(),
+        rmem.trim(),
+        procfs::load_average()
+    );
+    println!(
+        "relay: {}{} ({size} bytes), -m {}, Concurrency {}, sink delay {} ms{}",
+        options
+            .runner
+            .as_ref()
+            .map(|r| format!("{r} "))
+            .unwrap_or_default(),
+        options.binary.display(),
+        options.memory_mb,
+        options
+            .concurrency
+            .map_or("default".to_string(), |n| n.to_string()),
+        args.sink_delay_ms,
+        if options.runner.is_some() {
+            " (emulated: functional check only, timings mean nothing)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "latency: from the sender's send to the sink's answer, same clock; includes the relay's batching wait (a batch leaves at 50 segments or when its oldest is 1 s old)"
+    );
+    println!();
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
+}
+
+fn ms(us: Option<u64>) -> String {
+    us.map_or("-".into(), |us| format!("{:.1}", us as f64 / 1000.0))
+}
+
+fn run_point(
+    args: &Args,
+    options: &RelayOptions,
+    size: usize,
+    rate: u64,
+    run: u32,
+) -> std::io::Result<String> {
+    let count = (rate * args.seconds).max(20_000);
+    let tracker = Arc::new(Tracker::new(count));
+    let sink = Sink::start(
+        tracker.clone(),
+        SinkOptions {
+            delay: Duration::from_millis(args.sink_delay_ms),
+            verify_every: args.verify_every,
+            segment_size: size,
+        },
+    )?;
+    let mut relay = Relay::start(
+        options,
+        &format!("http://{}", sink.address),
+        &format!("{size}-{rate}-{run}"),
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = relay.pid;
+    let idle_rss = procfs::status_bytes(pid, "VmRSS");
+    let cpu_before = procfs::cpu_us(pid).unwrap_or(0);
+    let switches_before: u64 = procfs::context_switches(pid).values().sum();
+    let udp_before = procfs::udp_receive_errors();
+
+    let mut segments = sender::Segments::new(size);
+    let sent = sender::send(relay.udp, &mut segments, rate, count, &tracker)?;
+
+    // Wait for the last batch (at most 1 s old) and its upload; stop when nothing has come
+    // for 3 s.
+    let mut last = (tracker.delivered(), Instant::now());
+    while tracker.delivered() < count {
+        std::thread::sleep(Duration::from_millis(50));
+        let delivered = tracker.delivered();
+        if delivered != last.0 {
+            last = (delivered, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let cpu_after = procfs::cpu_us(pid).unwrap_or(0);
+    let switches_after: u64 = procfs::context_switches(pid).values().sum();
+    let peak_rss = procfs::status_bytes(pid, "VmHWM");
+    let udp_after = procfs::udp_receive_errors();
+    let load = procfs::load_average();
+    let status = relay.stop()?;
+    let log = relay.log_text();
+    drop(relay);
+    drop(sink);
+
+    let delivered = tracker.delivered();
+    let lost = count.saturating_sub(delivered);
+    let kernel_drops = match (udp_before, udp_after) {
+        (Some(b), Some(a)) => format!("{}", a.0.saturating_sub(b.0)),
+        _ => "?".into(),
+    };
+    let latencies = tracker.latencies_us();
+    let cpu_per_segment = (cpu_after.saturating_sub(cpu_before)) as f64 / count as f64;
+    let mut notes = Vec::new();
+    let corrupt = tracker.corrupt.load(std::sync::atomic::Ordering::Relaxed);
+    if corrupt > 0 {
+        notes.push(format!("{corrupt} CORRUPT bodies"));
+    }
+    let duplicates = tracker.duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    if duplicates > 0 {
+        notes.push(format!("{duplicates} duplicates"));
+    }
+    if sent.send_errors > 0 {
+        notes.push(format!("{} send errors", sent.send_errors));
+    }
+    if !status.success() {
+        notes.push(format!("relay exit: {status}"));
+    }
+    let errors = log.matches("[Error]").count();
+    if errors > 0 {
+        notes.push(format!("{errors} error lines in the relay log"));
+    }
+    Ok(format!(
+        "| {size} | {rate} | {count} | {delivered} | {lost} ({:.2} %) | {kernel_drops} | {cpu_per_segment:.1} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {load}{} |",
+        lost as f64 * 100.0 / count as f64,
+        switches_after.saturating_sub(switches_before) as f64 / count as f64,
+        mb(idle_rss),
+        mb(peak_rss),
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(latencies.last().copied()),
+        count as f64 / sent.elapsed.as_secs_f64(),
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", notes.join(", "))
+        }
+    ))
+}
+
+/// Starts a relay, leaves it without traffic, and reports its RSS, CPU and wake-ups.
+fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
+    let tracker = Arc::new(Tracker::new(0));
+    let sink = Sink::start(
+        tracker,
+        SinkOptions {
+            delay: Duration::ZERO,
+            verify_every: 1,
+            segment_size: 1024,
+        },
+    )?;
+    let mut relay = Relay::start(options, &format!("http://{}", sink.address), "idle")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = relay.pid;
+    let before = procfs::context_switches(pid);
+    let cpu_before = procfs::cpu_us(pid).unwrap_or(0);
+    std::thread::sleep(seconds);
+    let after = procfs::context_switches(pid);
+    let cpu_after = procfs::cpu_us(pid).unwrap_or(0);
+    let rss = procfs::status_bytes(pid, "VmRSS");
+    let hwm = procfs::status_bytes(pid, "VmHWM");
+    relay.stop()?;
+
+    let total: u64 = after
+        .iter()
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0))
+        .sum();
+    println!();
+    println!(
+        "idle, -m {}, {} s without traffic: RSS {} MB (peak {} MB), CPU {} ms, {} context switches ({:.1}/s) over {} threads",
+        options.memory_mb,
+        seconds.as_secs(),
+        mb(rss),
+        mb(hwm),
+        cpu_after.saturating_sub(cpu_before) / 1000,
+        total,
+        total as f64 / seconds.as_secs_f64(),
+        after.len()
+    );
+    for (thread, switches) in &after {
+        let delta = switches - before.get(thread).copied().unwrap_or(0);
+        println!("    {thread}: {delta}");
+    }
+    Ok(())
+}
+
+/// The current time as `YYYY-MM-DD HH:MM`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}

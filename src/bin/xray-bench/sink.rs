@@ -1,0 +1,216 @@
+//! A local X-Ray endpoint: plain HTTP/1.1 with keep-alive, answering `PutTraceSegments` with
+//! `{"UnprocessedTraceSegments":[]}` (after an optional delay, to stand in for a round trip)
+//! and counting the documents of every body.
+//!
+//! Documents are counted by scanning each body for the escaped id every bench segment starts
+//! with (`"{\"id\":\"<16 hex>`); one body in `verify_every` is fully decoded with serde_json and
+//! every document compared byte for byte with what the sender sent.
+
+use crate::sender::{Segments, parse_id};
+use crate::tracker::Tracker;
+use serde::Deserialize;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How the sink behaves.
+#[derive(Clone)]
+pub struct SinkOptions {
+    /// Added before each answer (a stand-in for the round trip to X-Ray).
+    pub delay: Duration,
+    /// Decode and compare one body in this many (the first always).
+    pub verify_every: u64,
+    /// Size of the documents, to rebuild the expected ones.
+    pub segment_size: usize,
+}
+
+/// A running sink; stops accepting when dropped.
+pub struct Sink {
+    pub address: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink {
+    pub fn start(tracker: Arc<Tracker>, options: SinkOptions) -> io::Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let address = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let bodies = Arc::new(AtomicU64::new(0));
+        std::thread::Builder::new()
+            .name("sink-accept".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (tracker, options, bodies) =
+                        (tracker.clone(), options.clone(), bodies.clone());
+                    let _ = std::thread::Builder::new()
+                        .name("sink-conn".into())
+                        .spawn(move || {
+                            let _ = serve(stream, &tracker, &options, &bodies);
+                        });
+                }
+            })?;
+        Ok(Sink { address, stop })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.address);
+    }
+}
+
+#[derive(Deserialize)]
+struct PutTraceSegments {
+    #[serde(rename = "TraceSegmentDocuments")]
+    documents: Vec<String>,
+}
+
+const MARKER: &[u8] = b"\"{\\\"id\\\":\\\"";
+
+/// The ids of the documents in a `PutTraceSegments` body, found without decoding it.
+fn scan_ids(body: &[u8], ids: &mut Vec<u64>) -> usize {
+    let mut unreadable = 0;
+    let mut at = 0;
+    while let Some(found) = body[at..].iter().position(|&b| b == b'"') {
+        let start = at + found;
+        at = start + 1;
+        if !body[start..].starts_with(MARKER) {
+            continue;
+        }
+        let hex_start = start + MARKER.len();
+        match body.get(hex_start..hex_start + 16).and_then(parse_id) {
+            Some(id) => ids.push(id),
+            None => unreadable += 1,
+        }
+        at = hex_start;
+    }
+    unreadable
+}
+
+/// Decodes `body` and compares each document with what was sent; returns `false` on any
+/// difference or if the count differs from the scan.
+fn verify(body: &[u8], scanned: usize, segments: &mut Segments) -> bool {
+    let Ok(put) = serde_json::from_slice::<PutTraceSegments>(body) else {
+        return false;
+    };
+    put.documents.len() == scanned
+        && put.documents.iter().all(|doc| {
+            let id = doc.as_bytes().get(7..23).and_then(parse_id);
+            id.is_some_and(|id| segments.document(id) == doc.as_bytes())
+        })
+}
+
+fn serve(
+    stream: TcpStream,
+    tracker: &Tracker,
+    options: &SinkOptions,
+    bodies: &AtomicU64,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
+    let mut writer = stream;
+    let mut segments = Segments::new(options.segment_size);
+    let mut head = Vec::new();
+    let mut body = Vec::new();
+    let mut ids = Vec::new();
+    loop {
+        head.clear();
+        loop {
+            let line_start = head.len();
+            if reader.read_until(b'\n', &mut head)? == 0 {
+                return Ok(());
+            }
+            if &head[line_start..] == b"\r\n" {
+                break;
+            }
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        if !matches!(request.parse(&head), Ok(httparse::Status::Complete(_))) {
+            return Ok(());
+        }
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        let length: usize = header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let path = request.path.unwrap_or("").to_string();
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+
+        let (status, reply): (u16, &[u8]) = match path.as_str() {
+            "/TraceSegments" => {
+                ids.clear();
+                let unreadable = scan_ids(&body, &mut ids);
+                tracker.corrupt.fetch_add(unreadable as u64, Ordering::Relaxed);
+                let n = bodies.fetch_add(1, Ordering::Relaxed);
+                if n % options.verify_every.max(1) == 0 {
+                    tracker.verified.fetch_add(1, Ordering::Relaxed);
+                    if !verify(&body, ids.len(), &mut segments) {
+                        tracker.corrupt.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tracker.requests.fetch_add(1, Ordering::Relaxed);
+                (200, b"{\"UnprocessedTraceSegments\":[]}")
+            }
+            "/TelemetryRecords" => {
+                tracker.telemetry.fetch_add(1, Ordering::Relaxed);
+                (200, b"{}")
+            }
+            _ => (404, b"{\"message\":\"not found\"}"),
+        };
+        if !options.delay.is_zero() {
+            std::thread::sleep(options.delay);
+        }
+        let now = tracker.now_ns();
+        for &id in &ids {
+            tracker.mark_acked(id, now);
+        }
+        ids.clear();
+        let response = format!(
+            "HTTP/1.1 {status} OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n{}\r\n",
+            reply.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        writer.write_all(response.as_bytes())?;
+        writer.write_all(reply)?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanning_finds_every_id_and_verification_compares_documents() {
+        let mut segments = Segments::new(1024);
+        let docs: Vec<String> = [3u64, 70, 1 << 40]
+            .iter()
+            .map(|&id| String::from_utf8(segments.document(id)).unwrap())
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "TraceSegmentDocuments": docs })).unwrap();
+        let mut ids = Vec::new();
+        assert_eq!(scan_ids(&body, &mut ids), 0);
+        assert_eq!(ids, [3, 70, 1 << 40]);
+        assert!(verify(&body, 3, &mut segments));
+        let tampered = String::from_utf8(body).unwrap().replace("xray-bench", "xray-bEnch");
+        assert!(!verify(tampered.as_bytes(), 3, &mut segments));
+    }
+}

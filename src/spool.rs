@@ -168,6 +168,9 @@ struct Writer {
     /// The file the replayer is reading; never deleted for room.
     replaying: Option<PathBuf>,
     stopped: bool,
+    /// Documents that could not be written since the last one that could: the first failure
+    /// of a run is logged with its cause, the recovery with the count, nothing in between.
+    failed_writes: u64,
 }
 
 /// The spool directory, shared by the receiver, the uploaders and the replayer.
@@ -207,6 +210,7 @@ impl Spool {
                 file: None,
                 replaying: None,
                 stopped: false,
+                failed_writes: 0,
             }),
             sealed_or_stopped: Condvar::new(),
         };
@@ -283,9 +287,23 @@ impl Spool {
                 Ok(grew) => {
                     total += grew;
                     appended.written += 1;
+                    if writer.failed_writes > 0 {
+                        log::warn!(
+                            "Spool {} is writable again; {} segments could not be written to it and were lost",
+                            self.dir.display(),
+                            writer.failed_writes
+                        );
+                        writer.failed_writes = 0;
+                    }
                 }
                 Err(err) => {
-                    log::error!("Cannot write to spool {}: {err}", self.dir.display());
+                    if writer.failed_writes == 0 {
+                        log::error!(
+                            "Cannot write to spool {}: {err}; segments for it are lost until it can be written again",
+                            self.dir.display()
+                        );
+                    }
+                    writer.failed_writes += 1;
                     writer.file = None;
                     appended.lost += 1;
                 }

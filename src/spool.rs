@@ -12,7 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -203,6 +203,16 @@ impl Spool {
                     format!("cannot create spool directory {}: {err}", dir.display()),
                 )
             })?;
+        // An existing directory keeps its mode; segments may hold data others should not read.
+        if let Ok(metadata) = fs::metadata(dir)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            log::warn!(
+                "Spool directory {} is open to other users (mode {:o}): they can read the spooled segments; chmod 700 it",
+                dir.display(),
+                metadata.permissions().mode() & 0o777
+            );
+        }
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes: max_bytes.max(2 * RECORD_HEADER_LEN as u64 + MAX_RECORD as u64),

@@ -107,18 +107,7 @@ pub fn segment_ids(document: &[u8]) -> SegmentIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::Pool;
-
-    fn batch_of(documents: &[&str]) -> Batch {
-        let pool = Pool::with_memory(crate::pool::MIN_POOL_BYTES);
-        for d in documents {
-            pool.push(d.as_bytes());
-        }
-        pool.close();
-        let mut batch = Batch::new();
-        assert!(pool.take_batch(&mut batch));
-        batch
-    }
+    use crate::test_support::batch_of;
 
     #[test]
     fn the_body_decodes_to_the_documents_exactly() {

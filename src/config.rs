@@ -510,6 +510,7 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
     /// The original's shipped pkg/cfg.yaml.
     const SHIPPED_CFG_YAML: &str = r#"# Maximum buffer size in MB (minimum 3). Choose 0 to use 1% of host memory.
@@ -556,31 +557,6 @@ Version: 2"#;
         match validate_text(text, path()) {
             Err(error) => error.to_string(),
             Ok(()) => panic!("{text:?} passed validation"),
-        }
-    }
-
-    /// A fresh directory under the system temp dir, removed again on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir()
-                .join(format!("xray-relay-config-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn file(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

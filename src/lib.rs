@@ -21,4 +21,6 @@ pub mod sink;
 pub mod spool;
 pub mod stats;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod upload;

@@ -184,9 +184,13 @@ pub fn run(
     proxy.stop();
 
     drain(&pool, &mut uploaders, &courier);
-    if let (Some(spool), Some(replayer)) = (&spool, replayer) {
+    if let (Some(spool), Some(replayer_finished)) = (&spool, replayer) {
         spool.stop();
-        let _ = replayer.join();
+        // A replay request in flight may take its whole timeout; its file stays on disk and
+        // is replayed at the next start, so there is no reason to wait for it.
+        if replayer_finished.recv_timeout(ABANDON_GRACE).is_err() {
+            log::info!("The spool replayer was still sending; its file stays for the next start");
+        }
     }
     if let (Some(stop), Some(finished)) = (telemetry_stop, telemetry_finished) {
         let _ = stop.send(());

@@ -10,13 +10,19 @@ use crate::spool::{self, Spool};
 use crate::stats::Stats;
 use crate::upload::{Courier, Delivery};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::mpsc::Receiver;
 
-/// Starts the replayer thread; it ends after [`Spool::stop`].
-pub fn spawn(courier: Arc<Courier>, spool: Arc<Spool>) -> std::io::Result<JoinHandle<()>> {
+/// Starts the replayer thread; it ends after [`Spool::stop`] (and the pool's abandon, if it
+/// is retrying). The returned channel receives a message when it has ended.
+pub fn spawn(courier: Arc<Courier>, spool: Arc<Spool>) -> std::io::Result<Receiver<()>> {
+    let (finished_tx, finished) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("spool-replay".into())
-        .spawn(move || run(&courier, &spool))
+        .spawn(move || {
+            run(&courier, &spool);
+            let _ = finished_tx.send(());
+        })?;
+    Ok(finished)
 }
 
 fn run(courier: &Courier, spool: &Spool) {

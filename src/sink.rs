@@ -116,18 +116,7 @@ impl Destination for LocalSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::{MIN_POOL_BYTES, Pool};
-
-    fn batch_of(documents: &[&str]) -> Batch {
-        let pool = Pool::with_memory(MIN_POOL_BYTES);
-        for d in documents {
-            pool.push(d.as_bytes());
-        }
-        pool.close();
-        let mut batch = Batch::new();
-        assert!(pool.take_batch(&mut batch));
-        batch
-    }
+    use crate::test_support::batch_of;
 
     /// Answers every call with `reply`, or with HTTP 503 when it is `None`.
     struct Recorder {
@@ -185,10 +174,8 @@ mod tests {
 
     #[test]
     fn local_sink_writes_one_line_per_document() {
-        let dir = std::env::temp_dir().join(format!("xray-relay-sink-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("segments.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let dir = crate::test_support::TempDir::new("sink");
+        let path = dir.0.join("segments.jsonl");
         let sink = LocalSink::open(path.to_str().unwrap()).unwrap();
         let documents = [
             r#"{"id":"1"}"#,
@@ -204,6 +191,5 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["id"], "1");
         assert_eq!(lines[1]["n"], "a\nb");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

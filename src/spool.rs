@@ -471,22 +471,8 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir as Dir;
     use std::os::unix::fs::PermissionsExt;
-
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir()
-                .join(format!("xray-relay-spool-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            Dir(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn doc(i: usize, size: usize) -> Vec<u8> {
         let mut d = format!("{{\"id\":\"{i:08}\",\"p\":\"").into_bytes();
@@ -509,7 +495,9 @@ mod tests {
 
     #[test]
     fn documents_come_back_in_order_with_private_permissions() {
-        let dir = Dir::new("order");
+        let scratch = Dir::new("order");
+        // A directory the spool creates itself, so it gets the spool's mode.
+        let dir = Dir(scratch.0.join("spool"));
         let spool = Spool::open(&dir.0, 100 * 1024 * 1024).unwrap();
         let docs: Vec<Vec<u8>> = (0..100).map(|i| doc(i, 500)).collect();
         let appended = spool.append(docs.iter().map(Vec::as_slice));

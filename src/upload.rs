@@ -419,10 +419,8 @@ mod tests {
 
     #[test]
     fn shutdown_gives_up_on_a_failing_batch_and_spools_it() {
-        let dir =
-            std::env::temp_dir().join(format!("xray-relay-upload-spool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let spool = Arc::new(Spool::open(&dir, 10 * 1024 * 1024).unwrap());
+        let dir = crate::test_support::TempDir::new("upload-spool");
+        let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024).unwrap());
         let answers = (0..1000).map(|_| Answer::Fail(unavailable)).collect();
         let fake = Arc::new(FakeXRay::scripted(answers));
         let courier = courier(fake, Some(spool.clone()));
@@ -443,7 +441,6 @@ mod tests {
         }
         assert_eq!(sorted(spooled), sorted(docs(5)));
         assert_eq!(courier.stats.snapshot().spooled, 5);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

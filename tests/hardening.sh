@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 8 in CI time: the fuzz regressions, fault and security tests, a short soak against the
-# release binary, and the offline dependency policy (cargo-deny). About 5 minutes.
+# release binary, and the dependency policy (cargo-deny; building it the first time takes ~8 minutes). About 5 minutes after that.
 #   tests/hardening.sh                       # CI: 150 s soak at 5,000 segments/s
 #   XRAY_SOAK_SECONDS=1800 tests/hardening.sh # the long soak
 # Fuzzing itself (nightly, cargo-fuzz) is tests/fuzz/run.sh, not run here.
@@ -17,9 +17,9 @@ export XRAY_SOAK_SECONDS XRAY_SOAK_RATE
 cargo build --release --bin xray
 XRAY_BIN=target/release/xray cargo test --release --test soak -- --ignored --nocapture
 
-step "dependencies: cargo deny check licenses bans sources (offline)"
+step "dependencies: cargo deny check licenses bans sources (crates.io metadata only)"
 if ! command -v cargo-deny >/dev/null; then
     cargo install --locked cargo-deny
 fi
-cargo deny --offline check --config .ci/deny.toml licenses bans sources
+cargo deny --locked --config .ci/deny.toml check licenses bans sources
 echo "RustSec advisories not checked: the advisory database is only on GitHub, which CI cannot reach (SECURITY.md)"

@@ -9,9 +9,9 @@ use log::{Level, LevelFilter};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Size at which the log file is rolled when `Logging.LogRotation` is on (the original's 50 MB).
 pub const ROTATION_SIZE_BYTES: u64 = 50 * 1024 * 1024;
@@ -315,7 +315,12 @@ fn civil_from_days(days_since_epoch: i64) -> (i64, u8, u8) {
 /// Appends log lines to a file, rolling it to `PATH.1` (one old file kept) when it reaches a
 /// size limit. Writing never fails: a line that cannot be written is counted, the file is
 /// reopened on the next line (recreating its directory if need be), and once that works a
-/// warning line says how many were lost.
+/// warning line says how many were lost. The first failure of a run of them is also said once
+/// on stderr (the journal under systemd), since the file cannot say it.
+///
+/// At most once every [`REMOVAL_CHECK`] the writer checks that `path` is still the file it
+/// writes to: if the file or its directory was removed or moved away, lines would otherwise go
+/// on into an unlinked file nobody can read. It then reopens `path` and says so in the new file.
 #[derive(Debug)]
 pub struct LogFileWriter {
     path: PathBuf,
@@ -324,7 +329,15 @@ pub struct LogFileWriter {
     rotate_at: Option<u64>,
     lost_lines: u64,
     lost_since_reported: u64,
+    /// (device, inode) of the open file, to notice it being removed or replaced.
+    identity: Option<(u64, u64)>,
+    last_removal_check: Instant,
+    /// The open file was found removed; the next line reopened it and must say so.
+    removed: bool,
 }
+
+/// How often the writer checks that its path still names the file it writes to.
+pub const REMOVAL_CHECK: Duration = Duration::from_secs(1);
 
 impl LogFileWriter {
     /// Opens `path` for appending, creating it (mode 0644) and its directory if missing, as the
@@ -337,6 +350,9 @@ impl LogFileWriter {
             rotate_at,
             lost_lines: 0,
             lost_since_reported: 0,
+            identity: None,
+            last_removal_check: Instant::now(),
+            removed: false,
         };
         writer.reopen()?;
         Ok(writer)
@@ -356,9 +372,19 @@ impl LogFileWriter {
 
     fn reopen(&mut self) -> io::Result<()> {
         let file = open_append(&self.path)?;
-        self.size = file.metadata()?.len();
+        let metadata = file.metadata()?;
+        self.size = metadata.len();
+        self.identity = Some((metadata.dev(), metadata.ino()));
         self.file = Some(file);
         Ok(())
+    }
+
+    /// Whether `path` no longer names the open file (removed, its directory removed, moved).
+    fn open_file_was_removed(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(metadata) => self.identity != Some((metadata.dev(), metadata.ino())),
+            Err(error) => error.kind() == io::ErrorKind::NotFound,
+        }
     }
 
     fn roll(&mut self) {
@@ -370,13 +396,37 @@ impl LogFileWriter {
     }
 
     fn write_line(&mut self, line: &[u8]) {
+        if self.file.is_some() && self.last_removal_check.elapsed() >= REMOVAL_CHECK {
+            self.last_removal_check = Instant::now();
+            if self.open_file_was_removed() {
+                self.file = None;
+                self.removed = true;
+            }
+        }
         let due = self.rotate_at.is_some_and(|limit| self.size >= limit);
         if self.file.is_some() && due {
             self.roll();
         }
-        if self.file.is_none() && self.reopen().is_err() {
-            self.count_lost();
+        if self.file.is_none()
+            && let Err(error) = self.reopen()
+        {
+            self.count_lost(&error);
             return;
+        }
+        if self.removed {
+            self.removed = false;
+            let note = format_line(
+                Level::Warn,
+                format_args!(
+                    "Log file {} was removed or moved away; reopened it (lines of the last second may be in the old file)",
+                    self.path.display()
+                ),
+                &LocalTime::now(),
+            );
+            if let Err(error) = self.append(note.as_bytes()) {
+                self.count_lost(&error);
+                return;
+            }
         }
         if self.lost_since_reported > 0 {
             let note = format_line(
@@ -388,27 +438,46 @@ impl LogFileWriter {
                 ),
                 &LocalTime::now(),
             );
+            // Only the line itself counts as lost if this fails; the note is tried again.
+            if let Err(error) = self.append(note.as_bytes()) {
+                self.count_lost(&error);
+                return;
+            }
             self.lost_since_reported = 0;
-            self.append(note.as_bytes());
         }
-        self.append(line);
+        if let Err(error) = self.append(line) {
+            self.count_lost(&error);
+        }
     }
 
-    fn append(&mut self, bytes: &[u8]) {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else {
-            self.count_lost();
-            return;
+            return Err(io::Error::other("no open file"));
         };
         match file.write_all(bytes) {
-            Ok(()) => self.size += bytes.len() as u64,
-            Err(_) => {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
                 self.file = None;
-                self.count_lost();
+                Err(error)
             }
         }
     }
 
-    fn count_lost(&mut self) {
+    fn count_lost(&mut self, error: &io::Error) {
+        if self.lost_since_reported == 0 {
+            let note = format_line(
+                Level::Error,
+                format_args!(
+                    "Cannot write to log file {}: {error}; lines are counted as lost until it works again",
+                    self.path.display()
+                ),
+                &LocalTime::now(),
+            );
+            let _ = io::stderr().write_all(note.as_bytes());
+        }
         self.lost_lines += 1;
         self.lost_since_reported += 1;
     }
@@ -658,6 +727,40 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap().len(), 55);
         assert!(!writer.rolled_path().exists());
+    }
+
+    #[test]
+    fn a_removed_log_directory_is_noticed_recreated_and_said() {
+        let dir = TempDir::new("removed");
+        let log_dir = dir.0.join("logs");
+        let path = log_dir.join("xray.log");
+        let mut writer = LogFileWriter::open(&path, None).unwrap();
+        writer.write_all(b"before\n").unwrap();
+        std::fs::remove_dir_all(&log_dir).unwrap();
+        // Within the check interval the line goes to the unlinked file; after it, to a new one.
+        std::thread::sleep(REMOVAL_CHECK + Duration::from_millis(100));
+        writer.write_all(b"after\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with(&format!(
+                "[Warn] Log file {} was removed or moved away; reopened it (lines of the last second may be in the old file)",
+                path.display()
+            )),
+            "{text}"
+        );
+        assert_eq!(lines[1], "after");
+        assert_eq!(writer.lost_lines(), 0);
+    }
+
+    #[test]
+    fn a_full_disk_loses_lines_without_failing() {
+        let mut writer = LogFileWriter::open(Path::new("/dev/full"), None).unwrap();
+        for _ in 0..3 {
+            assert_eq!(writer.write(b"line\n").unwrap(), 5);
+        }
+        assert_eq!(writer.lost_lines(), 3);
     }
 
     #[test]

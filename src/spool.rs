@@ -12,7 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -40,47 +40,59 @@ pub struct ReadReport {
 }
 
 /// Reads every intact record of a spool file, calling `each` with each document.
-pub fn read_file(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<ReadReport> {
+pub fn read_file(path: &Path, each: impl FnMut(&[u8])) -> io::Result<ReadReport> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let mut report = ReadReport::default();
-    if !bytes.starts_with(FILE_HEADER) {
-        return Err(io::Error::new(
+    read_bytes(&bytes, each).ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
                 "{} is not a spool file (no XRSPOOL1 header)",
                 path.display()
             ),
-        ));
+        )
+    })
+}
+
+/// Reads every intact record of a spool file's contents, calling `each` with each document;
+/// `None` if `bytes` does not start with the spool header. Public for the fuzz target
+/// (`tests/fuzz`), which feeds it arbitrary bytes; [`read_file`] is the way in otherwise.
+pub fn read_bytes(bytes: &[u8], mut each: impl FnMut(&[u8])) -> Option<ReadReport> {
+    let mut report = ReadReport::default();
+    if !bytes.starts_with(FILE_HEADER) {
+        return None;
     }
     let mut at = FILE_HEADER.len();
     let mut in_damage = false;
     while at < bytes.len() {
-        match record_at(&bytes, at) {
+        match record_at(bytes, at) {
             Record::Intact(document, next) => {
                 each(document);
                 report.records += 1;
                 at = next;
                 in_damage = false;
             }
-            Record::Truncated => {
+            // A record running past the end is a torn tail only if no record marker follows:
+            // with one after it, its length field is damaged (found by fuzzing: the records
+            // behind such a record were all lost).
+            Record::Truncated if find_marker(bytes, at + 1).is_none() => {
                 report.torn_tail = true;
                 break;
             }
-            Record::Damaged => {
+            Record::Truncated | Record::Damaged => {
                 if !in_damage {
                     report.corrupt += 1;
                     in_damage = true;
                 }
                 // Resynchronise on the next marker.
-                at = match find_marker(&bytes, at + 1) {
+                at = match find_marker(bytes, at + 1) {
                     Some(next) => next,
                     None => break,
                 };
             }
         }
     }
-    Ok(report)
+    Some(report)
 }
 
 enum Record<'a> {
@@ -156,6 +168,9 @@ struct Writer {
     /// The file the replayer is reading; never deleted for room.
     replaying: Option<PathBuf>,
     stopped: bool,
+    /// Documents that could not be written since the last one that could: the first failure
+    /// of a run is logged with its cause, the recovery with the count, nothing in between.
+    failed_writes: u64,
 }
 
 /// The spool directory, shared by the receiver, the uploaders and the replayer.
@@ -188,6 +203,16 @@ impl Spool {
                     format!("cannot create spool directory {}: {err}", dir.display()),
                 )
             })?;
+        // An existing directory keeps its mode; segments may hold data others should not read.
+        if let Ok(metadata) = fs::metadata(dir)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            log::warn!(
+                "Spool directory {} is open to other users (mode {:o}): they can read the spooled segments; chmod 700 it",
+                dir.display(),
+                metadata.permissions().mode() & 0o777
+            );
+        }
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes: max_bytes.max(2 * RECORD_HEADER_LEN as u64 + MAX_RECORD as u64),
@@ -195,6 +220,7 @@ impl Spool {
                 file: None,
                 replaying: None,
                 stopped: false,
+                failed_writes: 0,
             }),
             sealed_or_stopped: Condvar::new(),
         };
@@ -271,9 +297,23 @@ impl Spool {
                 Ok(grew) => {
                     total += grew;
                     appended.written += 1;
+                    if writer.failed_writes > 0 {
+                        log::warn!(
+                            "Spool {} is writable again; {} segments could not be written to it and were lost",
+                            self.dir.display(),
+                            writer.failed_writes
+                        );
+                        writer.failed_writes = 0;
+                    }
                 }
                 Err(err) => {
-                    log::error!("Cannot write to spool {}: {err}", self.dir.display());
+                    if writer.failed_writes == 0 {
+                        log::error!(
+                            "Cannot write to spool {}: {err}; segments for it are lost until it can be written again",
+                            self.dir.display()
+                        );
+                    }
+                    writer.failed_writes += 1;
                     writer.file = None;
                     appended.lost += 1;
                 }

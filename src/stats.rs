@@ -133,6 +133,7 @@ impl Stats {
     pub fn record_failure(&self, error: &BackendError) {
         let mut outcomes = self.outcomes();
         outcomes.last_error = Some((SystemTime::now(), error.to_string()));
+        outcomes.last_error_at = Some(Instant::now());
         outcomes.failing_since.get_or_insert_with(Instant::now);
     }
 
@@ -143,6 +144,7 @@ impl Stats {
             last_success: outcomes.last_success,
             last_error: outcomes.last_error.clone(),
             failing_for: outcomes.failing_since.map(|since| since.elapsed()),
+            last_error_age: outcomes.last_error_at.map(|at| at.elapsed()),
         }
     }
 
@@ -186,6 +188,8 @@ impl Drop for InFlight<'_> {
 struct Outcomes {
     last_success: Option<SystemTime>,
     last_error: Option<(SystemTime, String)>,
+    /// The same moment on the monotonic clock, for ages that a wall-clock jump must not change.
+    last_error_at: Option<Instant>,
     failing_since: Option<Instant>,
 }
 
@@ -198,6 +202,9 @@ pub struct UploadHealth {
     pub last_error: Option<(SystemTime, String)>,
     /// How long uploads have failed without a success in between; `None` while they work.
     pub failing_for: Option<Duration>,
+    /// How long ago the last failure was, on the monotonic clock (`last_error`'s wall-clock
+    /// time is for display: a clock jump would make it look older or newer than it is).
+    pub last_error_age: Option<Duration>,
 }
 
 /// Upper bounds in seconds of the upload latency buckets; one more bucket holds the rest.

@@ -245,7 +245,6 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
             local::healthz(
                 &shared.health,
                 &HealthInput {
-                    now: SystemTime::now(),
                     uptime: shared.started.elapsed(),
                     counts: &counts,
                     fill: &fill,

@@ -60,8 +60,6 @@ pub struct HealthPolicy {
 /// What `/healthz` looks at.
 #[derive(Debug, Clone)]
 pub struct HealthInput<'a> {
-    /// The time now.
-    pub now: SystemTime,
     /// Since the relay started.
     pub uptime: Duration,
     /// The counters.
@@ -79,12 +77,7 @@ pub struct HealthInput<'a> {
 /// than that long ago: one failure followed by silence says nothing about the backend now.
 pub fn healthz(policy: &HealthPolicy, input: &HealthInput<'_>) -> Answer {
     let mut problems = Vec::new();
-    let last_failure_age = input
-        .uploads
-        .last_error
-        .as_ref()
-        .map(|(at, _)| input.now.duration_since(*at).unwrap_or_default());
-    if let (Some(failing), Some(age)) = (input.uploads.failing_for, last_failure_age)
+    if let (Some(failing), Some(age)) = (input.uploads.failing_for, input.uploads.last_error_age)
         && failing >= policy.fail_after
         && age <= policy.fail_after
     {
@@ -234,10 +227,6 @@ mod tests {
     const AT: SystemTime = SystemTime::UNIX_EPOCH;
 
     fn check(uploads: &UploadHealth, fill: &Fill) -> (u16, Value) {
-        check_at(AT + Duration::from_secs(1_700_000_000), uploads, fill)
-    }
-
-    fn check_at(now: SystemTime, uploads: &UploadHealth, fill: &Fill) -> (u16, Value) {
         let counts = Snapshot {
             received: 7,
             sent: 5,
@@ -246,7 +235,6 @@ mod tests {
         let answer = healthz(
             &POLICY,
             &HealthInput {
-                now,
                 uptime: Duration::from_millis(1500),
                 counts: &counts,
                 fill,
@@ -263,6 +251,7 @@ mod tests {
             last_success: Some(at),
             last_error: Some((at, "X-Ray answered HTTP 500".into())),
             failing_for: Some(Duration::from_secs(59)),
+            last_error_age: Some(Duration::from_secs(1)),
         };
         let (status, body) = check(&uploads, &fill(3, 100));
         assert_eq!(status, 200, "{body}");
@@ -288,15 +277,37 @@ mod tests {
     #[test]
     fn one_old_failure_followed_by_silence_is_not_a_failing_backend() {
         let failed_at = AT + Duration::from_secs(1_700_000_000);
-        let uploads = UploadHealth {
+        let mut uploads = UploadHealth {
             last_success: None,
             last_error: Some((failed_at, "timeout".into())),
             failing_for: Some(Duration::from_secs(600)),
+            last_error_age: Some(Duration::from_secs(60)),
         };
-        let (status, _) = check_at(failed_at + Duration::from_secs(60), &uploads, &fill(0, 0));
+        let (status, _) = check(&uploads, &fill(0, 0));
         assert_eq!(status, 503);
-        let (status, body) = check_at(failed_at + Duration::from_secs(61), &uploads, &fill(0, 0));
+        uploads.last_error_age = Some(Duration::from_secs(61));
+        let (status, body) = check(&uploads, &fill(0, 0));
         assert_eq!(status, 200, "{body}");
+    }
+
+    #[test]
+    fn a_wall_clock_jump_does_not_change_the_verdict() {
+        // The wall clock jumped: the last failure's wall time is a day in the future or a day
+        // in the past. Only the monotonic age counts: a second ago, so the relay is failing.
+        let now = SystemTime::now();
+        for failed_at in [
+            now + Duration::from_secs(86_400),
+            now - Duration::from_secs(86_400),
+        ] {
+            let uploads = UploadHealth {
+                last_success: None,
+                last_error: Some((failed_at, "timeout".into())),
+                failing_for: Some(Duration::from_secs(600)),
+                last_error_age: Some(Duration::from_secs(1)),
+            };
+            let (status, body) = check(&uploads, &fill(0, 0));
+            assert_eq!(status, 503, "{body}");
+        }
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! The fuzz targets' bodies: what each feeds a parser and the invariants it asserts.
+//!
+//! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`, one line each) and by the relay's
+//! ordinary `cargo test` (`tests/fuzz_regressions.rs`), which replays every committed seed and
+//! regression input through the same function. A panic is a finding.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use xray_relay::aws::backend_error::BackendError;
+use xray_relay::aws::profile::{ProfileFileKind, parse_profile_file};
+use xray_relay::batch::{parse_put_trace_segments_reply, segment_ids};
+use xray_relay::cli::parse;
+use xray_relay::config::{SUPPORTED_VERSIONS, load_text, validate_text};
+use xray_relay::datagram::segment_body;
+use xray_relay::proxy::request::{HeadLimits, Reader};
+use xray_relay::retry::{unprocessed_is_transient, verdict};
+use xray_relay::spool::{crc32, read_bytes};
+
+/// The UDP datagram split (`datagram::segment_body`): any bytes a local process sends to :2000.
+/// Invariant: an accepted body is the datagram's tail after the first newline, UTF-8, and
+/// braced like a JSON object (what the relay promises X-Ray).
+pub fn datagram(data: &[u8]) {
+    if let Ok(body) = segment_body(data) {
+        let newline = data
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("accepted without a newline");
+        assert_eq!(
+            body,
+            &data[newline + 1..],
+            "the body is not the tail after the first newline"
+        );
+        let text = std::str::from_utf8(body).expect("accepted a body that is not UTF-8");
+        let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        assert!(
+            trimmed.starts_with('{') && trimmed.ends_with('}'),
+            "accepted a body that is not an object: {text:?}"
+        );
+    }
+}
+
+/// cfg.yaml: loading (types, defaults, Version) and the strict key validation of `-c`.
+/// Invariant: neither panics, whatever the text; a loaded file has a supported Version.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("/fuzz/cfg.yaml");
+    let _ = validate_text(text, path);
+    if let Ok(config) = load_text(text, path) {
+        assert!(
+            SUPPORTED_VERSIONS.contains(&config.version),
+            "loaded Version {}",
+            config.version
+        );
+    }
+}
+
+/// The command line normaliser (`cli::parse`): Go-flag spellings → argh. Arguments are the
+/// input split at NUL bytes. Invariant: no panic, and every refusal is one of the normaliser's
+/// own messages: an argh error would mean the two disagree on a line the normaliser let through.
+pub fn cli(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let args: Vec<String> = text.split('\0').map(str::to_owned).collect();
+    if let Err(error) = parse(&args) {
+        let message = error.to_string();
+        assert!(
+            OWN_MESSAGES.iter().any(|own| message.starts_with(own)),
+            "argh refused what the normaliser passed: {args:?} → {message}"
+        );
+    }
+}
+
+const OWN_MESSAGES: [&str; 5] = [
+    "bad flag syntax: ",
+    "flag provided but not defined: ",
+    "invalid boolean value ",
+    "flag needs an argument: ",
+    "invalid value ",
+];
+
+/// The proxy's request reader (`proxy::request::Reader`): heads through httparse and our own
+/// checks (target form, Content-Length, Connection, Expect), then bodies, pipelined on one
+/// connection, as any local process can send them to the TCP port.
+/// Invariant: no panic; a head keeps within the header limit, its target is an origin-form
+/// path, and a body is exactly its Content-Length.
+pub fn proxy_request(data: &[u8]) {
+    let mut io = data;
+    let mut reader = Reader::new();
+    loop {
+        let Ok(head) = ready(reader.head(&mut io, &LIMITS, Duration::from_secs(5))) else {
+            return;
+        };
+        assert!(head.headers.len() <= LIMITS.max_headers);
+        assert!(head.target.starts_with('/'), "target {:?}", head.target);
+        let _ = (head.path(), head.header("host"));
+        if head.content_length > MAX_BODY {
+            return;
+        }
+        let length = usize::try_from(head.content_length).expect("1 MB fits in usize");
+        match ready(reader.body(&mut io, length, Duration::from_secs(10))) {
+            Ok(body) => assert_eq!(body.len(), length),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The proxy's defaults (README: 16 KB / 64 headers, 1 MB body).
+const LIMITS: HeadLimits = HeadLimits {
+    max_bytes: 16 * 1024,
+    max_headers: 64,
+    timeout: Duration::from_secs(5),
+};
+const MAX_BODY: u64 = 1024 * 1024;
+
+/// Runs a future whose reads never wait (the connection is a byte slice in memory).
+fn ready<T>(future: impl Future<Output = T>) -> T {
+    let mut future = pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    match Pin::as_mut(&mut future).poll(&mut context) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("a read from memory waited"),
+    }
+}
+
+/// What the relay reads back from X-Ray (or anything answering at its endpoint): the
+/// PutTraceSegments reply's UnprocessedTraceSegments, error bodies with their
+/// x-amzn-ErrorType header, and the segment ids read for log lines. The first two bytes pick
+/// the status; the header is the text up to the first NUL, the body the rest.
+/// Invariant: no panic; an error's message stays bounded when the body is not JSON, and the
+/// retry verdict and the log line can always be made.
+pub fn xray_reply(data: &[u8]) {
+    let Some((status, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let status = 100 + u16::from_le_bytes(*status) % 500;
+    let (header, body) = match rest.iter().position(|&b| b == 0) {
+        Some(nul) => (std::str::from_utf8(&rest[..nul]).ok(), &rest[nul + 1..]),
+        None => (None, rest),
+    };
+    for unprocessed in parse_put_trace_segments_reply(body) {
+        let _ = unprocessed_is_transient(unprocessed.error_code.as_deref());
+    }
+    let _ = segment_ids(body);
+    let error = BackendError::from_response(status, header, body);
+    let _ = (verdict(&error), error.class(), error.to_string());
+    if let BackendError::Http { message, .. } = &error {
+        assert!(
+            message.chars().count() <= body.len().max(512),
+            "message longer than the body"
+        );
+    }
+}
+
+/// The shared AWS config and credentials files (`aws::profile::parse_profile_file`), both
+/// kinds, and the lookups the credential chain makes on the result.
+/// Invariant: no panic; merging a file's profiles over themselves changes nothing.
+pub fn profile_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for kind in [ProfileFileKind::Credentials, ProfileFileKind::Config] {
+        let Ok(set) = parse_profile_file(text, kind, Path::new("/fuzz/file")) else {
+            continue;
+        };
+        let mut merged = set.clone();
+        merged.merge(set.clone());
+        assert_eq!(merged, set, "merging a profile set over itself changed it");
+        for name in ["default", "dev", "a"] {
+            if let Some(profile) = set.profile(name) {
+                let _ = (
+                    profile.get("aws_access_key_id"),
+                    profile.property("region"),
+                    profile.is_empty(),
+                );
+            }
+        }
+    }
+}
+
+/// Spool files (`spool::read_bytes`): what replay reads back from disk after a crash, a torn
+/// write or a damaged disk.
+///
+/// First byte even: the rest is a file's contents after the `XRSPOOL1` header; no panic.
+/// First byte odd: the rest is documents separated by NUL, written as records the way the
+/// spool writes them, then one record's length field is overwritten with the next four bytes
+/// of input. Invariant: every record before the damaged one is read back exactly, and every
+/// record after it too (the reader resynchronises on the next record marker).
+pub fn spool_records(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut file = b"XRSPOOL1".to_vec();
+    if mode % 2 == 0 {
+        file.extend_from_slice(rest);
+        let mut total = 0;
+        let report = read_bytes(&file, |document| total += document.len()).expect("has a header");
+        assert!(total <= rest.len());
+        assert!(report.records as usize * 11 <= rest.len());
+        return;
+    }
+    let Some((damage, rest)) = rest.split_first_chunk::<5>() else {
+        return;
+    };
+    // Documents never contain a marker themselves: a document that embeds a whole valid record
+    // could legitimately be read as one after damage.
+    let documents: Vec<&[u8]> = rest
+        .split(|&b| b == 0)
+        .filter(|d| !d.is_empty() && !d.windows(2).any(|w| w == b"XR") && !d.ends_with(b"X"))
+        .take(32)
+        .collect();
+    if documents.is_empty() {
+        return;
+    }
+    let damaged = usize::from(damage[0]) % documents.len();
+    let mut offsets = Vec::new();
+    for document in &documents {
+        offsets.push(file.len());
+        record(&mut file, document);
+    }
+    let length_field = offsets[damaged] + 2;
+    let new_length = [damage[1], damage[2], damage[3], damage[4]];
+    let changed = file[length_field..length_field + 4] != new_length;
+    file[length_field..length_field + 4].copy_from_slice(&new_length);
+    let mut read: Vec<Vec<u8>> = Vec::new();
+    read_bytes(&file, |document| read.push(document.to_vec())).expect("has a header");
+    let expected: Vec<&[u8]> = documents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !changed || *i != damaged)
+        .map(|(_, d)| *d)
+        .collect();
+    assert_eq!(
+        read, expected,
+        "records lost or invented around damage to record {damaged}"
+    );
+}
+
+fn record(out: &mut Vec<u8>, document: &[u8]) {
+    out.extend_from_slice(b"XR");
+    out.extend_from_slice(&(document.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(document).to_le_bytes());
+    out.extend_from_slice(document);
+}

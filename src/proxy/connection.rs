@@ -9,7 +9,7 @@ use super::response::{self, Answer};
 use super::{Gauge, Shared, Upstream, metrics};
 use crate::stats::Refusal;
 use smol::io::AsyncReadExt;
-use smol::net::TcpStream;
+use async_net::TcpStream;
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

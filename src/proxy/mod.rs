@@ -23,7 +23,7 @@ use crate::stats::{Refusal, Stats};
 use request::HeadLimits;
 use response::Answer;
 use smol::lock::Semaphore;
-use smol::net::{TcpListener, TcpStream};
+use async_net::{TcpListener, TcpStream};
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;

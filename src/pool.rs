@@ -936,9 +936,10 @@ mod tests {
     fn the_slot_table_starts_empty() {
         let slots = empty_slots(3);
         assert!(
-            slots
-                .iter()
-                .all(|s| s.state == State::Done && s.offset == 0 && s.len == 0 && s.received_ms == 0)
+            slots.iter().all(|s| s.state == State::Done
+                && s.offset == 0
+                && s.len == 0
+                && s.received_ms == 0)
         );
         assert_eq!(EMPTY_SLOT.state as u8, 0);
     }

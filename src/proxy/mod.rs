@@ -20,10 +20,10 @@ pub use local::HealthPolicy;
 
 use crate::pool::Pool;
 use crate::stats::{Refusal, Stats};
+use async_net::{TcpListener, TcpStream};
 use request::HeadLimits;
 use response::Answer;
 use smol::lock::Semaphore;
-use async_net::{TcpListener, TcpStream};
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;

@@ -263,7 +263,9 @@ fn run_point(
     if corrupt > 0 {
         notes.push(format!("{corrupt} CORRUPT bodies"));
     }
-    let duplicates = tracker.duplicates.load(std::sync::atomic::Ordering::Relaxed);
+    let duplicates = tracker
+        .duplicates
+        .load(std::sync::atomic::Ordering::Relaxed);
     if duplicates > 0 {
         notes.push(format!("{duplicates} duplicates"));
     }

@@ -156,7 +156,9 @@ fn serve(
             "/TraceSegments" => {
                 ids.clear();
                 let unreadable = scan_ids(&body, &mut ids);
-                tracker.corrupt.fetch_add(unreadable as u64, Ordering::Relaxed);
+                tracker
+                    .corrupt
+                    .fetch_add(unreadable as u64, Ordering::Relaxed);
                 let n = bodies.fetch_add(1, Ordering::Relaxed);
                 if n % options.verify_every.max(1) == 0 {
                     tracker.verified.fetch_add(1, Ordering::Relaxed);
@@ -205,12 +207,15 @@ mod tests {
             .iter()
             .map(|&id| String::from_utf8(segments.document(id)).unwrap())
             .collect();
-        let body = serde_json::to_vec(&serde_json::json!({ "TraceSegmentDocuments": docs })).unwrap();
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "TraceSegmentDocuments": docs })).unwrap();
         let mut ids = Vec::new();
         assert_eq!(scan_ids(&body, &mut ids), 0);
         assert_eq!(ids, [3, 70, 1 << 40]);
         assert!(verify(&body, 3, &mut segments));
-        let tampered = String::from_utf8(body).unwrap().replace("xray-bench", "xray-bEnch");
+        let tampered = String::from_utf8(body)
+            .unwrap()
+            .replace("xray-bench", "xray-bEnch");
         assert!(!verify(tampered.as_bytes(), 3, &mut segments));
     }
 }

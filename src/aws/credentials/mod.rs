@@ -175,8 +175,11 @@ struct CredentialsDocument {
     expiration: Option<String>,
 }
 
-/// Parses a [`CredentialsDocument`]; errors never quote the document (it holds the secret).
-pub(crate) fn parse_credentials_document(body: &str) -> Result<Credentials, String> {
+/// Parses the JSON credentials document that instance metadata (IMDS) and the container
+/// endpoint answer with (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`, and
+/// `Code`/`Message` on failure); errors never quote the document (it holds the secret).
+/// Public for the fuzz target `credentials_document` (tests/fuzz).
+pub fn parse_credentials_document(body: &str) -> Result<Credentials, String> {
     let document: CredentialsDocument = serde_json::from_str(body)
         .map_err(|error| format!("the answer is not a credentials document ({error})"))?;
     if let Some(code) = document.code.as_deref().filter(|code| *code != "Success") {

@@ -290,15 +290,32 @@ pub fn credential_process(data: &[u8]) {
         return;
     };
     assert_usable(&credentials);
-    let value: serde_json::Value =
-        serde_json::from_str(text).expect("accepted output that is not JSON");
-    let version = value
-        .as_object()
-        .expect("accepted output that is not a JSON object")
-        .get("Version");
+    assert_json_object(text);
+    let version = serde_json::from_str::<VersionOnly>(text)
+        .expect("accepted output whose Version cannot be read")
+        .version;
     assert!(
-        version.and_then(serde_json::Value::as_u64) == Some(1),
+        version.as_ref().and_then(serde_json::Value::as_u64) == Some(1),
         "accepted Version {version:?}"
+    );
+}
+
+/// `Version` alone, other fields skipped as the parser skips them: serde_json does not check
+/// `\u` surrogates in a skipped string, which a whole `serde_json::Value` would refuse
+/// (`regressions/credentials_document/lone-surrogate-in-unknown-field`).
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    #[serde(rename = "Version")]
+    version: Option<serde_json::Value>,
+}
+
+/// Panics unless `text` is one JSON object (values skipped, not validated; see [`VersionOnly`]).
+fn assert_json_object(text: &str) {
+    let parsed =
+        serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(text);
+    assert!(
+        parsed.is_ok(),
+        "accepted something that is not a JSON object: {parsed:?}"
     );
 }
 
@@ -313,12 +330,7 @@ pub fn credentials_document(data: &[u8]) {
         return;
     };
     assert_usable(&credentials);
-    let value: serde_json::Value =
-        serde_json::from_str(text).expect("accepted a document that is not JSON");
-    assert!(
-        value.is_object(),
-        "accepted a document that is not a JSON object"
-    );
+    assert_json_object(text);
 }
 
 fn assert_usable(credentials: &Credentials) {

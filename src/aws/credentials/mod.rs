@@ -209,8 +209,8 @@ pub fn parse_credentials_document(body: &str) -> Result<Credentials, String> {
 /// Whether `text` is (at most) a JSON object: its first character after JSON whitespace is
 /// `{`. Checked before deserializing into a derived struct, which would also accept a JSON
 /// array of the fields in declaration order (`[1, "AKIA…", "secret", null, null]`), a form no
-/// SDK or endpoint uses (found by the fuzz targets `credential_process` and
-/// `credentials_document`).
+/// SDK or endpoint uses (the fuzz targets `credential_process` and `credentials_document`
+/// assert it is refused).
 pub(crate) fn is_json_object(text: &str) -> bool {
     text.trim_start_matches([' ', '\t', '\n', '\r'])
         .starts_with('{')

@@ -68,3 +68,18 @@ fn profile_file_inputs() {
 fn spool_records_inputs() {
     replay("spool_records", checks::spool_records);
 }
+
+#[test]
+fn sts_response_inputs() {
+    replay("sts_response", checks::sts_response);
+}
+
+#[test]
+fn credential_process_inputs() {
+    replay("credential_process", checks::credential_process);
+}
+
+#[test]
+fn credentials_document_inputs() {
+    replay("credentials_document", checks::credentials_document);
+}

@@ -11,7 +11,9 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use xray_relay::aws::backend_error::BackendError;
+use xray_relay::aws::credentials::{Credentials, parse_credentials_document, parse_process_output};
 use xray_relay::aws::profile::{ProfileFileKind, parse_profile_file};
+use xray_relay::aws::sts::{parse_credentials, parse_error};
 use xray_relay::batch::{parse_put_trace_segments_reply, segment_ids};
 use xray_relay::cli::parse;
 use xray_relay::config::{SUPPORTED_VERSIONS, load_text, validate_text};
@@ -247,4 +249,95 @@ fn record(out: &mut Vec<u8>, document: &[u8]) {
     out.extend_from_slice(&(document.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32(document).to_le_bytes());
     out.extend_from_slice(document);
+}
+
+/// STS answers (`aws::sts::parse_credentials`, `parse_error`): the XML of AssumeRole and
+/// AssumeRoleWithWebIdentity, or an ErrorResponse, from STS or whatever answers at its endpoint.
+/// Invariant: no panic; parsed credentials have a non-blank key id, secret and session token
+/// and an expiry (STS only hands out temporary credentials).
+pub fn sts_response(data: &[u8]) {
+    let Ok(xml) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(credentials) = parse_credentials(xml) {
+        assert_usable(&credentials);
+        assert!(
+            credentials
+                .session_token
+                .as_deref()
+                .is_some_and(|token| !token.trim().is_empty()),
+            "STS credentials without a session token"
+        );
+        assert!(
+            credentials.expires_at.is_some(),
+            "STS credentials without an expiry"
+        );
+    }
+    if let Some((code, message)) = parse_error(xml) {
+        let _ = (code.len(), message.len());
+    }
+}
+
+/// `credential_process` output (`credentials::parse_process_output`): whatever the profile's
+/// command prints on stdout.
+/// Invariant: no panic; success means the output is a JSON object whose `Version` is the
+/// number 1, and the key id and secret are non-empty.
+pub fn credential_process(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(credentials) = parse_process_output(text) else {
+        return;
+    };
+    assert_usable(&credentials);
+    assert_json_object(text);
+    let version = serde_json::from_str::<VersionOnly>(text)
+        .expect("accepted output whose Version cannot be read")
+        .version;
+    assert!(
+        version.as_ref().and_then(serde_json::Value::as_u64) == Some(1),
+        "accepted Version {version:?}"
+    );
+}
+
+/// `Version` alone, other fields skipped as the parser skips them: serde_json does not check
+/// `\u` surrogates in a skipped string, which a whole `serde_json::Value` would refuse
+/// (`regressions/credentials_document/lone-surrogate-in-unknown-field`).
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    #[serde(rename = "Version")]
+    version: Option<serde_json::Value>,
+}
+
+/// Panics unless `text` is one JSON object (values skipped, not validated; see [`VersionOnly`]).
+fn assert_json_object(text: &str) {
+    let parsed =
+        serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(text);
+    assert!(
+        parsed.is_ok(),
+        "accepted something that is not a JSON object: {parsed:?}"
+    );
+}
+
+/// The JSON credentials document of instance metadata (IMDS) and the container endpoint
+/// (`credentials::parse_credentials_document`).
+/// Invariant: no panic; success means the answer is a JSON object with non-empty keys.
+pub fn credentials_document(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(credentials) = parse_credentials_document(text) else {
+        return;
+    };
+    assert_usable(&credentials);
+    assert_json_object(text);
+}
+
+fn assert_usable(credentials: &Credentials) {
+    assert!(!credentials.access_key_id.is_empty(), "empty access key id");
+    assert!(!credentials.secret_access_key.is_empty(), "empty secret");
+    if let Some(token) = &credentials.session_token {
+        assert!(!token.is_empty(), "empty session token kept");
+    }
+    let _ = format!("{credentials:?}");
 }

@@ -175,8 +175,14 @@ struct CredentialsDocument {
     expiration: Option<String>,
 }
 
-/// Parses a [`CredentialsDocument`]; errors never quote the document (it holds the secret).
-pub(crate) fn parse_credentials_document(body: &str) -> Result<Credentials, String> {
+/// Parses the JSON credentials document that instance metadata (IMDS) and the container
+/// endpoint answer with (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`, and
+/// `Code`/`Message` on failure); errors never quote the document (it holds the secret).
+/// Public for the fuzz target `credentials_document` (tests/fuzz).
+pub fn parse_credentials_document(body: &str) -> Result<Credentials, String> {
+    if !is_json_object(body) {
+        return Err("the answer is not a credentials document (not a JSON object)".to_owned());
+    }
     let document: CredentialsDocument = serde_json::from_str(body)
         .map_err(|error| format!("the answer is not a credentials document ({error})"))?;
     if let Some(code) = document.code.as_deref().filter(|code| *code != "Success") {
@@ -198,6 +204,16 @@ pub(crate) fn parse_credentials_document(body: &str) -> Result<Credentials, Stri
         )),
         None => Ok(credentials),
     }
+}
+
+/// Whether `text` is (at most) a JSON object: its first character after JSON whitespace is
+/// `{`. Checked before deserializing into a derived struct, which would also accept a JSON
+/// array of the fields in declaration order (`[1, "AKIA…", "secret", null, null]`), a form no
+/// SDK or endpoint uses (the fuzz targets `credential_process` and `credentials_document`
+/// assert it is refused).
+pub(crate) fn is_json_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 /// A role session name for sources that need one and were given none:
@@ -304,6 +320,8 @@ mod tests {
         );
         let not_json = parse_credentials_document("topsecret").unwrap_err();
         assert!(!not_json.contains("topsecret"), "{not_json}");
+        let array = parse_credentials_document(r#"[null, null, "A", "topsecret", null, null]"#);
+        assert!(array.unwrap_err().contains("not a JSON object"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! left to the relay's stderr rather than quoted in errors (it could hold anything); its stdout
 //! is never quoted either. A command that runs longer than a minute is killed.
 
-use super::Credentials;
+use super::{Credentials, is_json_object};
 use crate::aws::timestamp::parse_rfc3339;
 use serde::Deserialize;
 use std::io::Read;
@@ -79,6 +79,9 @@ fn run_with_timeout(command: &str, timeout: Duration) -> Result<Credentials, Str
 
 /// Parses the command's JSON; errors never quote it (it holds the secret).
 pub fn parse_process_output(text: &str) -> Result<Credentials, String> {
+    if !is_json_object(text) {
+        return Err("its output is not the expected JSON (not a JSON object)".to_owned());
+    }
     let output: ProcessOutput = serde_json::from_str(text)
         .map_err(|error| format!("its output is not the expected JSON ({error})"))?;
     match output.version {
@@ -138,6 +141,10 @@ mod tests {
     fn bad_output_is_explained_without_quoting_it() {
         let cases = [
             ("not json topsecret", "not the expected JSON"),
+            (
+                r#"[1, "AKIA", "topsecret", null, null]"#,
+                "not a JSON object",
+            ),
             (
                 r#"{"AccessKeyId":"A","SecretAccessKey":"topsecret"}"#,
                 "no Version",

@@ -160,7 +160,7 @@ fn serve(
                     .corrupt
                     .fetch_add(unreadable as u64, Ordering::Relaxed);
                 let n = bodies.fetch_add(1, Ordering::Relaxed);
-                if n % options.verify_every.max(1) == 0 {
+                if n.is_multiple_of(options.verify_every.max(1)) {
                     tracker.verified.fetch_add(1, Ordering::Relaxed);
                     if !verify(&body, ids.len(), &mut segments) {
                         tracker.corrupt.fetch_add(1, Ordering::Relaxed);

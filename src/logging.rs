@@ -225,11 +225,12 @@ impl LocalTime {
     pub fn utc(unix_seconds: i64) -> Self {
         let days = unix_seconds.div_euclid(86_400);
         let seconds_of_day = unix_seconds.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = crate::aws::timestamp::civil_from_days(days);
         LocalTime {
             year,
-            month,
-            day,
+            // A month is at most 12 and a day at most 31.
+            month: month as u8,
+            day: day as u8,
             // All below 60 or 24 by construction.
             hour: (seconds_of_day / 3600) as u8,
             minute: (seconds_of_day / 60 % 60) as u8,
@@ -289,27 +290,6 @@ fn local_broken_down(unix_seconds: i64) -> Option<LocalTime> {
         // c_long: 32 or 64 bits depending on the target, so a widening cast.
         utc_offset_seconds: tm.tm_gmtoff as i64,
     })
-}
-
-/// Year, month and day of a count of days since 1970-01-01 (proleptic Gregorian calendar),
-/// after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days_since_epoch: i64) -> (i64, u8, u8) {
-    // Shift to an era-based count starting 0000-03-01, so leap days fall at the end of a year.
-    let days = days_since_epoch + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u8;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u8;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Appends log lines to a file, rolling it to `PATH.1` (one old file kept) when it reaches a

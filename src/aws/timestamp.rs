@@ -117,8 +117,10 @@ fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// The inverse of [`days_from_civil`]: year, month and day of a count of days since
+/// 1970-01-01 (proleptic Gregorian), after Howard Hinnant's `civil_from_days`. The log line's
+/// timestamp uses it too.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;

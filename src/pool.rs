@@ -8,10 +8,12 @@
 //!
 //! Uploaders take batches with [`Pool::take_batch`], which blocks until a batch is due: 50
 //! segments waiting, the oldest waiting for [`BATCH_DELAY`], the pool running low, or the pool
-//! closing. A taken segment keeps its place (marked in flight) until [`Pool::release`], so the
+//! closing. A due batch wakes the uploader that went idle last, so that a light load keeps
+//! reusing one warm thread (its stack and buffers in the cache) and the others stay asleep. A taken segment keeps its place (marked in flight) until [`Pool::release`], so the
 //! memory it uses stays counted while it is being sent.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The most documents one `PutTraceSegments` call may carry.
@@ -275,6 +277,8 @@ struct Ring {
     closing: bool,
     /// The drain deadline passed: uploaders stop retrying.
     abandoned: bool,
+    /// Uploaders parked in [`Pool::take_batch`], the one that went idle last at the end.
+    idle_uploaders: Vec<Thread>,
 }
 
 impl Ring {
@@ -373,7 +377,6 @@ impl Ring {
 /// The fixed pool of segments shared by the receiver and the uploaders.
 pub struct Pool {
     ring: Mutex<Ring>,
-    batch_due: Condvar,
     /// Uploaders waiting out a backoff sleep here, so that pushes never wake them by mistake.
     abandoned: Condvar,
     created: Instant,
@@ -396,8 +399,8 @@ impl Pool {
                 tail: 0,
                 closing: false,
                 abandoned: false,
+                idle_uploaders: Vec::new(),
             }),
-            batch_due: Condvar::new(),
             abandoned: Condvar::new(),
             created: Instant::now(),
         }
@@ -463,10 +466,13 @@ impl Pool {
         pushed.stored = true;
 
         let waiting = ring.waiting();
+        // The first waiting segment wakes an uploader too: one waiting without a timeout
+        // (nothing was waiting) must start the batch's delay.
         let wake = waiting == 1 || waiting.is_multiple_of(BATCH_SIZE) || ring.is_low();
+        let woken = if wake { ring.idle_uploaders.pop() } else { None };
         drop(ring);
-        if wake {
-            self.batch_due.notify_one();
+        if let Some(uploader) = woken {
+            uploader.unpark();
         }
         pushed
     }
@@ -483,21 +489,14 @@ impl Pool {
                 if ring.closing {
                     return false;
                 }
-                ring = self
-                    .batch_due
-                    .wait(ring)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                ring = self.idle(ring, None);
                 continue;
             }
             let age = ring.oldest_waiting_age(self.now_ms()).unwrap_or_default();
             if waiting >= BATCH_SIZE || ring.closing || ring.is_low() || age >= BATCH_DELAY {
                 break;
             }
-            ring = self
-                .batch_due
-                .wait_timeout(ring, BATCH_DELAY - age)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            ring = self.idle(ring, Some(BATCH_DELAY - age));
         }
 
         while ring.waiting() > 0 {
@@ -518,11 +517,44 @@ impl Pool {
             ring.next_waiting += 1;
         }
         let more_due = ring.waiting() >= BATCH_SIZE || (ring.waiting() > 0 && ring.closing);
+        let woken = if more_due { ring.idle_uploaders.pop() } else { None };
         drop(ring);
-        if more_due {
-            self.batch_due.notify_one();
+        if let Some(uploader) = woken {
+            uploader.unpark();
         }
         true
+    }
+
+    /// Parks the calling uploader as the most recently idle one until it is woken or
+    /// `timeout` passes, and returns the lock again. Callers re-check what they wait for:
+    /// a park may also end early.
+    fn idle<'a>(
+        &'a self,
+        mut ring: MutexGuard<'a, Ring>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Ring> {
+        let me = std::thread::current();
+        ring.idle_uploaders.push(me.clone());
+        drop(ring);
+        // An unpark that comes before the park is not lost: it makes the park return at once.
+        match timeout {
+            Some(timeout) => std::thread::park_timeout(timeout),
+            None => std::thread::park(),
+        }
+        let mut ring = self.lock();
+        // Still listed if the timeout (not a wake-up) ended the park.
+        ring.idle_uploaders.retain(|idle| idle.id() != me.id());
+        ring
+    }
+
+    /// Wakes every idle uploader (the pool is closing).
+    fn wake_all(&self, ring: MutexGuard<'_, Ring>) {
+        let mut ring = ring;
+        let idle = std::mem::take(&mut ring.idle_uploaders);
+        drop(ring);
+        for uploader in idle {
+            uploader.unpark();
+        }
     }
 
     /// Gives the batch's segments back to the pool, whatever became of them.
@@ -558,8 +590,9 @@ impl Pool {
     /// Stops waiting for more: every waiting segment is now due, and uploaders finish once
     /// nothing is left.
     pub fn close(&self) {
-        self.lock().closing = true;
-        self.batch_due.notify_all();
+        let mut ring = self.lock();
+        ring.closing = true;
+        self.wake_all(ring);
     }
 
     /// Tells uploaders to stop retrying (the drain deadline passed) and wakes any in backoff.
@@ -567,9 +600,8 @@ impl Pool {
         let mut ring = self.lock();
         ring.closing = true;
         ring.abandoned = true;
-        drop(ring);
+        self.wake_all(ring);
         self.abandoned.notify_all();
-        self.batch_due.notify_all();
     }
 
     /// `true` once [`Pool::abandon`] was called.
@@ -793,6 +825,53 @@ mod tests {
         let (len, waited) = uploader.join().unwrap();
         assert_eq!(len, BATCH_SIZE);
         assert!(waited < BATCH_DELAY, "{waited:?}");
+    }
+
+    #[test]
+    fn the_uploader_that_went_idle_last_is_woken_first() {
+        let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let mut uploaders = Vec::new();
+        for name in ["first idle", "last idle"] {
+            let (uploader_pool, taken_tx) = (pool.clone(), taken_tx.clone());
+            uploaders.push(std::thread::spawn(move || {
+                let mut batch = Batch::new();
+                while uploader_pool.take_batch(&mut batch) {
+                    taken_tx.send((name, batch.len())).unwrap();
+                    uploader_pool.release(&batch);
+                }
+            }));
+            // The next uploader may only start once this one is parked.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while pool.lock().idle_uploaders.len() < uploaders.len() {
+                assert!(Instant::now() < deadline, "uploader never went idle");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let both_idle = || {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while pool.lock().idle_uploaders.len() < 2 {
+                assert!(Instant::now() < deadline, "an uploader never went idle");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        for round in 0..3 {
+            // The first push wakes the last idle uploader, which finds one segment, not a
+            // batch, and parks again: still the last idle one once both are parked.
+            for i in 0..BATCH_SIZE - 1 {
+                pool.push(&doc(round * BATCH_SIZE + i, 300));
+            }
+            both_idle();
+            pool.push(&doc(round * BATCH_SIZE + BATCH_SIZE - 1, 300));
+            let (who, len) = taken_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!((who, len), ("last idle", BATCH_SIZE), "round {round}");
+            both_idle();
+        }
+        pool.close();
+        for uploader in uploaders {
+            uploader.join().unwrap();
+        }
+        assert!(taken_rx.try_recv().is_err());
     }
 
     #[test]

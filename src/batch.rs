@@ -28,12 +28,26 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &[u8]) {
     let mut rest = text;
     // Runs between escapes are copied whole: a segment is mostly bytes that stay as they are.
     while let Some(at) = next_escape(rest) {
-        out.extend_from_slice(&rest[..at]);
+        push_run(out, &rest[..at]);
         push_escape(out, rest[at]);
         rest = &rest[at + 1..];
     }
-    out.extend_from_slice(rest);
+    push_run(out, rest);
     out.push(b'"');
+}
+
+/// Appends bytes that need no escaping. Short runs (most of them: the text between two
+/// quotes) go byte by byte: musl's `memcpy`, in the static release binary, costs more to
+/// start than such a run takes to copy, and calling it per run made escaping 3 to 5 times
+/// slower there than with glibc.
+fn push_run(out: &mut Vec<u8>, run: &[u8]) {
+    if run.len() >= 32 {
+        out.extend_from_slice(run);
+    } else {
+        for &byte in run {
+            out.push(byte);
+        }
+    }
 }
 
 /// The bytes a JSON string cannot hold as they are: `"`, `\` and the control characters.
@@ -84,22 +98,25 @@ fn next_escape(text: &[u8]) -> Option<usize> {
 /// Appends the escape sequence for one byte of [`NEEDS_ESCAPE`].
 fn push_escape(out: &mut Vec<u8>, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let short: &[u8] = match byte {
-        b'"' => b"\\\"",
-        b'\\' => b"\\\\",
-        b'\n' => b"\\n",
-        b'\r' => b"\\r",
-        b'\t' => b"\\t",
-        _ => &[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(byte >> 4)],
-            HEX[usize::from(byte & 0xf)],
-        ],
-    };
-    out.extend_from_slice(short);
+    out.push(b'\\');
+    match byte {
+        b'"' | b'\\' => out.push(byte),
+        b'\n' => out.push(b'n'),
+        b'\r' => out.push(b'r'),
+        b'\t' => out.push(b't'),
+        _ => {
+            let code = [
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ];
+            for digit in code {
+                out.push(digit);
+            }
+        }
+    }
 }
 
 /// A document X-Ray did not accept, from the `PutTraceSegments` reply.

@@ -469,7 +469,11 @@ impl Pool {
         // The first waiting segment wakes an uploader too: one waiting without a timeout
         // (nothing was waiting) must start the batch's delay.
         let wake = waiting == 1 || waiting.is_multiple_of(BATCH_SIZE) || ring.is_low();
-        let woken = if wake { ring.idle_uploaders.pop() } else { None };
+        let woken = if wake {
+            ring.idle_uploaders.pop()
+        } else {
+            None
+        };
         drop(ring);
         if let Some(uploader) = woken {
             uploader.unpark();
@@ -517,7 +521,11 @@ impl Pool {
             ring.next_waiting += 1;
         }
         let more_due = ring.waiting() >= BATCH_SIZE || (ring.waiting() > 0 && ring.closing);
-        let woken = if more_due { ring.idle_uploaders.pop() } else { None };
+        let woken = if more_due {
+            ring.idle_uploaders.pop()
+        } else {
+            None
+        };
         drop(ring);
         if let Some(uploader) = woken {
             uploader.unpark();

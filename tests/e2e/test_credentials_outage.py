@@ -194,3 +194,4 @@ def test_credentials_source_down_while_they_expire(start_relay, front, agent, xr
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ and retrying with backoff: credentials from container: .*500",
         refresh_warnings[0]), refresh_warnings[0]
     assert "dropping" not in log.lower(), relay.report(lines=60)
+    assert re.search(r"\[Info\] Refreshed AWS credentials after \d+ failed attempts", log), relay.report(lines=60)

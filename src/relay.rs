@@ -11,6 +11,7 @@ use crate::telemetry::{self, Reporter, Telemetry};
 use crate::upload::Courier;
 use crate::{receive, replay, upload};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// How long shutdown waits for buffered segments to be uploaded.
@@ -35,6 +36,8 @@ pub enum Output {
         reporter: Reporter,
         /// Where the TCP proxy forwards SDKs' requests (the same client, as a rule).
         upstream: Arc<dyn proxy::Forward>,
+        /// The credentials providers' count of failed refreshes, for `/metrics`.
+        credential_refresh_failures: Arc<AtomicU64>,
     },
     /// Offline mode: write segments to a local file or stdout.
     Local(LocalSink),
@@ -63,7 +66,13 @@ pub fn run(
     output: Output,
     signals: smol::channel::Receiver<Signal>,
 ) -> Result<(), StartError> {
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(match &output {
+        Output::XRay {
+            credential_refresh_failures,
+            ..
+        } => Stats::with_credential_refresh_failures(credential_refresh_failures.clone()),
+        Output::Local(_) => Stats::default(),
+    });
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
     log::info!(
@@ -95,6 +104,7 @@ pub fn run(
             client,
             reporter,
             upstream,
+            credential_refresh_failures: _,
         } => {
             let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
             (

@@ -119,6 +119,18 @@ pub fn render(stats: &Stats, fill: &Fill, uptime: Duration) -> String {
         "class",
         ErrorClass::ALL.map(|class| (class.label(), counts.backend_errors(class))),
     );
+    let name = "xray_relay_credential_refresh_failures_total";
+    header(
+        &mut out,
+        name,
+        "Background refreshes of AWS credentials that failed (the current ones are kept until they expire).",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "{name} {}",
+        stats.credential_refresh_failures.load(Ordering::Relaxed)
+    );
 
     let proxy = &stats.proxy;
     header(
@@ -287,6 +299,7 @@ mod tests {
         stats.record_success(Duration::from_millis(40));
         stats.proxy.refused(Refusal::BodyTooLarge);
         stats.proxy.upstream_error(ErrorClass::Timeout);
+        Stats::add(&stats.credential_refresh_failures, 3);
         let fill = Fill {
             segments: 5,
             used_bytes: 250,
@@ -360,6 +373,9 @@ xray_relay_backend_errors_total{class="http_4xx"} 0
 xray_relay_backend_errors_total{class="http_5xx"} 1
 xray_relay_backend_errors_total{class="unknown_host"} 0
 xray_relay_backend_errors_total{class="other"} 0
+# HELP xray_relay_credential_refresh_failures_total Background refreshes of AWS credentials that failed (the current ones are kept until they expire).
+# TYPE xray_relay_credential_refresh_failures_total counter
+xray_relay_credential_refresh_failures_total 3
 # HELP xray_relay_proxy_open_connections Connections to the TCP proxy open now.
 # TYPE xray_relay_proxy_open_connections gauge
 xray_relay_proxy_open_connections 0

@@ -12,6 +12,7 @@ and two expiries of every key. Each test prints its figures (sent / delivered, k
 import datetime
 import re
 import time
+import urllib.request
 
 import pytest
 
@@ -195,3 +196,7 @@ def test_credentials_source_down_while_they_expire(start_relay, front, agent, xr
         refresh_warnings[0]), refresh_warnings[0]
     assert "dropping" not in log.lower(), relay.report(lines=60)
     assert re.search(r"\[Info\] Refreshed AWS credentials after \d+ failed attempts", log), relay.report(lines=60)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{relay.tcp_port}/metrics", timeout=5).read().decode()
+    failures = re.search(r"^xray_relay_credential_refresh_failures_total (\d+)$", metrics, re.M)
+    assert failures and int(failures.group(1)) >= 1, metrics
+    print(f"[backend and credentials outage] xray_relay_credential_refresh_failures_total {failures.group(1)}")

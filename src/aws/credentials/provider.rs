@@ -87,7 +87,8 @@ struct Shared {
     wake: Condvar,
     /// Held while the chain loads, so only one load runs at a time.
     loading: Mutex<()>,
-    refresh_failures: AtomicU64,
+    /// Shared with whoever exports it (the relay's `/metrics`).
+    refresh_failures: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -110,8 +111,25 @@ impl CredentialsProvider {
         CredentialsProvider::with_timing(sources, RefreshTiming::default())
     }
 
+    /// A provider that adds its failed refreshes to `refresh_failures`, which others read
+    /// (several providers may share one counter).
+    pub fn counting_failures_in(
+        sources: Vec<Box<dyn CredentialsSource>>,
+        refresh_failures: Arc<AtomicU64>,
+    ) -> Self {
+        CredentialsProvider::build(sources, RefreshTiming::default(), refresh_failures)
+    }
+
     /// A provider with other refresh timing.
     pub fn with_timing(sources: Vec<Box<dyn CredentialsSource>>, timing: RefreshTiming) -> Self {
+        CredentialsProvider::build(sources, timing, Arc::new(AtomicU64::new(0)))
+    }
+
+    fn build(
+        sources: Vec<Box<dyn CredentialsSource>>,
+        timing: RefreshTiming,
+        refresh_failures: Arc<AtomicU64>,
+    ) -> Self {
         CredentialsProvider {
             shared: Arc::new(Shared {
                 sources,
@@ -119,7 +137,7 @@ impl CredentialsProvider {
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
                 loading: Mutex::new(()),
-                refresh_failures: AtomicU64::new(0),
+                refresh_failures,
             }),
         }
     }
@@ -189,7 +207,8 @@ impl CredentialsProvider {
         Ok(credentials)
     }
 
-    /// Background refreshes that failed since the provider was created.
+    /// Background refreshes that failed since the provider was created (with
+    /// [`CredentialsProvider::counting_failures_in`], those of every provider sharing the counter).
     pub fn refresh_failures(&self) -> u64 {
         self.shared.refresh_failures.load(Ordering::Relaxed)
     }
@@ -636,6 +655,22 @@ mod tests {
         assert_eq!(calls(&counter), 4, "the refresher kept its old backoff");
         assert_eq!(provider.credentials().unwrap().access_key_id, "KEY3");
         assert_eq!(calls(&counter), 4);
+    }
+
+    #[test]
+    fn failed_refreshes_are_added_to_a_shared_counter() {
+        let counter = Arc::new(AtomicU64::new(7));
+        let (source, _) = Scripted::new("flaky", |n| match n {
+            0 => Ok(Some(
+                keys("FIRST").expiring_at(SystemTime::now() + Duration::from_millis(400)),
+            )),
+            _ => Err(broken("flaky")),
+        });
+        let provider = CredentialsProvider::build(vec![source], fast(), counter.clone());
+        provider.credentials().unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // the refresh at 200 ms failed
+        assert!(counter.load(Ordering::Relaxed) >= 8);
+        assert_eq!(provider.refresh_failures(), counter.load(Ordering::Relaxed));
     }
 
     #[test]

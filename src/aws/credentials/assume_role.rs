@@ -1,7 +1,7 @@
 //! `-r/--role-arn`: STS `AssumeRole` on top of whatever the default chain found.
 
 use super::{Credentials, CredentialsError, CredentialsProvider, CredentialsSource};
-use crate::aws::sts::{AssumeRoleRequest, StsClient};
+use crate::aws::sts::{AssumeRoleRequest, Proof, StsClient, take_answer};
 use std::sync::Arc;
 
 /// The role session name the relay uses for `-r`, so CloudTrail shows who assumed the role.
@@ -49,17 +49,17 @@ impl CredentialsSource for AssumeRoleSource {
                 self.request.role_arn
             ))
         })?;
-        let credentials = self
-            .sts
-            .assume_role(&base, &self.request)
-            .map_err(|sts_error| error(sts_error.to_string()))?;
-        log::debug!(
-            "Assumed {} as session {} with the credentials of access key {}",
-            self.request.role_arn,
-            self.request.session_name,
-            base.access_key_id
-        );
-        Ok(Some(credentials))
+        take_answer(
+            self.sts.assume_role(&base, &self.request),
+            &self.request.role_arn,
+            &self.request.session_name,
+            Proof::Credentials {
+                credentials: &base,
+                profile: None,
+            },
+        )
+        .map(Some)
+        .map_err(error)
     }
 }
 

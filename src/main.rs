@@ -1,8 +1,9 @@
 //! The `xray` binary: a drop-in replacement for the AWS X-Ray daemon.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use xray_relay::aws::credentials::{AssumeRoleSource, RELAY_SESSION_NAME};
+use xray_relay::aws::credentials::{AssumeRoleSource, RELAY_SESSION_NAME, default_chain};
 use xray_relay::aws::{
     self, ChainSettings, ClientSettings, CredentialsProvider, Env, ImdsClient, ImdsError,
     XRayClient,
@@ -76,7 +77,11 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     log::info!("Using region: {region}");
 
     let chain = ChainSettings::new(env, &region, imds.clone());
-    let found = Arc::new(CredentialsProvider::default_chain(&chain));
+    let refresh_failures = Arc::new(AtomicU64::new(0));
+    let found = Arc::new(CredentialsProvider::counting_failures_in(
+        default_chain(&chain),
+        refresh_failures.clone(),
+    ));
     let credentials = match &settings.role_arn {
         None => found,
         Some(role) => {
@@ -85,7 +90,10 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
                 chain.sts.endpoint()
             );
             let assume = AssumeRoleSource::new(found, chain.sts.clone(), role);
-            Arc::new(CredentialsProvider::new(vec![Box::new(assume)]))
+            Arc::new(CredentialsProvider::counting_failures_in(
+                vec![Box::new(assume)],
+                refresh_failures.clone(),
+            ))
         }
     };
     // Like the SDKs, missing credentials are not fatal: they may appear later (a profile
@@ -133,6 +141,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         client: client.clone(),
         reporter,
         upstream: client,
+        credential_refresh_failures: refresh_failures,
     }
 }
 

@@ -10,7 +10,10 @@ use crate::stats::Stats;
 use crate::telemetry::{self, Reporter, Telemetry};
 use crate::upload::Courier;
 use crate::{receive, replay, upload};
+use std::net::UdpSocket;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 /// How long shutdown waits for buffered segments to be uploaded.
@@ -35,6 +38,8 @@ pub enum Output {
         reporter: Reporter,
         /// Where the TCP proxy forwards SDKs' requests (the same client, as a rule).
         upstream: Arc<dyn proxy::Forward>,
+        /// The credentials providers' count of failed refreshes, for `/metrics`.
+        credential_refresh_failures: Arc<AtomicU64>,
     },
     /// Offline mode: write segments to a local file or stdout.
     Local(LocalSink),
@@ -63,7 +68,42 @@ pub fn run(
     output: Output,
     signals: smol::channel::Receiver<Signal>,
 ) -> Result<(), StartError> {
-    let stats = Arc::new(Stats::default());
+    let (relay, socket) = start(settings, pool_bytes, output)?;
+    log::info!("Listening on UDP {}", settings.udp_address);
+    receive_until_signal(&relay, socket, signals);
+    shut_down(relay);
+    Ok(())
+}
+
+/// The parts of a started relay that shutdown stops, in [`shut_down`]'s order.
+struct Started {
+    stats: Arc<Stats>,
+    pool: Arc<Pool>,
+    spool: Option<Arc<Spool>>,
+    proxy: proxy::Running,
+    uploaders: upload::Uploaders,
+    courier: Arc<Courier>,
+    /// Signals the end of the spool replayer's thread.
+    replayer_finished: Option<Receiver<()>>,
+    /// Asks telemetry for its last record, and signals when it is sent.
+    telemetry: Option<(Sender<()>, Receiver<()>)>,
+}
+
+/// Binds both sockets (a relay without its proxy would hide the problem), then starts the
+/// uploaders, the spool replayer, telemetry and the proxy. Returns them with the UDP socket,
+/// which nothing reads yet.
+fn start(
+    settings: &Settings,
+    pool_bytes: usize,
+    output: Output,
+) -> Result<(Started, UdpSocket), StartError> {
+    let stats = Arc::new(match &output {
+        Output::XRay {
+            credential_refresh_failures,
+            ..
+        } => Stats::with_credential_refresh_failures(credential_refresh_failures.clone()),
+        Output::Local(_) => Stats::default(),
+    });
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
     log::info!(
@@ -74,7 +114,6 @@ pub fn run(
 
     let (socket, granted) =
         receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
-    // Bound before anything starts: a relay without its proxy would hide the problem.
     let listener = proxy::bind(&settings.tcp_address).map_err(|err| {
         StartError(format!(
             "Unable to start http proxy server: {}: {err}",
@@ -95,6 +134,7 @@ pub fn run(
             client,
             reporter,
             upstream,
+            credential_refresh_failures: _,
         } => {
             let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
             (
@@ -125,23 +165,23 @@ pub fn run(
         stats: stats.clone(),
         spool: spool.clone(),
     });
-    let mut uploaders = upload::spawn(settings.concurrency, courier.clone())
+    let uploaders = upload::spawn(settings.concurrency, courier.clone())
         .map_err(|err| StartError(format!("cannot start uploader threads: {err}")))?;
-    let replayer = match &spool {
+    let replayer_finished = match &spool {
         Some(spool) => Some(
             replay::spawn(courier.clone(), spool.clone())
                 .map_err(|err| StartError(format!("cannot start the spool replayer: {err}")))?,
         ),
         None => None,
     };
-    let (telemetry_stop, telemetry_finished) = match telemetry {
+    let telemetry = match telemetry {
         Some(telemetry) => {
             let (stop, stopped) = std::sync::mpsc::channel();
             let finished = telemetry::spawn(telemetry, stopped)
                 .map_err(|err| StartError(format!("cannot start telemetry: {err}")))?;
-            (Some(stop), Some(finished))
+            Some((stop, finished))
         }
-        None => (None, None),
+        None => None,
     };
 
     let proxy_address = listener.address();
@@ -160,15 +200,32 @@ pub fn run(
     )
     .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
     log::info!("Starting proxy http server on {proxy_address}");
+    let started = Started {
+        stats,
+        pool,
+        spool,
+        proxy,
+        uploaders,
+        courier,
+        replayer_finished,
+        telemetry,
+    };
+    Ok((started, socket))
+}
 
-    log::info!("Listening on UDP {}", settings.udp_address);
+/// Reads datagrams from `socket` into the pool until a signal arrives.
+fn receive_until_signal(
+    relay: &Started,
+    socket: UdpSocket,
+    signals: smol::channel::Receiver<Signal>,
+) {
     let (stop_receiving, receiving_stopped) = smol::channel::bounded(1);
     smol::block_on(async {
         let receiver = smol::spawn(receive::run(
             socket,
-            pool.clone(),
-            stats.clone(),
-            spool.clone(),
+            relay.pool.clone(),
+            relay.stats.clone(),
+            relay.spool.clone(),
             receiving_stopped,
         ));
         if let Ok(signal) = signals.recv().await {
@@ -181,10 +238,25 @@ pub fn run(
         let _ = stop_receiving.send(()).await;
         receiver.await;
     });
+}
+
+/// Stops the proxy, drains the uploaders, stops the replayer and sends the last telemetry
+/// record, each with its deadline.
+fn shut_down(relay: Started) {
+    let Started {
+        stats,
+        pool,
+        spool,
+        proxy,
+        mut uploaders,
+        courier,
+        replayer_finished,
+        telemetry,
+    } = relay;
     proxy.stop();
 
     drain(&pool, &mut uploaders, &courier);
-    if let (Some(spool), Some(replayer_finished)) = (&spool, replayer) {
+    if let (Some(spool), Some(replayer_finished)) = (&spool, replayer_finished) {
         spool.stop();
         // A replay request in flight may take its whole timeout; its file stays on disk and
         // is replayed at the next start, so there is no reason to wait for it.
@@ -192,7 +264,7 @@ pub fn run(
             log::info!("The spool replayer was still sending; its file stays for the next start");
         }
     }
-    if let (Some(stop), Some(finished)) = (telemetry_stop, telemetry_finished) {
+    if let Some((stop, finished)) = telemetry {
         let _ = stop.send(());
         // The last record is worth a moment, not a hung shutdown when X-Ray is unreachable.
         if finished.recv_timeout(LAST_TELEMETRY_DEADLINE).is_err() {
@@ -214,7 +286,6 @@ pub fn run(
         "Shutdown finished. Current epoch in nanoseconds: {}",
         epoch_nanos()
     );
-    Ok(())
 }
 
 /// Uploads what is buffered until [`DRAIN_DEADLINE`]; then stops retries and keeps whatever

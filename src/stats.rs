@@ -5,8 +5,8 @@
 //! histogram of upload latency, the last upload outcome, and the TCP proxy's counters.
 
 use crate::aws::BackendError;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Why a call to the X-Ray backend failed, in the classes of the telemetry record's
@@ -97,9 +97,20 @@ pub struct Stats {
     outcomes: Mutex<Outcomes>,
     /// The TCP proxy's counters.
     pub proxy: ProxyStats,
+    /// Failed background refreshes of AWS credentials, counted by the credentials providers.
+    pub credential_refresh_failures: Arc<AtomicU64>,
 }
 
 impl Stats {
+    /// Counters that report `credential_refresh_failures` from the credentials providers'
+    /// own counter.
+    pub fn with_credential_refresh_failures(counter: Arc<AtomicU64>) -> Stats {
+        Stats {
+            credential_refresh_failures: counter,
+            ..Stats::default()
+        }
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

@@ -17,6 +17,7 @@ use super::signing::{RequestToSign, Signer};
 use super::small_http::SmallHttp;
 use super::timestamp::parse_rfc3339;
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// The signing name of STS.
@@ -198,6 +199,59 @@ impl StsClient {
     }
 }
 
+/// What entitled the caller to a role, as [`take_answer`] logs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// `AssumeRole` signed with these credentials, found through `profile` if a profile's
+    /// `role_arn` asked for the role.
+    Credentials {
+        /// The credentials that signed the call.
+        credentials: &'a Credentials,
+        /// The profile whose `role_arn` this is, if any.
+        profile: Option<&'a str>,
+    },
+    /// `AssumeRoleWithWebIdentity` with the token read from this file.
+    WebIdentityToken(&'a Path),
+}
+
+impl fmt::Display for Proof<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proof::Credentials {
+                credentials,
+                profile,
+            } => {
+                write!(
+                    f,
+                    "the credentials of access key {}",
+                    credentials.access_key_id
+                )?;
+                match profile {
+                    Some(profile) => write!(f, " (profile `{profile}`)"),
+                    None => Ok(()),
+                }
+            }
+            Proof::WebIdentityToken(file) => {
+                write!(f, "the web identity token in {}", file.display())
+            }
+        }
+    }
+}
+
+/// What every credential source does with an STS answer: the error as text, for the source to
+/// wrap in its own error (the text names the action and endpoint), and on success one debug
+/// line naming the role, the session and what proved the right to it.
+pub fn take_answer(
+    answer: Result<Credentials, StsError>,
+    role_arn: &str,
+    session_name: &str,
+    proof: Proof<'_>,
+) -> Result<Credentials, String> {
+    let credentials = answer.map_err(|error| error.to_string())?;
+    log::debug!("Assumed {role_arn} as session {session_name} with {proof}");
+    Ok(credentials)
+}
+
 /// `application/x-www-form-urlencoded`, with every byte but RFC 3986's unreserved ones escaped.
 pub fn form_encode(params: &[(&str, &str)]) -> String {
     let mut encoded = String::new();
@@ -326,6 +380,41 @@ fn decode_text(raw: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::aws::test_http::TestServer;
+
+    #[test]
+    fn an_answer_is_the_credentials_or_the_error_as_text() {
+        let keys = Credentials::new("ASIAROLE", "secret", Some("token".to_owned()));
+        let caller = Credentials::new("AKIDCALLER", "caller-secret", None);
+        let proof = Proof::Credentials {
+            credentials: &caller,
+            profile: Some("xray"),
+        };
+        assert_eq!(
+            take_answer(Ok(keys.clone()), "arn:aws:iam::1:role/r", "s", proof),
+            Ok(keys)
+        );
+        let refused = StsError {
+            action: "AssumeRoleWithWebIdentity",
+            endpoint: "https://sts.example".to_owned(),
+            reason: "HTTP 403: AccessDenied: no".to_owned(),
+        };
+        let token = Proof::WebIdentityToken(Path::new("/var/run/token"));
+        assert_eq!(
+            take_answer(Err(refused), "arn:aws:iam::1:role/r", "s", token),
+            Err(
+                "STS AssumeRoleWithWebIdentity at https://sts.example: HTTP 403: AccessDenied: no"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            proof.to_string(),
+            "the credentials of access key AKIDCALLER (profile `xray`)"
+        );
+        assert_eq!(
+            token.to_string(),
+            "the web identity token in /var/run/token"
+        );
+    }
 
     const ASSUME_ROLE_RESPONSE: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>

@@ -186,7 +186,7 @@ def test_role_arn_flag_assumes_the_role_on_top_of_the_chain(start_relay, moto, x
     keys = {key for key, _, _ in recorder.signers()}
     assert assumer.access_key_id not in keys, "uploads were signed with the chain's keys, not the role's"
     assert_signed_by(recorder, keys, True, relay)
-    assert f"Assuming role {moto.role_arn} (session xray-relay) through STS at {moto.url}" in relay.log()
+    assert f"Assuming role {moto.role_arn} (session xray-daemon) through STS at {moto.url}" in relay.log()
     assert_no_secrets(relay, assumer.secret_access_key)
 
 

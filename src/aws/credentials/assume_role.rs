@@ -1,11 +1,14 @@
 //! `-r/--role-arn`: STS `AssumeRole` on top of whatever the default chain found.
 
 use super::{Credentials, CredentialsError, CredentialsProvider, CredentialsSource};
-use crate::aws::sts::{AssumeRoleRequest, StsClient};
+use crate::aws::sts::{AssumeRoleRequest, Proof, StsClient, take_answer};
 use std::sync::Arc;
 
-/// The role session name the relay uses for `-r`, so CloudTrail shows who assumed the role.
-pub const RELAY_SESSION_NAME: &str = "xray-relay";
+/// The role session name for `-r`: the original daemon's (3.6.0 and later name the session
+/// `xray-daemon`), so trust policies that condition on `sts:RoleSessionName` and CloudTrail
+/// queries on the assumed-role ARN keep working after the swap. The relay's User-Agent still
+/// tells the two apart in CloudTrail.
+pub const RELAY_SESSION_NAME: &str = "xray-daemon";
 
 const NAME: &str = "assume role";
 
@@ -49,17 +52,17 @@ impl CredentialsSource for AssumeRoleSource {
                 self.request.role_arn
             ))
         })?;
-        let credentials = self
-            .sts
-            .assume_role(&base, &self.request)
-            .map_err(|sts_error| error(sts_error.to_string()))?;
-        log::debug!(
-            "Assumed {} as session {} with the credentials of access key {}",
-            self.request.role_arn,
-            self.request.session_name,
-            base.access_key_id
-        );
-        Ok(Some(credentials))
+        take_answer(
+            self.sts.assume_role(&base, &self.request),
+            &self.request.role_arn,
+            &self.request.session_name,
+            Proof::Credentials {
+                credentials: &base,
+                profile: None,
+            },
+        )
+        .map(Some)
+        .map_err(error)
     }
 }
 
@@ -103,7 +106,7 @@ mod tests {
         assert_eq!(credentials.session_token.as_deref(), Some("role-session"));
         let seen = server.seen();
         assert!(
-            seen[0].body.ends_with("&RoleSessionName=xray-relay"),
+            seen[0].body.ends_with("&RoleSessionName=xray-daemon"),
             "{}",
             seen[0].body
         );

@@ -13,7 +13,7 @@ use super::{
     EnvironmentSource, ImdsSource, generated_session_name, run_credential_process,
 };
 use crate::aws::profile::{Profile, ProfileSet, selected_profile_name};
-use crate::aws::sts::AssumeRoleRequest;
+use crate::aws::sts::{AssumeRoleRequest, Proof, take_answer};
 
 const NAME: &str = "profile";
 
@@ -148,16 +148,16 @@ impl ProfileSource {
             external_id: profile.get("external_id").map(str::to_owned),
             duration_seconds,
         };
-        let credentials = self
-            .settings
-            .sts
-            .assume_role(&base, &request)
-            .map_err(|error| format!("profile `{name}`: {error}"))?;
-        log::debug!(
-            "Profile `{name}` assumed {role_arn} with access key {}",
-            base.access_key_id
-        );
-        Ok(credentials)
+        take_answer(
+            self.settings.sts.assume_role(&base, &request),
+            role_arn,
+            &request.session_name,
+            Proof::Credentials {
+                credentials: &base,
+                profile: Some(name),
+            },
+        )
+        .map_err(|error| format!("profile `{name}`: {error}"))
     }
 
     fn credential_source(&self, name: &str, source: &str) -> Result<Credentials, String> {

@@ -14,7 +14,9 @@
 //! [`REFRESH_BEFORE_EXPIRY`] ahead, or half their lifetime for short-lived ones) and loads
 //! the chain again. A failed refresh keeps the old credentials until they really expire,
 //! is counted ([`CredentialsProvider::refresh_failures`]), is logged once per run of failures
-//! (later attempts log at debug level), and is retried with jittered exponential backoff. The
+//! (later attempts log at debug level), and is retried with jittered exponential backoff. When
+//! a caller loads credentials itself meanwhile (the cached ones expired during the failures),
+//! the refresher drops its backoff and plans the next refresh from the new expiry. The
 //! thread exits when the credentials stop expiring or the provider is dropped.
 
 use super::{Credentials, CredentialsError, CredentialsSource, default_chain};
@@ -85,7 +87,8 @@ struct Shared {
     wake: Condvar,
     /// Held while the chain loads, so only one load runs at a time.
     loading: Mutex<()>,
-    refresh_failures: AtomicU64,
+    /// Shared with whoever exports it (the relay's `/metrics`).
+    refresh_failures: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -98,6 +101,8 @@ struct State {
     retry_at: Option<SystemTime>,
     refresher_running: bool,
     stopping: bool,
+    /// Loads by callers (not the refresher); a change tells the refresher to plan again.
+    foreground_loads: u64,
 }
 
 impl CredentialsProvider {
@@ -106,8 +111,25 @@ impl CredentialsProvider {
         CredentialsProvider::with_timing(sources, RefreshTiming::default())
     }
 
+    /// A provider that adds its failed refreshes to `refresh_failures`, which others read
+    /// (several providers may share one counter).
+    pub fn counting_failures_in(
+        sources: Vec<Box<dyn CredentialsSource>>,
+        refresh_failures: Arc<AtomicU64>,
+    ) -> Self {
+        CredentialsProvider::build(sources, RefreshTiming::default(), refresh_failures)
+    }
+
     /// A provider with other refresh timing.
     pub fn with_timing(sources: Vec<Box<dyn CredentialsSource>>, timing: RefreshTiming) -> Self {
+        CredentialsProvider::build(sources, timing, Arc::new(AtomicU64::new(0)))
+    }
+
+    fn build(
+        sources: Vec<Box<dyn CredentialsSource>>,
+        timing: RefreshTiming,
+        refresh_failures: Arc<AtomicU64>,
+    ) -> Self {
         CredentialsProvider {
             shared: Arc::new(Shared {
                 sources,
@@ -115,7 +137,7 @@ impl CredentialsProvider {
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
                 loading: Mutex::new(()),
-                refresh_failures: AtomicU64::new(0),
+                refresh_failures,
             }),
         }
     }
@@ -163,17 +185,30 @@ impl CredentialsProvider {
             );
         }
         let mut state = shared.lock_state();
+        if state.failures_in_a_row > 0 {
+            // The same line as a background recovery: the warning promised retries.
+            log::info!(
+                "Refreshed AWS credentials after {} failed attempts",
+                state.failures_in_a_row
+            );
+        }
         state.current = Some(credentials.clone());
         state.fetched_at = Some(now);
         state.failures_in_a_row = 0;
         state.retry_at = None;
+        state.foreground_loads = state.foreground_loads.wrapping_add(1);
         if credentials.expires_at.is_some() && !state.refresher_running && !state.stopping {
             state.refresher_running = start_refresher(shared.clone());
         }
+        drop(state);
+        // A refresher asleep on a long backoff would otherwise wake only after these new
+        // credentials are due for refresh, or have expired.
+        shared.wake.notify_all();
         Ok(credentials)
     }
 
-    /// Background refreshes that failed since the provider was created.
+    /// Background refreshes that failed since the provider was created (with
+    /// [`CredentialsProvider::counting_failures_in`], those of every provider sharing the counter).
     pub fn refresh_failures(&self) -> u64 {
         self.shared.refresh_failures.load(Ordering::Relaxed)
     }
@@ -318,12 +353,19 @@ fn run_refresher(shared: &Shared) {
             state.refresher_running = false;
             return;
         };
-        let (state, _) = shared
+        let planned_after = state.foreground_loads;
+        let (state, timeout) = shared
             .wake
-            .wait_timeout_while(state, wait, |state| !state.stopping)
+            .wait_timeout_while(state, wait, |state| {
+                !state.stopping && state.foreground_loads == planned_after
+            })
             .unwrap_or_else(PoisonError::into_inner);
         if state.stopping {
             return;
+        }
+        if !timeout.timed_out() {
+            // A caller loaded new credentials: their expiry decides the next refresh.
+            continue;
         }
         drop(state);
         shared.refresh();
@@ -583,6 +625,52 @@ mod tests {
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(provider.refresh_failures(), 1);
         assert_eq!(provider.credentials().unwrap().access_key_id, "LATER");
+    }
+
+    #[test]
+    fn credentials_loaded_by_a_caller_during_a_backoff_are_refreshed_in_time() {
+        let (source, counter) = Scripted::new("down-then-up", |n| match n {
+            0 => Ok(Some(
+                keys("KEY0").expiring_at(SystemTime::now() + Duration::from_millis(400)),
+            )),
+            1 => Err(broken("down-then-up")),
+            _ => Ok(Some(
+                keys(&format!("KEY{n}"))
+                    .expiring_at(SystemTime::now() + Duration::from_millis(600)),
+            )),
+        });
+        // After the failed refresh at 200 ms the refresher waits 1 to 2 s before retrying.
+        let timing = RefreshTiming {
+            first_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(2),
+            ..fast()
+        };
+        let provider = CredentialsProvider::with_timing(vec![source], timing);
+        assert_eq!(provider.credentials().unwrap().access_key_id, "KEY0");
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(provider.refresh_failures(), 1);
+        // KEY0 is within the margin of its expiry: this caller loads KEY2 (refresh due in 300 ms).
+        assert_eq!(provider.credentials().unwrap().access_key_id, "KEY2");
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(calls(&counter), 4, "the refresher kept its old backoff");
+        assert_eq!(provider.credentials().unwrap().access_key_id, "KEY3");
+        assert_eq!(calls(&counter), 4);
+    }
+
+    #[test]
+    fn failed_refreshes_are_added_to_a_shared_counter() {
+        let counter = Arc::new(AtomicU64::new(7));
+        let (source, _) = Scripted::new("flaky", |n| match n {
+            0 => Ok(Some(
+                keys("FIRST").expiring_at(SystemTime::now() + Duration::from_millis(400)),
+            )),
+            _ => Err(broken("flaky")),
+        });
+        let provider = CredentialsProvider::build(vec![source], fast(), counter.clone());
+        provider.credentials().unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // the refresh at 200 ms failed
+        assert!(counter.load(Ordering::Relaxed) >= 8);
+        assert_eq!(provider.refresh_failures(), counter.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::{Credentials, CredentialsError, CredentialsSource, generated_session_name};
 use crate::aws::env::Env;
-use crate::aws::sts::StsClient;
+use crate::aws::sts::{Proof, StsClient, take_answer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,15 +78,12 @@ pub(crate) fn assume_with_web_identity(
         .session_name
         .clone()
         .unwrap_or_else(generated_session_name);
-    let credentials = sts
-        .assume_role_with_web_identity(&config.role_arn, &session_name, &token)
-        .map_err(|error| error.to_string())?;
-    log::debug!(
-        "Assumed {} with the web identity token in {} (session {session_name})",
-        config.role_arn,
-        config.token_file.display()
-    );
-    Ok(credentials)
+    take_answer(
+        sts.assume_role_with_web_identity(&config.role_arn, &session_name, &token),
+        &config.role_arn,
+        &session_name,
+        Proof::WebIdentityToken(&config.token_file),
+    )
 }
 
 fn read_token(path: &Path) -> Result<String, String> {

@@ -12,14 +12,18 @@ Modes (set with `front.mode = ...` while the relay runs):
               which `permanent(id)` is true get InvalidSegmentException (the relay must log them)
 
 Every document that reaches moto through the front is counted by segment id, so a test can
-report duplicates (a retry of a batch whose answer was lost).
+report duplicates (a retry of a batch whose answer was lost). Every PutTraceSegments call that
+reaches the front, in any mode, is recorded in `signed` with the access key that signed it, so a
+test can check which credentials the relay used during and after an outage.
 """
 
 import collections
 import json
+import re
 import socket
 import threading
 import time
+import typing
 import urllib.request
 
 import botocore.auth
@@ -32,6 +36,15 @@ import random
 from support.net import HOST
 
 PASS_THROUGH_HEADERS = ("content-type", "x-amzn-xray-timestamp")
+CREDENTIAL = re.compile(r"Credential=([^/]+)/")
+
+
+class Signed(typing.NamedTuple):
+    """One PutTraceSegments call as the front saw it."""
+    access_key_id: str  # "unsigned" without an Authorization header
+    arrived: float  # time.time() when the request was read
+    mode: str  # the front's mode when it answered
+    status: int  # the status the front answered with
 
 
 def port_outside_ephemeral_range() -> int:
@@ -66,6 +79,7 @@ class FaultyFront:
         self.permanent = lambda segment_id: False
         self.forwarded = collections.Counter()  # segment id -> times it reached moto
         self.answers = collections.Counter()  # (mode, status) -> count
+        self.signed: list[Signed] = []  # every PutTraceSegments call, in arrival order
         self._lock = threading.Lock()
         self._listener = None
         self._stopped = False
@@ -162,9 +176,12 @@ class FaultyFront:
             conn.close()
 
     def _answer(self, method: str, path: str, headers, body: bytes) -> tuple[int, str]:
+        arrived = time.time()
         mode = self.mode
         if path != "/TraceSegments":
             return self._forward(method, path, headers, body)
+        authorization = next((v for n, v in headers if n.lower() == "authorization"), "")
+        match = CREDENTIAL.search(authorization)
         if mode == "503":
             result = 503, json.dumps({"__type": "ServiceUnavailableException", "message": "injected outage"})
         elif mode == "429":
@@ -180,6 +197,7 @@ class FaultyFront:
             result = self._forward_counted(method, path, headers, body)
         with self._lock:
             self.answers[(mode, result[0])] += 1
+            self.signed.append(Signed(match.group(1) if match else "unsigned", arrived, mode, result[0]))
         return result
 
     def _forward_counted(self, method, path, headers, body) -> tuple[int, str]:

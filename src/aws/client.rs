@@ -18,6 +18,13 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 /// that call reuses a connection too (the original uses 90 s).
 const IDLE_CONNECTION_AGE: Duration = Duration::from_secs(90);
 
+/// Per-connection buffers. ureq's defaults (128 KB each way) are written through when first
+/// used, so each of the `Concurrency` connections would hold 256 KB: 2 MB with 8 uploaders.
+/// X-Ray's answers are small (the buffer needs to hold only the response head), and a body is
+/// streamed through the output buffer in pieces of this size.
+const CONNECTION_INPUT_BUFFER: usize = 16 * 1024;
+const CONNECTION_OUTPUT_BUFFER: usize = 32 * 1024;
+
 /// What the client is built from.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -159,6 +166,8 @@ impl XRayClient {
             .max_idle_connections(idle)
             .max_idle_connections_per_host(idle)
             .max_idle_age(IDLE_CONNECTION_AGE)
+            .input_buffer_size(CONNECTION_INPUT_BUFFER)
+            .output_buffer_size(CONNECTION_OUTPUT_BUFFER)
             .proxy(proxy)
             .user_agent(user_agent.as_str())
             .tls_config(

@@ -19,8 +19,10 @@ cargo build --release --bin xray
 XRAY_BIN=target/release/xray cargo test --release --test soak -- --ignored --nocapture
 
 step "dependencies: cargo deny check licenses bans sources advisories (crates.io + the committed RustSec snapshot)"
-if ! command -v cargo-deny >/dev/null; then
-    cargo install --locked cargo-deny
+# Pinned: the advisory database's directory name below is the one this version derives.
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+    cargo install --locked "cargo-deny@$cargo_deny_version"
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

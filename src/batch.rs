@@ -24,29 +24,66 @@ pub fn encode_put_trace_segments(batch: &Batch, body: &mut Vec<u8>) {
 /// characters need escaping.
 pub fn push_json_string(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + 2);
-    out.push(b'"');
+    let mut staged = Staging::new(out);
+    staged.push(b'"');
     let mut rest = text;
     // Runs between escapes are copied whole: a segment is mostly bytes that stay as they are.
     while let Some(at) = next_escape(rest) {
-        push_run(out, &rest[..at]);
-        push_escape(out, rest[at]);
+        staged.push_run(&rest[..at]);
+        push_escape(&mut staged, rest[at]);
         rest = &rest[at + 1..];
     }
-    push_run(out, rest);
-    out.push(b'"');
+    staged.push_run(rest);
+    staged.push(b'"');
+    staged.flush();
 }
 
-/// Appends bytes that need no escaping. Short runs (most of them: the text between two
-/// quotes) go byte by byte: musl's `memcpy`, in the static release binary, costs more to
-/// start than such a run takes to copy, and calling it per run made escaping 3 to 5 times
-/// slower there than with glibc.
-fn push_run(out: &mut Vec<u8>, run: &[u8]) {
-    if run.len() >= 32 {
-        out.extend_from_slice(run);
-    } else {
-        for &byte in run {
-            out.push(byte);
+/// Collects the small pieces of an escaped string (the text between two quotes, the escapes)
+/// in a buffer on the stack and appends them to the output a few hundred bytes at a time.
+/// In the static release binary (opt-level "z", musl), `Vec::push` is a call per byte and
+/// musl's `memcpy` costs more to start than a short run takes to copy: appending piece by
+/// piece took 5.6 µs for a 1 KB segment of short fields, this 2.0 (`xray-bench
+/// --encode-only`). The caller must [`Staging::flush`] at the end.
+struct Staging<'a> {
+    out: &'a mut Vec<u8>,
+    buffer: [u8; 256],
+    len: usize,
+}
+
+impl<'a> Staging<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Staging<'a> {
+        Staging {
+            out,
+            buffer: [0; 256],
+            len: 0,
         }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        if self.len == self.buffer.len() {
+            self.flush();
+        }
+        self.buffer[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// Appends bytes that need no escaping; long runs go straight to the output.
+    fn push_run(&mut self, run: &[u8]) {
+        if run.len() >= 64 {
+            self.flush();
+            self.out.extend_from_slice(run);
+        } else {
+            for &byte in run {
+                self.push(byte);
+            }
+        }
+    }
+
+    /// Appends what is staged to the output.
+    fn flush(&mut self) {
+        self.out.extend_from_slice(&self.buffer[..self.len]);
+        self.len = 0;
     }
 }
 
@@ -96,7 +133,7 @@ fn next_escape(text: &[u8]) -> Option<usize> {
 }
 
 /// Appends the escape sequence for one byte of [`NEEDS_ESCAPE`].
-fn push_escape(out: &mut Vec<u8>, byte: u8) {
+fn push_escape(out: &mut Staging<'_>, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'\\');
     match byte {
@@ -218,6 +255,26 @@ mod tests {
             .map(|d| d.as_str().unwrap())
             .collect();
         assert_eq!(sent, documents);
+    }
+
+    #[test]
+    fn strings_of_every_length_and_mix_of_escapes_round_trip() {
+        // Pieces of 0 to 99 plain bytes between escapes of every kind, so that staged pieces
+        // fill the stack buffer at every offset and long runs bypass it mid-string.
+        let escapes = ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é'];
+        for length in [0, 1, 63, 64, 255, 256, 257, 1000, 5000] {
+            let mut text = String::new();
+            let mut piece = 0;
+            while text.len() < length {
+                text.extend(std::iter::repeat_n('x', piece % 100));
+                text.push(escapes[piece % escapes.len()]);
+                piece += 7;
+            }
+            let mut out = Vec::new();
+            push_json_string(&mut out, text.as_bytes());
+            let decoded: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(decoded, text, "length {length}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! `--runner qemu-aarch64-static --relay target/aarch64-unknown-linux-musl/release/xray` runs
 //! the aarch64 build under emulation: a functional check only, its timings mean nothing.
 
+mod encode;
 mod procfs;
 mod relay;
 mod sender;
@@ -74,6 +75,10 @@ struct Args {
     /// keep each run's cfg.yaml and relay log in the temp directory
     #[argh(switch)]
     keep_logs: bool,
+    /// only time the encoding of request bodies, in this process (for --sizes; build with
+    /// --target x86_64-unknown-linux-musl to time the shipped binary's code)
+    #[argh(switch)]
+    encode_only: bool,
 }
 
 fn list(text: &str) -> Vec<u64> {
@@ -95,6 +100,10 @@ fn fail(message: &str) -> ! {
 
 fn main() {
     let args: Args = argh::from_env();
+    if args.encode_only {
+        encode::run(&list(&args.sizes));
+        return;
+    }
     let binary = args.relay.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()

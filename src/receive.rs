@@ -2,8 +2,9 @@
 //!
 //! One thread blocks in `recv` on the socket: a datagram costs one system call and, when the
 //! socket was empty, one wake-up, with no reactor in between (an async socket costs an epoll
-//! re-arm, an epoll wait and a second, failed read per datagram). With no traffic the thread
-//! sleeps in the kernel and never wakes.
+//! re-arm, an epoll wait and a second, failed read per datagram). Under steady traffic it
+//! naps between reads instead, so one wake-up collects many datagrams (`MAX_NAP` below). With
+//! no traffic the thread sleeps in the kernel and never wakes.
 //!
 //! Nothing here allocates per datagram: one 64 KB buffer is reused, and the pool copies the
 //! segment into its arena. A bad datagram is counted and logged (at most once a second), and

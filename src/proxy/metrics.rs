@@ -222,23 +222,30 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn counters_gauges_and_the_histogram() {
+    /// Counters after a little traffic (one upload of 40 ms, one failure, one refused proxy
+    /// request) and a pool a quarter full; each test adds its own.
+    fn some_traffic() -> (Stats, Fill) {
         let stats = Stats::default();
         Stats::add(&stats.received, 12);
         Stats::add(&stats.sent, 10);
         Stats::add(&stats.retried, 2);
         stats.backend_error(ErrorClass::Http5xx);
         stats.record_success(Duration::from_millis(40));
-        stats.record_success(Duration::from_millis(3000));
         stats.proxy.refused(Refusal::BodyTooLarge);
-        let _in_flight = stats.upload_started();
         let fill = Fill {
             segments: 5,
             used_bytes: 250,
             capacity_bytes: 1000,
             capacity_segments: 100,
         };
+        (stats, fill)
+    }
+
+    #[test]
+    fn counters_gauges_and_the_histogram() {
+        let (stats, fill) = some_traffic();
+        stats.record_success(Duration::from_millis(3000));
+        let _in_flight = stats.upload_started();
         let text = render(&stats, &fill, Duration::from_secs(3));
         assert_eq!(value(&text, "xray_relay_segments_received_total"), 12.0);
         assert_eq!(value(&text, "xray_relay_segments_sent_total"), 10.0);
@@ -291,21 +298,9 @@ mod tests {
     /// names, label values, order and number formatting.
     #[test]
     fn the_exact_text() {
-        let stats = Stats::default();
-        Stats::add(&stats.received, 12);
-        Stats::add(&stats.sent, 10);
-        Stats::add(&stats.retried, 2);
-        stats.backend_error(ErrorClass::Http5xx);
-        stats.record_success(Duration::from_millis(40));
-        stats.proxy.refused(Refusal::BodyTooLarge);
+        let (stats, fill) = some_traffic();
         stats.proxy.upstream_error(ErrorClass::Timeout);
         Stats::add(&stats.credential_refresh_failures, 3);
-        let fill = Fill {
-            segments: 5,
-            used_bytes: 250,
-            capacity_bytes: 1000,
-            capacity_segments: 100,
-        };
         let text = render(&stats, &fill, Duration::from_millis(3500));
         assert_eq!(text, EXPECTED_TEXT);
     }

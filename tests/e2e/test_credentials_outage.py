@@ -112,6 +112,15 @@ def expired_signatures(front, expiry: dict[str, float]) -> list[tuple[str, float
             for call in front.signed if call.arrived >= expiry.get(call.access_key_id, 0.0)]
 
 
+def expect_every_segment(name: str, relay, xray, segments, front, agent, started: float) -> None:
+    """Waits until X-Ray has every segment (failing with the relay's log if not) and prints
+    the run's figures."""
+    found = wait_for_segments(xray, segments, timeout=90)
+    report(name, segments, found, front, agent, started, recovered=time.time())
+    problems = delivery_problems(segments, found)
+    assert not problems, f"{problems}\n{relay.report(lines=60)}"
+
+
 def report(name: str, segments, found, front, agent, started: float, recovered: float) -> None:
     accepted = [call for call in front.signed if call.status == 200]
     print(f"\n[{name}] delivered {len(found)} / {len(segments)}, outage {OUTAGE:.0f} s, credential lifetime "
@@ -133,11 +142,7 @@ def test_uploads_after_a_long_outage_use_fresh_credentials(start_relay, front, a
         (30.0, lambda: front.set_mode("503")),
         (OUTAGE, lambda: front.set_mode("pass")),
     ])
-    found = wait_for_segments(xray, segments, timeout=90)
-    recovered = time.time()
-    report("backend outage", segments, found, front, agent, started, recovered)
-    problems = delivery_problems(segments, found)
-    assert not problems, f"{problems}\n{relay.report(lines=60)}"
+    expect_every_segment("backend outage", relay, xray, segments, front, agent, started)
 
     expiry = expirations(agent)
     fetched = [request.time for request in agent.seen()]
@@ -174,11 +179,7 @@ def test_credentials_source_down_while_they_expire(start_relay, front, agent, xr
         (35.0, lambda: agent_down(False)),
         (OUTAGE, lambda: front.set_mode("pass")),
     ])
-    found = wait_for_segments(xray, segments, timeout=90)
-    recovered = time.time()
-    report("backend and credentials outage", segments, found, front, agent, started, recovered)
-    problems = delivery_problems(segments, found)
-    assert not problems, f"{problems}\n{relay.report(lines=60)}"
+    expect_every_segment("backend and credentials outage", relay, xray, segments, front, agent, started)
 
     assert agent.issuer.refused, "the relay did not try to refresh while the agent was down"
     expired = expired_signatures(front, expiry=expirations(agent))

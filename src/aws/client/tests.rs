@@ -342,6 +342,26 @@ fn connections_are_kept_alive_between_requests() {
 }
 
 #[test]
+fn bodies_larger_than_the_connection_buffers_go_through_whole() {
+    // A 256 KB batch of escaped documents is ten times the output buffer, and a sampling
+    // answer can be several times the input buffer; both go through in pieces, and the
+    // connection stays usable.
+    let answer: &'static str = Box::leak(
+        format!("{{\"SamplingRuleRecords\":\"{}\"}}", "r".repeat(100_000)).into_boxed_str(),
+    );
+    let (port, server) = serve(vec![Answer::new(200, answer), Answer::new(200, answer)]);
+    let client = local_client(port);
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for _ in 0..2 {
+        let response = client.post_json("/TraceSegments", &body).unwrap();
+        assert_eq!(response.body, answer.as_bytes());
+    }
+    let captured = server.join().unwrap();
+    assert_eq!(captured.len(), 2);
+    assert!(captured.iter().all(|request| request.body == body));
+}
+
+#[test]
 fn a_closed_port_is_connection_refused() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

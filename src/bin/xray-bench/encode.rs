@@ -10,7 +10,7 @@ use std::time::Instant;
 use xray_relay::batch::encode_put_trace_segments;
 use xray_relay::pool::Batch;
 
-/// Bodies encoded per round: about 100 ms of work for 1 KB documents.
+/// Bodies encoded per round: 50 to 100 ms of work for 1 KB documents.
 const BODIES: usize = 1_000;
 
 /// Rounds per measurement; the fastest counts.

@@ -16,6 +16,8 @@ pub struct Request {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// The status the mock answered with.
+    pub status: u16,
 }
 
 impl Request {
@@ -68,11 +70,12 @@ impl MockXRay {
         self.requests.lock().unwrap().clone()
     }
 
-    /// Every document received by `PutTraceSegments`, in arrival order.
+    /// Every document X-Ray accepted: those of the `PutTraceSegments` calls answered with a
+    /// 2xx, in arrival order. (A call refused and retried would otherwise count twice.)
     pub fn documents(&self) -> Vec<String> {
         self.requests()
             .iter()
-            .filter(|r| r.path == "/TraceSegments")
+            .filter(|r| r.path == "/TraceSegments" && (200..300).contains(&r.status))
             .flat_map(|r| {
                 r.json()["TraceSegmentDocuments"]
                     .as_array()
@@ -145,13 +148,15 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Request>>, responder: &Responde
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let request = Request {
+        let mut request = Request {
             method: parsed.method.unwrap_or("").to_string(),
             path: parsed.path.unwrap_or("").to_string(),
             headers,
             body,
+            status: 0,
         };
         let (status, reply) = responder(&request);
+        request.status = status;
         recorded.lock().unwrap().push(request);
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",

@@ -45,6 +45,14 @@ if [ "$snapshot_days" -gt 90 ]; then
     echo "WARNING: the RustSec snapshot is $snapshot_days days old: refresh it with" \
         ".ci/advisory-db/refresh.sh where GitHub is reachable (SECURITY.md)"
 fi
+# Crates that joined Cargo.lock after the snapshot were never looked up in the database: an
+# advisory against them would be missing from the subset, not absent upstream.
+unchecked=$(LC_ALL=C comm -13 .ci/advisory-db/checked-crates.txt \
+    <(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.lock | LC_ALL=C sort -u) | paste -sd ' ')
+if [ -n "$unchecked" ]; then
+    echo "WARNING: not looked up in the RustSec snapshot (new in Cargo.lock since it was taken):" \
+        "$unchecked; refresh it with .ci/advisory-db/refresh.sh (SECURITY.md)"
+fi
 
 # cargo-deny opens a database only as a git repository, at <db-path>/<name>-<hash of its URL>; this
 # is the name for its default URL (https://github.com/RustSec/advisory-db). It dates the database

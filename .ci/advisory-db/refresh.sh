@@ -11,7 +11,8 @@
 # Run it where GitHub is reachable, then review and commit .ci/advisory-db/:
 #   git clone --bare https://github.com/rustsec/advisory-db /tmp/advisory-db
 #   .ci/advisory-db/refresh.sh /tmp/advisory-db
-# Also run it after a Cargo.lock change that adds a crate, or the new crate goes unchecked.
+# Also run it after a Cargo.lock change that adds a crate, or the new crate goes unchecked
+# (hardening.sh warns about crates missing from checked-crates.txt).
 #
 # Usage: refresh.sh ADVISORY_DB [REV]
 #   ADVISORY_DB  a clone of rustsec/advisory-db: a bare git dir or a checkout
@@ -43,7 +44,7 @@ date=$(git -C "$src" show -s --format=%cI "$commit")
 # Crate names in Cargo.lock: one `name = "..."` line per [[package]]. The relay's own name is
 # included; it has no advisories, and if a crates.io crate of that name ever had one it would not
 # apply (cargo-deny matches advisories to crates.io packages only).
-mapfile -t names < <(sed -n 's/^name = "\(.*\)"$/\1/p' "$lock" | sort -u)
+mapfile -t names < <(sed -n 's/^name = "\(.*\)"$/\1/p' "$lock" | LC_ALL=C sort -u)
 [ ${#names[@]} -gt 0 ] || { echo "refresh.sh: no package names found in $lock" >&2; exit 1; }
 
 # The crate directories that exist in the database for those names.
@@ -57,8 +58,12 @@ done < <(git -C "$src" ls-tree --name-only "$commit" crates/ \
 # deleted or moved, disappear too. LICENSES/ holds the texts LICENSE.txt refers to: CC0 for the
 # database, CC-BY-4.0 for advisories imported from GitHub's database (they say so in their
 # `license` field).
-rm -rf "$here/crates" "$here/LICENSES" "$here/LICENSE.txt" "$here/SNAPSHOT"
+rm -rf "$here/crates" "$here/LICENSES" "$here/LICENSE.txt" "$here/SNAPSHOT" "$here/checked-crates.txt"
 git -C "$src" archive --format=tar "$commit" LICENSE.txt LICENSES "${dirs[@]}" | tar -x -C "$here"
+
+# The names looked up, with or without advisories: hardening.sh warns about crates that joined
+# Cargo.lock after this list was written, since nothing was looked up for them.
+printf '%s\n' "${names[@]}" >"$here/checked-crates.txt"
 
 count=$(find "$here/crates" -type f -name '*.md' 2>/dev/null | wc -l)
 cat >"$here/SNAPSHOT" <<EOF

@@ -128,9 +128,9 @@ fn main() {
 
     if !args.idle_only {
         println!(
-            "| size | rate/s | sent | delivered | lost | kernel drops | CPU µs/seg | switches/seg | idle RSS MB | peak RSS MB | p50 ms | p99 ms | max ms | sent/s | load |"
+            "| size | rate/s | sent | delivered | lost | kernel drops | CPU µs/seg | receiver µs/seg | uploaders µs/seg | switches/seg | idle RSS MB | peak RSS MB | p50 ms | p99 ms | max ms | sent/s | load |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for size in list(&args.sizes) {
             for rate in list(&args.rates) {
                 for run in 0..args.repeat {
@@ -231,6 +231,8 @@ fn run_point(
     let pid = relay.pid;
     let idle_rss = procfs::status_bytes(pid, "VmRSS");
     let cpu_before = procfs::cpu_us(pid).unwrap_or(0);
+    let receiver_before = procfs::threads_cpu_us(pid, "receiver");
+    let uploaders_before = procfs::threads_cpu_us(pid, "uploader-");
     let switches_before: u64 = procfs::context_switches(pid).values().sum();
     let udp_before = procfs::udp_receive_errors();
 
@@ -250,6 +252,8 @@ fn run_point(
         }
     }
     let cpu_after = procfs::cpu_us(pid).unwrap_or(0);
+    let receiver_cpu = procfs::threads_cpu_us(pid, "receiver").saturating_sub(receiver_before);
+    let uploaders_cpu = procfs::threads_cpu_us(pid, "uploader-").saturating_sub(uploaders_before);
     let switches_after: u64 = procfs::context_switches(pid).values().sum();
     let peak_rss = procfs::status_bytes(pid, "VmHWM");
     let udp_after = procfs::udp_receive_errors();
@@ -289,8 +293,10 @@ fn run_point(
         notes.push(format!("{errors} error lines in the relay log"));
     }
     Ok(format!(
-        "| {size} | {rate} | {count} | {delivered} | {lost} ({:.2} %) | {kernel_drops} | {cpu_per_segment:.1} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {load}{} |",
+        "| {size} | {rate} | {count} | {delivered} | {lost} ({:.2} %) | {kernel_drops} | {cpu_per_segment:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {load}{} |",
         lost as f64 * 100.0 / count as f64,
+        receiver_cpu as f64 / count as f64,
+        uploaders_cpu as f64 / count as f64,
         switches_after.saturating_sub(switches_before) as f64 / count as f64,
         mb(idle_rss),
         mb(peak_rss),

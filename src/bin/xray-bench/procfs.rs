@@ -12,7 +12,33 @@ fn ticks_per_second() -> u64 {
 
 /// CPU time (user + system) of process `pid` and all its threads, living or exited, in µs.
 pub fn cpu_us(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_us(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU time of the living threads of `pid` whose name starts with `prefix` (`receiver`,
+/// `uploader-`), in µs: where the relay's time goes, by stage. From `schedstat` (nanoseconds on
+/// the CPU) rather than `stat`, whose clock ticks are sampled: with work spread over eight
+/// uploaders, each thread's few ticks say little.
+pub fn threads_cpu_us(pid: u32, prefix: &str) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let name = fs::read_to_string(task.path().join("comm")).ok()?;
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let schedstat = fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let on_cpu_ns: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+            Some(on_cpu_ns / 1000)
+        })
+        .sum()
+}
+
+/// utime + stime of a /proc `stat` line, in µs.
+fn stat_cpu_us(stat: &str) -> Option<u64> {
     // Fields after the command name, which may contain spaces, start with the state (field 3).
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

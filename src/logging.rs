@@ -269,6 +269,9 @@ impl fmt::Display for LocalTime {
 /// The local time zone's view of `unix_seconds`, from libc's `localtime_r`, which also gives the
 /// zone's offset (`tm_gmtoff`) at that instant, daylight saving included.
 fn local_broken_down(unix_seconds: i64) -> Option<LocalTime> {
+    // libc marks time_t deprecated on musl because its width will change on 32-bit targets;
+    // the checked conversion is right for either width.
+    #[allow(deprecated)]
     let time = libc::time_t::try_from(unix_seconds).ok()?;
     // SAFETY: `tm` is plain data (integers and a zone-name pointer) for which all-zero is valid;
     // localtime_r reads only `time` and writes only `tm`, both owned by this frame, and unlike

@@ -11,6 +11,7 @@ pub mod datagram;
 pub mod logging;
 pub mod pool;
 pub mod proxy;
+pub mod reader;
 pub mod receive;
 pub mod relay;
 pub mod replay;

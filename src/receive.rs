@@ -1,16 +1,18 @@
 //! The UDP receiver: reads datagrams, checks them, and stores their segments in the pool.
 //!
-//! One thread blocks in `recv` on the socket: a datagram costs one system call and, when the
-//! socket was empty, one wake-up, with no reactor in between (an async socket costs an epoll
-//! re-arm, an epoll wait and a second, failed read per datagram). Under steady traffic it
-//! naps between reads instead, so one wake-up collects many datagrams (`MAX_NAP` below). With
-//! no traffic the thread sleeps in the kernel and never wakes.
+//! One thread blocks in a read on the socket: a sparse datagram costs one system call and one
+//! wake-up, with no reactor in between (an async socket costs an epoll re-arm, an epoll wait
+//! and a second, failed read per datagram). Under steady traffic it naps between reads
+//! instead, so one wake-up collects many datagrams (`MAX_NAP` below), read up to eight per
+//! system call ([`crate::reader`]). With no traffic the thread sleeps in the kernel and never
+//! wakes.
 //!
-//! Nothing here allocates per datagram: one 64 KB buffer is reused, and the pool copies the
-//! segment into its arena. A bad datagram is counted and logged (at most once a second), and
+//! Nothing here allocates per datagram: the reader's buffers are reused, and the pool copies
+//! the segment into its arena. A bad datagram is counted and logged (at most once a second), and
 //! the loop goes on; only the stop signal ends it.
 
 use crate::datagram;
+use crate::reader::{DatagramReader, READ_AT_ONCE};
 use crate::pool::{Pool, Spilled};
 use crate::spool::Spool;
 use crate::stats::Stats;
@@ -24,9 +26,6 @@ use std::time::{Duration, Instant};
 /// The receive buffer the relay asks the kernel for. The original keeps the default (about
 /// 200 KB), which is where its only losses at 20,000 segments/s come from.
 pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
-
-/// Large enough for any UDP datagram, IPv4 (65,507 bytes) or IPv6 (65,527 bytes).
-const DATAGRAM_BUFFER_BYTES: usize = 65_536;
 
 /// Resolves an address the way Go's `net.ResolveUDPAddr` accepts it: `host:port`,
 /// `[v6]:port`, or `:port` for every interface.
@@ -210,16 +209,17 @@ fn receive(
         spillover_log: Throttled::new(),
         error_log: Throttled::new(),
     };
-    let mut buffer = vec![0u8; DATAGRAM_BUFFER_BYTES].into_boxed_slice();
+    let mut reader = DatagramReader::new();
     let mut previous: Option<Instant> = None;
     loop {
-        let Some(len) = receiver.read(socket, &mut buffer, 0) else {
-            continue;
-        };
+        let bytes = receiver.read(socket, &mut reader, true);
         if stopping.load(Ordering::SeqCst) {
             return;
         }
-        receiver.handle(&buffer[..len]);
+        if bytes == 0 {
+            continue;
+        }
+        receiver.handle_all(&reader);
         let now = Instant::now();
         let sparse = previous.is_none_or(|p| now.duration_since(p) >= MAX_NAP);
         previous = Some(now);
@@ -227,23 +227,24 @@ fn receive(
             continue;
         }
         // Traffic: read in naps until a nap brings nothing.
-        let mut nap = nap_length(2 * charged_bytes(len), MAX_NAP, budget);
+        let mut nap = nap_length(2 * bytes, MAX_NAP, budget);
         loop {
             let started = Instant::now();
             std::thread::sleep(nap);
-            let (mut count, mut bytes) = (0, 0);
-            while let Some(len) = receiver.read(socket, &mut buffer, libc::MSG_DONTWAIT) {
+            let mut bytes = 0;
+            loop {
+                let read = receiver.read(socket, &mut reader, false);
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                receiver.handle(&buffer[..len]);
-                count += 1;
-                bytes += charged_bytes(len);
+                receiver.handle_all(&reader);
+                bytes += read;
+                // A short read means the socket is empty: no need to ask again.
+                if reader.datagrams().count() < READ_AT_ONCE {
+                    break;
+                }
             }
-            if stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            if count == 0 {
+            if bytes == 0 {
                 previous = Some(Instant::now());
                 break;
             }
@@ -287,32 +288,26 @@ struct Receiver<'a> {
 }
 
 impl Receiver<'_> {
-    /// Reads one datagram into `buffer`; `None` when there is none (with `MSG_DONTWAIT`) or
-    /// on an error (logged).
-    fn read(&mut self, socket: &UdpSocket, buffer: &mut [u8], flags: libc::c_int) -> Option<usize> {
-        // SAFETY: buffer is valid for writes of its length; the socket is open.
-        let len = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                flags,
-            )
-        };
-        if len >= 0 {
-            return Some(len as usize);
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
-            _ => {
+    /// Reads what is queued (waiting for the first datagram if `wait`) and returns what the
+    /// datagrams were charged in the socket buffer, 0 when none was read. Errors are logged.
+    fn read(&mut self, socket: &UdpSocket, reader: &mut DatagramReader, wait: bool) -> usize {
+        match reader.read(socket, wait) {
+            Ok(_) => reader.datagrams().map(|d| charged_bytes(d.len())).sum(),
+            Err(err) => {
                 self.error_log
                     .warn(|| format!("Error reading from the UDP socket: {err}"));
                 // Errors that repeat at once (none are expected) must not spin a core.
                 std::thread::sleep(Duration::from_millis(10));
+                0
             }
         }
-        None
+    }
+
+    /// Checks and stores every datagram of the last read.
+    fn handle_all(&mut self, reader: &DatagramReader) {
+        for datagram in reader.datagrams() {
+            self.handle(datagram);
+        }
     }
 
     /// Checks one datagram and stores its segment.

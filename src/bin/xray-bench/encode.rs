@@ -1,5 +1,6 @@
-//! The encoding step alone: how long turning documents into a `PutTraceSegments` body takes,
-//! without the relay process, the network or the other threads around it.
+//! The two per-document steps alone, without the relay process, the network or the other
+//! threads around them: the receiver's check of a datagram, and turning documents into a
+//! `PutTraceSegments` body.
 //!
 //! Two shapes per size: the sender's segments (a head of fields, then one long padding
 //! string) and segments made of many short fields, as an SDK writes for a request with
@@ -8,6 +9,7 @@
 use crate::sender::Segments;
 use std::time::Instant;
 use xray_relay::batch::encode_put_trace_segments;
+use xray_relay::datagram::segment_body;
 use xray_relay::pool::Batch;
 
 /// Bodies encoded per round: 50 to 100 ms of work for 1 KB documents.
@@ -16,20 +18,39 @@ const BODIES: usize = 1_000;
 /// Rounds per measurement; the fastest counts.
 const ROUNDS: usize = 7;
 
-/// Prints one table row per size and shape: µs per document and MB/s of documents (the
-/// fastest of [`ROUNDS`] rounds).
+/// Prints one table row per size and shape: µs per document to encode and MB/s of documents,
+/// and µs per datagram to check (the fastest of [`ROUNDS`] rounds each).
 pub fn run(sizes: &[u64]) {
-    println!("| size | shape | µs/doc | MB/s |");
-    println!("|---|---|---|---|");
+    println!("| size | shape | encode µs/doc | encode MB/s | check µs/datagram |");
+    println!("|---|---|---|---|---|");
     for &size in sizes {
         let size = size as usize;
         let mut segments = Segments::new(size);
         let padded = segments.document(1);
         for (shape, document) in [("padding", padded), ("short fields", short_fields(size))] {
             let (micros, megabytes) = measure(&document);
-            println!("| {size} | {shape} | {micros:.2} | {megabytes:.0} |");
+            let check = measure_check(&document);
+            println!("| {size} | {shape} | {micros:.2} | {megabytes:.0} | {check:.2} |");
         }
     }
+}
+
+/// µs per datagram for the receiver's check (header, UTF-8, one JSON object).
+fn measure_check(document: &[u8]) -> f64 {
+    let mut datagram = b"{\"format\":\"json\",\"version\":1}\n".to_vec();
+    datagram.extend_from_slice(document);
+    assert!(segment_body(&datagram).is_ok(), "the bench's segment must pass the check");
+    let checks = BODIES * 50;
+    let seconds = (0..ROUNDS)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..checks {
+                let _ = std::hint::black_box(segment_body(std::hint::black_box(&datagram)));
+            }
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    seconds * 1e6 / checks as f64
 }
 
 fn measure(document: &[u8]) -> (f64, f64) {

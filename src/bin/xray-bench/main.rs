@@ -128,7 +128,7 @@ fn main() {
 
     if !args.idle_only {
         println!(
-            "| size | rate/s | sent | delivered | lost | kernel drops | CPU µs/seg | receiver µs/seg | uploaders µs/seg | switches/seg | idle RSS MB | peak RSS MB | p50 ms | p99 ms | max ms | sent/s | load |"
+            "| size | rate/s | sent | delivered | lost | kernel drops | CPU µs/seg | in kernel µs/seg | receiver µs/seg | uploaders µs/seg | switches/seg | idle RSS MB | peak RSS MB | p50 ms | p99 ms | max ms | sent/s | load |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for size in list(&args.sizes) {
@@ -230,7 +230,7 @@ fn run_point(
     std::thread::sleep(Duration::from_secs(1));
     let pid = relay.pid;
     let idle_rss = procfs::status_bytes(pid, "VmRSS");
-    let cpu_before = procfs::cpu_us(pid).unwrap_or(0);
+    let cpu_before = procfs::cpu_us(pid).unwrap_or_default();
     let receiver_before = procfs::threads_cpu_us(pid, "receiver");
     let uploaders_before = procfs::threads_cpu_us(pid, "uploader-");
     let switches_before: u64 = procfs::context_switches(pid).values().sum();
@@ -251,7 +251,7 @@ fn run_point(
             break;
         }
     }
-    let cpu_after = procfs::cpu_us(pid).unwrap_or(0);
+    let cpu = procfs::cpu_us(pid).unwrap_or_default().since(cpu_before);
     let receiver_cpu = procfs::threads_cpu_us(pid, "receiver").saturating_sub(receiver_before);
     let uploaders_cpu = procfs::threads_cpu_us(pid, "uploader-").saturating_sub(uploaders_before);
     let switches_after: u64 = procfs::context_switches(pid).values().sum();
@@ -270,7 +270,7 @@ fn run_point(
         _ => "?".into(),
     };
     let latencies = tracker.latencies_us();
-    let cpu_per_segment = (cpu_after.saturating_sub(cpu_before)) as f64 / count as f64;
+    let cpu_per_segment = cpu.total_us() as f64 / count as f64;
     let mut notes = Vec::new();
     let corrupt = tracker.corrupt.load(std::sync::atomic::Ordering::Relaxed);
     if corrupt > 0 {
@@ -293,8 +293,9 @@ fn run_point(
         notes.push(format!("{errors} error lines in the relay log"));
     }
     Ok(format!(
-        "| {size} | {rate} | {count} | {delivered} | {lost} ({:.2} %) | {kernel_drops} | {cpu_per_segment:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {load}{} |",
+        "| {size} | {rate} | {count} | {delivered} | {lost} ({:.2} %) | {kernel_drops} | {cpu_per_segment:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {load}{} |",
         lost as f64 * 100.0 / count as f64,
+        cpu.system_us as f64 / count as f64,
         receiver_cpu as f64 / count as f64,
         uploaders_cpu as f64 / count as f64,
         switches_after.saturating_sub(switches_before) as f64 / count as f64,
@@ -327,10 +328,10 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     let pid = relay.pid;
     let before = procfs::context_switches(pid);
-    let cpu_before = procfs::cpu_us(pid).unwrap_or(0);
+    let cpu_before = procfs::cpu_us(pid).unwrap_or_default();
     std::thread::sleep(seconds);
     let after = procfs::context_switches(pid);
-    let cpu_after = procfs::cpu_us(pid).unwrap_or(0);
+    let cpu = procfs::cpu_us(pid).unwrap_or_default().since(cpu_before);
     let rss = procfs::status_bytes(pid, "VmRSS");
     let hwm = procfs::status_bytes(pid, "VmHWM");
     relay.stop()?;
@@ -346,7 +347,7 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
         seconds.as_secs(),
         mb(rss),
         mb(hwm),
-        cpu_after.saturating_sub(cpu_before) / 1000,
+        cpu.total_us() / 1000,
         total,
         total as f64 / seconds.as_secs_f64(),
         after.len()

@@ -10,8 +10,33 @@ fn ticks_per_second() -> u64 {
     if ticks > 0 { ticks as u64 } else { 100 }
 }
 
-/// CPU time (user + system) of process `pid` and all its threads, living or exited, in µs.
-pub fn cpu_us(pid: u32) -> Option<u64> {
+/// CPU time of a process and all its threads, living or exited, in µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// In the program (utime).
+    pub user_us: u64,
+    /// In the kernel on the program's behalf: system calls, page faults, and the network
+    /// stack's work done in its context (stime).
+    pub system_us: u64,
+}
+
+impl CpuTime {
+    /// User + system.
+    pub fn total_us(self) -> u64 {
+        self.user_us + self.system_us
+    }
+
+    /// The time spent since `earlier`.
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user_us: self.user_us.saturating_sub(earlier.user_us),
+            system_us: self.system_us.saturating_sub(earlier.system_us),
+        }
+    }
+}
+
+/// CPU time of process `pid` and all its threads, living or exited.
+pub fn cpu_us(pid: u32) -> Option<CpuTime> {
     stat_cpu_us(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
@@ -37,14 +62,18 @@ pub fn threads_cpu_us(pid: u32, prefix: &str) -> u64 {
         .sum()
 }
 
-/// utime + stime of a /proc `stat` line, in µs.
-fn stat_cpu_us(stat: &str) -> Option<u64> {
+/// utime and stime of a /proc `stat` line.
+fn stat_cpu_us(stat: &str) -> Option<CpuTime> {
     // Fields after the command name, which may contain spaces, start with the state (field 3).
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) * 1_000_000 / ticks_per_second())
+    let us = |ticks: u64| ticks * 1_000_000 / ticks_per_second();
+    Some(CpuTime {
+        user_us: us(utime),
+        system_us: us(stime),
+    })
 }
 
 /// A `kB` field of /proc/PID/status (`VmRSS`, `VmHWM`), in bytes.
@@ -115,6 +144,21 @@ pub fn load_average() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_user_and_system_time_after_a_name_with_spaces_and_parentheses() {
+        // Fields 14 and 15 (utime, stime) are 250 and 50 ticks.
+        let stat = "42 (up (load) 1) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 15 0";
+        let ticks = ticks_per_second();
+        assert_eq!(
+            stat_cpu_us(stat),
+            Some(CpuTime {
+                user_us: 250 * 1_000_000 / ticks,
+                system_us: 50 * 1_000_000 / ticks,
+            })
+        );
+        assert_eq!(stat_cpu_us("42 (truncated) S 1 2"), None);
+    }
 
     #[test]
     fn reads_this_process() {

@@ -41,7 +41,9 @@ impl DatagramReader {
     pub fn read(&mut self, socket: &UdpSocket, wait: bool) -> io::Result<usize> {
         self.count = 0;
         let mut iovecs: [libc::iovec; READ_AT_ONCE] = std::array::from_fn(|i| libc::iovec {
-            iov_base: self.buffers[i * DATAGRAM_BUFFER_BYTES..].as_mut_ptr().cast(),
+            iov_base: self.buffers[i * DATAGRAM_BUFFER_BYTES..]
+                .as_mut_ptr()
+                .cast(),
             iov_len: DATAGRAM_BUFFER_BYTES,
         });
         // SAFETY: mmsghdr is plain data (integers and pointers) for which all-zero is valid.

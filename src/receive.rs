@@ -12,8 +12,8 @@
 //! the loop goes on; only the stop signal ends it.
 
 use crate::datagram;
-use crate::reader::{DatagramReader, READ_AT_ONCE};
 use crate::pool::{Pool, Spilled};
+use crate::reader::{DatagramReader, READ_AT_ONCE};
 use crate::spool::Spool;
 use crate::stats::Stats;
 use std::io;

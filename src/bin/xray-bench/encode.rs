@@ -39,7 +39,10 @@ pub fn run(sizes: &[u64]) {
 fn measure_check(document: &[u8]) -> f64 {
     let mut datagram = b"{\"format\":\"json\",\"version\":1}\n".to_vec();
     datagram.extend_from_slice(document);
-    assert!(segment_body(&datagram).is_ok(), "the bench's segment must pass the check");
+    assert!(
+        segment_body(&datagram).is_ok(),
+        "the bench's segment must pass the check"
+    );
     let checks = BODIES * 50;
     let seconds = (0..ROUNDS)
         .map(|_| {

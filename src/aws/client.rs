@@ -22,8 +22,8 @@ const IDLE_CONNECTION_AGE: Duration = Duration::from_secs(90);
 /// used, so each of the `Concurrency` connections would hold 256 KB: 2 MB with 8 uploaders.
 /// X-Ray's answers are small (the buffer needs to hold only the response head), and a body is
 /// streamed through the output buffer in pieces of this size. 8 KB + 16 KB rather than 16 + 32
-/// kept the peak RSS at 20,000/s of 1 KB under the buffer + 4 MB goal (20,412–20,420 → 20,212
-/// kB with `-m 16`) for one more `send` per 16 KB of body (CPU within the noise).
+/// kept the peak RSS at 20,000/s of 1 KB under the buffer + 4 MB goal (VmHWM 19.93 → 19.74 MiB
+/// with `-m 16`, xray-bench) for one more `send` per 16 KB of body (CPU within the noise).
 const CONNECTION_INPUT_BUFFER: usize = 8 * 1024;
 const CONNECTION_OUTPUT_BUFFER: usize = 16 * 1024;
 

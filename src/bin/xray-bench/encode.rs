@@ -44,15 +44,11 @@ fn measure_check(document: &[u8]) -> f64 {
         "the bench's segment must pass the check"
     );
     let checks = BODIES * 50;
-    let seconds = (0..ROUNDS)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..checks {
-                let _ = std::hint::black_box(segment_body(std::hint::black_box(&datagram)));
-            }
-            started.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    let seconds = fastest_round(|| {
+        for _ in 0..checks {
+            let _ = std::hint::black_box(segment_body(std::hint::black_box(&datagram)));
+        }
+    });
     seconds * 1e6 / checks as f64
 }
 
@@ -62,22 +58,29 @@ fn measure(document: &[u8]) -> (f64, f64) {
     let mut body = Vec::new();
     // Once to size the body, as a running uploader's is.
     encode_put_trace_segments(&batch, &mut body);
-    // The fastest of several rounds: on a shared host the slower ones measure the neighbours.
-    let seconds = (0..ROUNDS)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..BODIES {
-                encode_put_trace_segments(std::hint::black_box(&batch), &mut body);
-                std::hint::black_box(&body);
-            }
-            started.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    let seconds = fastest_round(|| {
+        for _ in 0..BODIES {
+            encode_put_trace_segments(std::hint::black_box(&batch), &mut body);
+            std::hint::black_box(&body);
+        }
+    });
     let documents = (BODIES * batch.len()) as f64;
     (
         seconds * 1e6 / documents,
         documents * document.len() as f64 / seconds / 1e6,
     )
+}
+
+/// Seconds taken by the fastest of [`ROUNDS`] runs of `round`: on a shared host the slower
+/// ones measure the neighbours.
+fn fastest_round(mut round: impl FnMut()) -> f64 {
+    (0..ROUNDS)
+        .map(|_| {
+            let started = Instant::now();
+            round();
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// A segment of about `size` bytes made of short string fields.

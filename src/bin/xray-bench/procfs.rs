@@ -36,8 +36,8 @@ impl CpuTime {
 }
 
 /// CPU time of process `pid` and all its threads, living or exited.
-pub fn cpu_us(pid: u32) -> Option<CpuTime> {
-    stat_cpu_us(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+pub fn cpu_time(pid: u32) -> Option<CpuTime> {
+    stat_cpu_time(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// CPU time of the living threads of `pid` whose name starts with `prefix` (`receiver`,
@@ -63,7 +63,7 @@ pub fn threads_cpu_us(pid: u32, prefix: &str) -> u64 {
 }
 
 /// utime and stime of a /proc `stat` line.
-fn stat_cpu_us(stat: &str) -> Option<CpuTime> {
+fn stat_cpu_time(stat: &str) -> Option<CpuTime> {
     // Fields after the command name, which may contain spaces, start with the state (field 3).
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -151,19 +151,19 @@ mod tests {
         let stat = "42 (up (load) 1) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 15 0";
         let ticks = ticks_per_second();
         assert_eq!(
-            stat_cpu_us(stat),
+            stat_cpu_time(stat),
             Some(CpuTime {
                 user_us: 250 * 1_000_000 / ticks,
                 system_us: 50 * 1_000_000 / ticks,
             })
         );
-        assert_eq!(stat_cpu_us("42 (truncated) S 1 2"), None);
+        assert_eq!(stat_cpu_time("42 (truncated) S 1 2"), None);
     }
 
     #[test]
     fn reads_this_process() {
         let pid = std::process::id();
-        assert!(cpu_us(pid).is_some());
+        assert!(cpu_time(pid).is_some());
         assert!(status_bytes(pid, "VmRSS").unwrap() > 0);
         assert!(status_bytes(pid, "VmHWM").unwrap() > 0);
         assert!(!context_switches(pid).is_empty());

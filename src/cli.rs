@@ -370,7 +370,7 @@ fn parse_go_bool(text: &str) -> Option<bool> {
 
 /// Why a number was refused; the wording is Go's `flag` package's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NumberError {
+pub(crate) enum NumberError {
     Syntax,
     Range,
 }
@@ -386,7 +386,7 @@ impl fmt::Display for NumberError {
 
 /// Go's `strconv.ParseInt(text, 0, 64)`: optional sign, then an unsigned number as in
 /// [`parse_go_uint`].
-fn parse_go_int(text: &str) -> Result<i64, NumberError> {
+pub(crate) fn parse_go_int(text: &str) -> Result<i64, NumberError> {
     let (negative, unsigned) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -399,7 +399,7 @@ fn parse_go_int(text: &str) -> Result<i64, NumberError> {
 
 /// Go's `strconv.ParseUint(text, 0, 64)`: `0x`/`0o`/`0b` prefixes, a bare leading `0` for
 /// octal, and `_` between digits.
-fn parse_go_uint(text: &str) -> Result<u64, NumberError> {
+pub(crate) fn parse_go_uint(text: &str) -> Result<u64, NumberError> {
     let bytes = text.as_bytes();
     let (radix, digits): (u32, &[u8]) = match bytes {
         [] => return Err(NumberError::Syntax),

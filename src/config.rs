@@ -1,12 +1,18 @@
 //! cfg.yaml: loading, defaults and the original daemon's strict key validation.
 //!
-//! Loading follows the original's `merge`: keys it does not know are ignored, and values that are
-//! zero or empty fall back to the defaults. Validation ([`validate_file`], used for `-c` only)
-//! rejects unknown, retired and pre-migration keys with the original's exact messages.
+//! The file is read as the original's YAML library reads it ([`yaml`], [`decode`]). Loading
+//! follows the original's `merge`: keys it does not know are ignored, and values that are zero or
+//! empty fall back to the defaults. Validation ([`validate_file`], used for `-c` only) rejects
+//! unknown, retired and pre-migration keys with the original's exact messages.
 
+mod decode;
+pub mod yaml;
+
+use decode::{Kind, Section};
 use std::fmt;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use yaml_rust2::{Yaml, YamlLoader, yaml::Hash};
+use yaml::{Document, Node, Scalar, Value, Walker, go_sprint, resolve};
 
 /// Where the config is looked for, in order, when `-c` is not given.
 pub const DEFAULT_LOCATIONS: [&str; 2] = ["/etc/amazon/xray/cfg.yaml", "cfg.yaml"];
@@ -151,30 +157,26 @@ pub enum ConfigError {
     RetiredKey(String),
     /// A validated file has a key of the pre-migration format.
     PreMigrationKey(String),
-    /// The file could not be read.
+    /// The file could not be opened or read.
     Unreadable {
+        /// `open` or `read`, as Go's error says.
+        operation: &'static str,
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        source: std::io::Error,
+        source: io::Error,
     },
-    /// The file is not valid YAML (or not UTF-8).
-    Syntax {
+    /// The YAML library refused the file: go-yaml's message (`yaml: line 3: …`,
+    /// `yaml: unmarshal errors: …`).
+    Yaml(String),
+    /// One of our own count keys (`Spool.MaxMB`, `Health.FailAfterSeconds`) is negative.
+    Negative {
         /// The file.
         path: PathBuf,
-        /// The parser's complaint, with line and column when it has them.
-        detail: String,
-    },
-    /// A value has the wrong type, e.g. text where a number belongs.
-    WrongType {
-        /// The file.
-        path: PathBuf,
-        /// The key, dotted for nested ones (`Socket.UDPAddress`).
-        key: String,
-        /// What the key needs.
-        expected: &'static str,
-        /// What the file has instead.
-        found: String,
+        /// The dotted key.
+        key: &'static str,
+        /// The value found.
+        value: i64,
     },
 }
 
@@ -206,24 +208,22 @@ impl fmt::Display for ConfigError {
                 f,
                 "{key} flag is not supported. {USE_MIGRATION_SCRIPT} {SEE_DOCUMENTATION}"
             ),
-            ConfigError::Unreadable { path, source } => write!(
-                f,
-                "Error occur when using config flag: open {}: {source}",
-                path.display()
-            ),
-            ConfigError::Syntax { path, detail } => write!(
-                f,
-                "Error occur when using config flag: {}: {detail}",
-                path.display()
-            ),
-            ConfigError::WrongType {
+            ConfigError::Unreadable {
+                operation,
                 path,
-                key,
-                expected,
-                found,
+                source,
             } => write!(
                 f,
-                "Error occur when using config flag: {}: {key}: expected {expected}, found {found}",
+                "Error occur when using config flag: {operation} {}: {}",
+                path.display(),
+                go_error_text(source)
+            ),
+            ConfigError::Yaml(detail) => {
+                write!(f, "Error occur when using config flag: {detail}")
+            }
+            ConfigError::Negative { path, key, value } => write!(
+                f,
+                "Error occur when using config flag: {}: {key}: expected a non-negative integer, found {value}",
                 path.display()
             ),
         }
@@ -239,12 +239,30 @@ impl std::error::Error for ConfigError {
     }
 }
 
+/// An I/O error in Go's words: `no such file or directory`, `is a directory`, … (the C
+/// library's text with a lower-case first letter, without Rust's `(os error N)`).
+pub fn go_error_text(error: &io::Error) -> String {
+    let Some(code) = error.raw_os_error() else {
+        return error.to_string();
+    };
+    let text = io::Error::from_raw_os_error(code).to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Loads the first of `locations` that exists, or returns the defaults (and no path) when none
 /// does. A file that exists but cannot be read or loaded is an error, as in the original.
 pub fn load_first_existing(locations: &[&Path]) -> Result<(Config, Option<PathBuf>), ConfigError> {
     for &location in locations {
         match std::fs::metadata(location) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             _ => return Ok((load_file(location)?, Some(location.to_path_buf()))),
         }
     }
@@ -261,73 +279,125 @@ pub fn validate_file(path: &Path) -> Result<(), ConfigError> {
     validate_text(&read(path)?, path)
 }
 
-/// Loads config text; `path` only names the file in error messages.
+static SOCKET: Section = Section {
+    go_type: r#"struct { UDPAddress string "yaml:\"UDPAddress\""; TCPAddress string "yaml:\"TCPAddress\"" }"#,
+    fields: &[("UDPAddress", Kind::Text), ("TCPAddress", Kind::Text)],
+};
+
+static PROXY_SERVER: Section = Section {
+    go_type: "struct { IdleConnTimeout int; MaxIdleConnsPerHost int; MaxIdleConns int }",
+    fields: &[
+        ("idleconntimeout", Kind::Int),
+        ("maxidleconnsperhost", Kind::Int),
+        ("maxidleconns", Kind::Int),
+    ],
+};
+
+static LOGGING: Section = Section {
+    go_type: r#"struct { LogRotation *bool "yaml:\"LogRotation\""; LogLevel string "yaml:\"LogLevel\""; LogPath string "yaml:\"LogPath\"" }"#,
+    fields: &[
+        ("LogRotation", Kind::Flag),
+        ("LogLevel", Kind::Text),
+        ("LogPath", Kind::Text),
+    ],
+};
+
+static SPOOL: Section = Section {
+    go_type: "struct { Directory string; MaxMB int }",
+    fields: &[("Directory", Kind::Text), ("MaxMB", Kind::Int)],
+};
+
+static HEALTH: Section = Section {
+    go_type: "struct { FailAfterSeconds int }",
+    fields: &[("FailAfterSeconds", Kind::Int)],
+};
+
+/// The original's `Config` struct as go-yaml sees it, then our extensions.
+static CONFIG: Section = Section {
+    go_type: "cfg.Config",
+    fields: &[
+        ("TotalBufferSizeMB", Kind::Int),
+        ("Concurrency", Kind::Int),
+        ("Endpoint", Kind::Text),
+        ("Region", Kind::Text),
+        ("Socket", Kind::Section(&SOCKET)),
+        ("proxyserver", Kind::Section(&PROXY_SERVER)),
+        ("Logging", Kind::Section(&LOGGING)),
+        ("LocalMode", Kind::Flag),
+        ("ResourceARN", Kind::Text),
+        ("RoleARN", Kind::Text),
+        ("NoVerifySSL", Kind::Flag),
+        ("ProxyAddress", Kind::Text),
+        ("Version", Kind::Int),
+        ("LocalSink", Kind::Text),
+        ("Spool", Kind::Section(&SPOOL)),
+        ("Health", Kind::Section(&HEALTH)),
+    ],
+};
+
+/// Loads config text; `path` only names the file in our own messages.
 pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let document = parse_yaml(text, path)?;
-    let fields = Fields {
-        top: top_mapping(&document, path)?,
-        path,
-    };
-    let defaults = Config::default();
-    let version = fields.integer("Version")?.unwrap_or(0);
-    let config = Config {
-        total_buffer_size_mb: fields
-            .integer("TotalBufferSizeMB")?
-            .filter(|&mb| mb != 0)
-            .unwrap_or(defaults.total_buffer_size_mb),
-        concurrency: fields
-            .integer("Concurrency")?
-            .filter(|&count| count != 0)
-            .unwrap_or(defaults.concurrency),
-        endpoint: fields.text("Endpoint")?.unwrap_or(defaults.endpoint),
-        region: fields.text("Region")?.unwrap_or(defaults.region),
-        udp_address: fields
-            .text("Socket.UDPAddress")?
-            .unwrap_or(defaults.udp_address),
-        tcp_address: fields
-            .text("Socket.TCPAddress")?
-            .unwrap_or(defaults.tcp_address),
-        log_rotation: fields
-            .boolean("Logging.LogRotation")?
-            .unwrap_or(defaults.log_rotation),
-        log_level: fields
-            .text("Logging.LogLevel")?
-            .unwrap_or(defaults.log_level),
-        log_path: fields.text("Logging.LogPath")?.unwrap_or(defaults.log_path),
-        local_mode: fields.boolean("LocalMode")?.unwrap_or(defaults.local_mode),
-        resource_arn: fields.text("ResourceARN")?.unwrap_or(defaults.resource_arn),
-        role_arn: fields.text("RoleARN")?.unwrap_or(defaults.role_arn),
-        no_verify_ssl: fields
-            .boolean("NoVerifySSL")?
-            .unwrap_or(defaults.no_verify_ssl),
-        proxy_address: fields
-            .text("ProxyAddress")?
-            .unwrap_or(defaults.proxy_address),
-        version,
-        local_sink: fields.text("LocalSink")?.unwrap_or(defaults.local_sink),
-        spool_directory: fields
-            .text("Spool.Directory")?
-            .unwrap_or(defaults.spool_directory),
-        spool_max_mb: fields
-            .count("Spool.MaxMB")?
-            .filter(|&mb| mb != 0)
-            .unwrap_or(defaults.spool_max_mb),
-        health_fail_after_seconds: fields
-            .count("Health.FailAfterSeconds")?
-            .filter(|&seconds| seconds != 0)
-            .unwrap_or(defaults.health_fail_after_seconds),
-    };
+    let document = Document::parse(text).map_err(ConfigError::Yaml)?;
+    let decoded = decode::decode(&document, &CONFIG).map_err(ConfigError::Yaml)?;
     // Checked after the types, as the original unmarshals before it looks at the version.
+    let version = decoded.int("Version");
     if !SUPPORTED_VERSIONS.contains(&version) {
         return Err(ConfigError::VersionNotCorrect);
     }
-    Ok(config)
+    let defaults = Config::default();
+    let or_default = |value: String, default: String| match value.is_empty() {
+        true => default,
+        false => value,
+    };
+    let number_or_default = |value: i64, default: i64| match value {
+        0 => default,
+        value => value,
+    };
+    let count = |key: &'static str, default: u64| match decoded.int(key) {
+        0 => Ok(default),
+        value => u64::try_from(value).map_err(|_| ConfigError::Negative {
+            path: path.to_path_buf(),
+            key,
+            value,
+        }),
+    };
+    Ok(Config {
+        total_buffer_size_mb: number_or_default(
+            decoded.int("TotalBufferSizeMB"),
+            defaults.total_buffer_size_mb,
+        ),
+        concurrency: number_or_default(decoded.int("Concurrency"), defaults.concurrency),
+        endpoint: or_default(decoded.text("Endpoint"), defaults.endpoint),
+        region: or_default(decoded.text("Region"), defaults.region),
+        udp_address: or_default(decoded.text("Socket.UDPAddress"), defaults.udp_address),
+        tcp_address: or_default(decoded.text("Socket.TCPAddress"), defaults.tcp_address),
+        log_rotation: decoded
+            .flag("Logging.LogRotation")
+            .unwrap_or(defaults.log_rotation),
+        log_level: or_default(decoded.text("Logging.LogLevel"), defaults.log_level),
+        log_path: or_default(decoded.text("Logging.LogPath"), defaults.log_path),
+        local_mode: decoded.flag("LocalMode").unwrap_or(defaults.local_mode),
+        resource_arn: or_default(decoded.text("ResourceARN"), defaults.resource_arn),
+        role_arn: or_default(decoded.text("RoleARN"), defaults.role_arn),
+        no_verify_ssl: decoded
+            .flag("NoVerifySSL")
+            .unwrap_or(defaults.no_verify_ssl),
+        proxy_address: or_default(decoded.text("ProxyAddress"), defaults.proxy_address),
+        version,
+        local_sink: or_default(decoded.text("LocalSink"), defaults.local_sink),
+        spool_directory: or_default(decoded.text("Spool.Directory"), defaults.spool_directory),
+        spool_max_mb: count("Spool.MaxMB", defaults.spool_max_mb)?,
+        health_fail_after_seconds: count(
+            "Health.FailAfterSeconds",
+            defaults.health_fail_after_seconds,
+        )?,
+    })
 }
 
-/// Validates config text; `path` only names the file in error messages.
-pub fn validate_text(text: &str, path: &Path) -> Result<(), ConfigError> {
-    let document = parse_yaml(text, path)?;
-    let keys = dotted_keys(top_mapping(&document, path)?);
+/// Validates config text; `path` is not needed, as the original's messages do not name the file.
+pub fn validate_text(text: &str, _path: &Path) -> Result<(), ConfigError> {
+    let document = Document::parse(text).map_err(ConfigError::Yaml)?;
+    let keys = listed_keys(&document).map_err(ConfigError::Yaml)?;
     // An empty file passes here; loading it then fails on the missing version.
     if !keys.is_empty() && !keys.iter().any(|key| key == "Version") {
         return Err(ConfigError::VersionMissing);
@@ -345,166 +415,120 @@ pub fn validate_text(text: &str, path: &Path) -> Result<(), ConfigError> {
     }
 }
 
+/// Reads a file as Go's `ioutil.ReadFile` does, with its error wording, and decodes the bytes
+/// as libyaml does (byte-order marks, UTF-16).
 fn read(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    String::from_utf8(bytes).map_err(|error| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        detail: format!(
-            "not UTF-8 text (invalid byte at offset {})",
-            error.utf8_error().valid_up_to()
-        ),
-    })
-}
-
-/// The first YAML document, as the original reads only that one; an empty file (or one with
-/// only comments) is an empty mapping.
-fn parse_yaml(text: &str, path: &Path) -> Result<Yaml, ConfigError> {
-    let documents = YamlLoader::load_from_str(text).map_err(|error| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        detail: error.to_string(),
-    })?;
-    Ok(match documents.into_iter().next() {
-        None | Some(Yaml::Null | Yaml::BadValue) => Yaml::Hash(Hash::new()),
-        Some(document) => document,
-    })
-}
-
-/// The top-level mapping, which every config file must be.
-fn top_mapping<'a>(document: &'a Yaml, path: &Path) -> Result<&'a Hash, ConfigError> {
-    match document {
-        Yaml::Hash(mapping) => Ok(mapping),
-        other => Err(ConfigError::WrongType {
+    let unreadable = |operation| {
+        move |source| ConfigError::Unreadable {
+            operation,
             path: path.to_path_buf(),
-            key: "(top level)".to_string(),
-            expected: "a mapping of keys",
-            found: describe(other),
-        }),
-    }
+            source,
+        }
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(unreadable("open"))?
+        .read_to_end(&mut bytes)
+        .map_err(unreadable("read"))?;
+    yaml::decode_bytes(&bytes).map_err(ConfigError::Yaml)
 }
 
-/// The keys as the original lists them for validation: `Key` for plain values, `Key.Sub` for
-/// each key of a mapping (one level only), in file order.
-fn dotted_keys(top: &Hash) -> Vec<String> {
+/// The keys as the original lists them for validation, from the file decoded into a
+/// `yaml.MapSlice`: `Key` for plain values, `Key.Sub` for each key of a mapping (one level only),
+/// in file order, printed as Go's `fmt.Sprint` prints them.
+fn listed_keys(document: &Document) -> Result<Vec<String>, String> {
+    let Some(root) = document.root() else {
+        return Ok(Vec::new());
+    };
+    let mut walker = Walker::new(document);
+    let entries = match walker.value(root)? {
+        Value::Nil => Vec::new(),
+        Value::Map(entries) => entries,
+        Value::List(_) => top_level_list(&mut walker, root)?,
+        Value::Scalar(..) => {
+            let target = walker.enter(root)?;
+            return Err(scalar_type_error(document, target, "yaml.MapSlice"));
+        }
+    };
     let mut keys = Vec::new();
-    for (key, value) in top {
+    for (key, value) in &entries {
         match value {
-            Yaml::Hash(section) => {
-                for sub_key in section.keys() {
-                    keys.push(format!("{}.{}", key_name(key), key_name(sub_key)));
+            Value::Map(section) => {
+                for (sub_key, _) in section {
+                    keys.push(format!("{}.{}", go_sprint(key), go_sprint(sub_key)));
                 }
             }
-            _ => keys.push(key_name(key)),
+            _ => keys.push(go_sprint(key)),
         }
     }
-    keys
+    Ok(keys)
 }
 
-/// A key as Go's `fmt.Sprint` would print it.
-fn key_name(key: &Yaml) -> String {
-    match key {
-        Yaml::String(text) | Yaml::Real(text) => text.clone(),
-        Yaml::Integer(number) => number.to_string(),
-        Yaml::Boolean(flag) => flag.to_string(),
-        Yaml::Null => "<nil>".to_string(),
-        other => format!("{other:?}"),
+/// go-yaml decodes a top-level list into a `MapSlice` item by item, each a `MapItem` struct
+/// with `key` and `value` fields; anything else is a type error.
+fn top_level_list(walker: &mut Walker, root: usize) -> Result<Vec<(Value, Value)>, String> {
+    let document = walker.document;
+    let target = walker.enter(root)?;
+    let Node::Sequence(items) = document.node(target) else {
+        return Ok(Vec::new());
+    };
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for &item in items {
+        let item = walker.enter(item)?;
+        match (document.node(item), walker.value(item)?) {
+            (_, Value::Map(fields)) => {
+                let field = |name: &str| {
+                    fields
+                        .iter()
+                        .rev()
+                        .find(|(key, _)| go_sprint(key) == name)
+                        .map_or(Value::Nil, |(_, value)| value.clone())
+                };
+                entries.push((field("key"), field("value")));
+            }
+            (_, Value::Nil) => entries.push((Value::Nil, Value::Nil)),
+            (Node::Sequence(_), _) => errors.push(format!(
+                "line {}: cannot unmarshal !!seq into yaml.MapItem",
+                document.line(item)
+            )),
+            _ => errors.push(
+                scalar_type_error(document, item, "yaml.MapItem")
+                    .trim_start_matches("yaml: unmarshal errors:\n  ")
+                    .to_string(),
+            ),
+        }
     }
+    if !errors.is_empty() {
+        return Err(format!(
+            "yaml: unmarshal errors:\n  {}",
+            errors.join("\n  ")
+        ));
+    }
+    Ok(entries)
 }
 
-/// Short description of a value for type errors.
-fn describe(value: &Yaml) -> String {
-    match value {
-        Yaml::String(text) => format!("text {text:?}"),
-        Yaml::Real(text) => format!("number {text}"),
-        Yaml::Integer(number) => format!("integer {number}"),
-        Yaml::Boolean(flag) => format!("boolean {flag}"),
-        Yaml::Array(_) => "a list".to_string(),
-        Yaml::Hash(_) => "a mapping".to_string(),
-        Yaml::Null => "nothing".to_string(),
-        Yaml::Alias(_) | Yaml::BadValue => "a value that cannot be resolved".to_string(),
-    }
-}
-
-/// Typed access to the keys of one file. Each getter returns `None` for an absent, null or
-/// zero/empty value, so that the caller's default applies, as in the original's `merge`.
-struct Fields<'a> {
-    top: &'a Hash,
-    path: &'a Path,
-}
-
-impl Fields<'_> {
-    /// The value at a key, dotted for a key inside a section.
-    fn value(&self, dotted_key: &str) -> Result<Option<&Yaml>, ConfigError> {
-        let (section, key) = match dotted_key.split_once('.') {
-            Some((section, key)) => (Some(section), key),
-            None => (None, dotted_key),
-        };
-        let mapping = match section {
-            None => self.top,
-            Some(section) => match self.top.get(&Yaml::String(section.to_string())) {
-                None | Some(Yaml::Null) => return Ok(None),
-                Some(Yaml::Hash(mapping)) => mapping,
-                Some(other) => return Err(self.wrong_type(section, "a mapping", other)),
-            },
-        };
-        Ok(match mapping.get(&Yaml::String(key.to_string())) {
-            None | Some(Yaml::Null) => None,
-            Some(value) => Some(value),
-        })
-    }
-
-    fn wrong_type(&self, key: &str, expected: &'static str, found: &Yaml) -> ConfigError {
-        ConfigError::WrongType {
-            path: self.path.to_path_buf(),
-            key: key.to_string(),
-            expected,
-            found: describe(found),
-        }
-    }
-
-    /// Text; like the original's YAML library, any scalar is accepted as its text.
-    fn text(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        let text = match self.value(key)? {
-            None => return Ok(None),
-            Some(Yaml::String(text) | Yaml::Real(text)) => text.clone(),
-            Some(Yaml::Integer(number)) => number.to_string(),
-            Some(Yaml::Boolean(flag)) => flag.to_string(),
-            Some(other) => return Err(self.wrong_type(key, "text", other)),
-        };
-        Ok(Some(text).filter(|text| !text.is_empty()))
-    }
-
-    fn integer(&self, key: &str) -> Result<Option<i64>, ConfigError> {
-        match self.value(key)? {
-            None => Ok(None),
-            Some(Yaml::Integer(number)) => Ok(Some(*number)),
-            Some(other) => Err(self.wrong_type(key, "an integer", other)),
-        }
-    }
-
-    fn count(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        match self.value(key)? {
-            None => Ok(None),
-            Some(Yaml::Integer(number)) if *number >= 0 => Ok(u64::try_from(*number).ok()),
-            Some(other) => Err(self.wrong_type(key, "a non-negative integer", other)),
-        }
-    }
-
-    /// A boolean; the YAML 1.1 spellings the original's library accepts (`yes`, `on`, …) too.
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.value(key)? {
-            None => Ok(None),
-            Some(Yaml::Boolean(flag)) => Ok(Some(*flag)),
-            Some(Yaml::String(text)) => match text.as_str() {
-                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Ok(Some(true)),
-                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Ok(Some(false)),
-                _ => Err(self.wrong_type(key, "true or false", &Yaml::String(text.clone()))),
-            },
-            Some(other) => Err(self.wrong_type(key, "true or false", other)),
-        }
-    }
+fn scalar_type_error(document: &Document, id: usize, go_type: &str) -> String {
+    let (tag, text) = match document.node(id) {
+        Node::Scalar {
+            text,
+            implicit,
+            tag,
+        } => match resolve(text, *implicit, tag.as_deref()) {
+            Ok((tag, Scalar::Null)) | Ok((tag, _)) => (tag, text.clone()),
+            Err(error) => return error,
+        },
+        _ => ("!!map".to_string(), String::new()),
+    };
+    let shown = if text.len() > 10 {
+        format!("{}...", String::from_utf8_lossy(&text.as_bytes()[..7]))
+    } else {
+        text
+    };
+    format!(
+        "yaml: unmarshal errors:\n  line {}: cannot unmarshal {tag} `{shown}` into {go_type}",
+        document.line(id)
+    )
 }
 
 #[cfg(test)]
@@ -761,13 +785,12 @@ Version: 2"#,
 
     #[test]
     fn keys_are_listed_one_level_deep_in_file_order() {
-        let document = parse_yaml(
+        let document = Document::parse(
             "Socket:\n  UDPAddress: a\nMemoryLimit: 8\nRegion: r\nLogging:\n  LogLevel: x\n  LogPath: y\n1: one\nVersion: 2",
-            path(),
         )
         .unwrap();
         assert_eq!(
-            dotted_keys(top_mapping(&document, path()).unwrap()),
+            listed_keys(&document).unwrap(),
             [
                 "Socket.UDPAddress",
                 "MemoryLimit",
@@ -780,68 +803,263 @@ Version: 2"#,
         );
     }
 
+    /// The original's messages (go-yaml v2 `Unmarshal` into its `Config` struct).
     #[test]
-    fn type_errors_name_the_file_and_key() {
+    fn type_errors_are_go_yamls() {
+        let message = |text: &str| load(text).unwrap_err().to_string();
         assert_eq!(
-            load("TotalBufferSizeMB: NotExist\nVersion: 2")
-                .unwrap_err()
-                .to_string(),
-            r#"Error occur when using config flag: test.yaml: TotalBufferSizeMB: expected an integer, found text "NotExist""#
+            message("TotalBufferSizeMB: NotExist\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `NotExist` into int"
         );
         assert_eq!(
-            load("Socket: 5\nVersion: 2").unwrap_err().to_string(),
-            "Error occur when using config flag: test.yaml: Socket: expected a mapping, found integer 5"
+            message("Socket: 5\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!int `5` into struct { UDPAddress string \"yaml:\\\"UDPAddress\\\"\"; TCPAddress string \"yaml:\\\"TCPAddress\\\"\" }"
         );
         assert_eq!(
-            load("LocalMode: maybe\nVersion: 2")
-                .unwrap_err()
-                .to_string(),
-            r#"Error occur when using config flag: test.yaml: LocalMode: expected true or false, found text "maybe""#
+            message("LocalMode: maybe\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `maybe` into bool"
         );
         assert_eq!(
-            load("Region: [a, b]\nVersion: 2").unwrap_err().to_string(),
-            "Error occur when using config flag: test.yaml: Region: expected text, found a list"
+            message("Region: [a, b]\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into string"
+        );
+        // Every mismatch is listed; long values are shortened as go-yaml does.
+        assert_eq!(
+            message("Concurrency: \"8\"\nVersion: 2\nLogging:\n  LogRotation: 'a long string'"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `8` into int\n  line 4: cannot unmarshal !!str `a long ...` into bool"
         );
         assert_eq!(
-            load("Spool:\n  MaxMB: -1\nVersion: 2")
-                .unwrap_err()
-                .to_string(),
-            "Error occur when using config flag: test.yaml: Spool.MaxMB: expected a non-negative integer, found integer -1"
+            message("- a\n- b"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into cfg.Config"
         );
         assert_eq!(
-            load("- a\n- b").unwrap_err().to_string(),
-            "Error occur when using config flag: test.yaml: (top level): expected a mapping of keys, found a list"
+            message("hello"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `hello` into cfg.Config"
+        );
+        assert_eq!(
+            message("proxyserver:\n  idleconntimeout: soon\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 2: cannot unmarshal !!str `soon` into int"
+        );
+        assert_eq!(
+            message("Concurrency: !!int 2.5\nVersion: 2"),
+            "Error occur when using config flag: yaml: cannot decode !!float `2.5` as a !!int"
+        );
+        // Our own count keys refuse negatives in our words.
+        assert_eq!(
+            message("Spool:\n  MaxMB: -1\nVersion: 2"),
+            "Error occur when using config flag: test.yaml: Spool.MaxMB: expected a non-negative integer, found -1"
         );
         // The version is looked at after the types.
         assert!(matches!(
             load("Concurrency: many\nVersion: 7"),
-            Err(ConfigError::WrongType { .. })
+            Err(ConfigError::Yaml(_))
         ));
     }
 
     #[test]
-    fn scalars_are_accepted_as_text_and_yaml_1_1_booleans_as_booleans() {
-        let config =
-            load("Region: 12\nResourceARN: true\nLocalMode: yes\nNoVerifySSL: Off\nVersion: 2")
-                .unwrap();
-        assert_eq!(config.region, "12");
+    fn scalars_are_accepted_as_text_as_written_and_yaml_1_1_booleans_as_booleans() {
+        let config = load(
+            "Region: 0x10\nResourceARN: true\nRoleARN: 1.50\nLocalMode: yes\nNoVerifySSL: Off\nVersion: 2",
+        )
+        .unwrap();
+        assert_eq!(config.region, "0x10");
         assert_eq!(config.resource_arn, "true");
+        assert_eq!(config.role_arn, "1.50");
         assert!(config.local_mode);
         assert!(!config.no_verify_ssl);
     }
 
     #[test]
-    fn syntax_errors_give_file_and_line() {
+    fn syntax_errors_give_the_line() {
         let message = load("Version: 2\nSocket:\n  UDPAddress: \"unterminated\n")
             .unwrap_err()
             .to_string();
         assert!(
-            message.starts_with("Error occur when using config flag: test.yaml: "),
+            message.starts_with("Error occur when using config flag: yaml: line "),
             "{message}"
         );
-        assert!(message.contains("line"), "{message}");
-        let duplicate = load("Version: 2\nVersion: 1").unwrap_err().to_string();
-        assert!(duplicate.contains("duplicated key"), "{duplicate}");
+    }
+
+    /// Files the original (3.5.0 to 3.6.6, gopkg.in/yaml.v2 2.2.8) starts with, and what they mean
+    /// there: issue 13, item 1.
+    #[test]
+    fn files_the_original_accepts_load_with_the_same_meaning() {
+        let dir = TempDir::new("accepted");
+        // A UTF-8 byte-order mark, as Windows editors write; UTF-16 with its mark, too.
+        let bom = dir.0.join("bom.yaml");
+        std::fs::write(&bom, b"\xef\xbb\xbfRegion: us-west-2\nVersion: 2\n").unwrap();
+        validate_file(&bom).unwrap();
+        assert_eq!(load_file(&bom).unwrap().region, "us-west-2");
+        let utf16 = dir.0.join("utf16.yaml");
+        let units: Vec<u8> = "Region: eu-west-1\r\nVersion: 2\r\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        std::fs::write(&utf16, [&[0xff, 0xfe][..], &units].concat()).unwrap();
+        assert_eq!(load_file(&utf16).unwrap().region, "eu-west-1");
+
+        // Floats where integers belong are truncated toward zero.
+        let config = load("Version: 2.0\nTotalBufferSizeMB: 16.7\nConcurrency: 1.5").unwrap();
+        assert_eq!(
+            (
+                config.version,
+                config.total_buffer_size_mb,
+                config.concurrency
+            ),
+            (2, 16, 1)
+        );
+        validate_text("Version: 2.0", path()).unwrap();
+        // 0.5 truncates to 0, which means the default.
+        assert_eq!(load("Concurrency: 0.5\nVersion: 2").unwrap().concurrency, 8);
+        // YAML 1.1 integers: octal, hex, underscores.
+        let config =
+            load("Concurrency: 010\nTotalBufferSizeMB: 0x20\nVersion: 1_0_0_0").unwrap_err();
+        assert!(matches!(config, ConfigError::VersionNotCorrect));
+        assert_eq!(load("Concurrency: 010\nVersion: 2").unwrap().concurrency, 8);
+
+        // Repeated keys: the last wins; a repeated section only overrides what it names.
+        let config = load(
+            "Region: first\nRegion: second\nSocket:\n  UDPAddress: 0.0.0.0:1\n  TCPAddress: 0.0.0.0:2\nSocket:\n  UDPAddress: 0.0.0.0:3\nVersion: 1\nVersion: 2",
+        )
+        .unwrap();
+        assert_eq!(config.region, "second");
+        assert_eq!(config.udp_address, "0.0.0.0:3");
+        assert_eq!(config.tcp_address, "0.0.0.0:2");
+        assert_eq!(config.version, 2);
+        validate_text("Region: a\nRegion: b\nVersion: 2", path()).unwrap();
+
+        // Merge keys, applied where they stand (go-yaml v2: a later merge overrides earlier
+        // keys), a list of them earlier-wins.
+        let merged = "defaults: &defaults\n  LogLevel: debug\n  LogPath: /var/log/a.log\nLogging:\n  LogPath: /var/log/b.log\n  <<: *defaults\n  LogRotation: false\nVersion: 2";
+        let config = load(merged).unwrap();
+        assert_eq!(config.log_level, "debug");
+        assert_eq!(config.log_path, "/var/log/a.log");
+        assert!(!config.log_rotation);
+        let listed =
+            "a: &a {Region: from-a}\nb: &b {Region: from-b, RoleARN: r}\n<<: [*a, *b]\nVersion: 2";
+        let config = load(listed).unwrap();
+        assert_eq!(
+            (config.region.as_str(), config.role_arn.as_str()),
+            ("from-a", "r")
+        );
+        // Validation (-c) lists keys from a MapSlice, where go-yaml v2 drops merged keys: the
+        // anchor's own top-level key is what fails.
+        assert_eq!(
+            validation_message(merged),
+            "defaults.LogLevel flag is invalid. Please refer to AWS X-Ray Documentation for more information."
+        );
+        validate_text(
+            "Logging: &l\n  LogLevel: debug\nVersion: 2\nSocket:\n  <<: {UDPAddress: x}\n",
+            path(),
+        )
+        .unwrap();
+        assert_eq!(
+            load("Logging:\n  <<: 5\nVersion: 2")
+                .unwrap_err()
+                .to_string(),
+            "Error occur when using config flag: yaml: map merge requires map or sequence of maps as the value"
+        );
+    }
+
+    /// Files the original refuses, in its words: issue 13, item 1 (the reverse).
+    #[test]
+    fn files_the_original_refuses_are_refused_in_its_words() {
+        let refused = |text: &str| load(text).unwrap_err().to_string();
+        assert_eq!(
+            refused("Region: x\0\nVersion: 2"),
+            "Error occur when using config flag: yaml: control characters are not allowed"
+        );
+        assert_eq!(
+            validate_text("Version: 2\n# \0", path())
+                .unwrap_err()
+                .to_string(),
+            "Error occur when using config flag: yaml: control characters are not allowed"
+        );
+        // Quoted scalars are strings, which a boolean does not take: 'yes' and 'true' alike.
+        assert_eq!(
+            refused("Logging:\n  LogRotation: 'yes'\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 2: cannot unmarshal !!str `yes` into bool"
+        );
+        assert_eq!(
+            refused("LocalMode: \"true\"\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `true` into bool"
+        );
+        assert_eq!(
+            refused("NoVerifySSL: 1\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!int `1` into bool"
+        );
+        // Quoted numbers are strings too.
+        assert_eq!(
+            refused("Version: \"2\""),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `2` into int"
+        );
+        assert_eq!(
+            refused("Concurrency: 1e400\nVersion: 2"),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `1e400` into int"
+        );
+    }
+
+    #[test]
+    fn booleans_follow_yaml_1_1() {
+        for (text, expected) in [
+            ("yes", true),
+            ("on", true),
+            ("Y", true),
+            ("TRUE", true),
+            ("no", false),
+            ("OFF", false),
+            ("n", false),
+            ("False", false),
+        ] {
+            let config = load(&format!("LocalMode: {text}\nVersion: 2")).unwrap();
+            assert_eq!(config.local_mode, expected, "{text}");
+        }
+        // Unset (null) keeps the default; go-yaml reads `Null` (not `null`) as false.
+        for text in ["", "~", "null"] {
+            assert!(
+                load(&format!("Logging:\n  LogRotation: {text}\nVersion: 2"))
+                    .unwrap()
+                    .log_rotation
+            );
+        }
+        assert!(
+            !load("Logging:\n  LogRotation: Null\nVersion: 2")
+                .unwrap()
+                .log_rotation
+        );
+        assert_eq!(
+            load("LocalMode: 'null'\nVersion: 2")
+                .unwrap_err()
+                .to_string(),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `null` into *bool"
+        );
+    }
+
+    /// Unknown keys print as Go prints them, never in Rust's debug format.
+    #[test]
+    fn odd_keys_print_as_go_prints_them() {
+        for (text, key) in [
+            ("[a]: 1\nVersion: 2", "[a]"),
+            ("? {a: 1}\n: x\nVersion: 2", "[{a 1}]"),
+            ("~: 1\nVersion: 2", "<nil>"),
+            ("1.0: x\nVersion: 2", "1"),
+            ("yes: x\nVersion: 2", "true"),
+            ("0x10: x\nVersion: 2", "16"),
+            ("Socket:\n  [b, c]: 1\nVersion: 2", "Socket.[b c]"),
+        ] {
+            assert_eq!(
+                validation_message(text),
+                format!(
+                    "{key} flag is invalid. Please refer to AWS X-Ray Documentation for more information."
+                ),
+                "{text:?}"
+            );
+        }
+        // Loading decodes keys into Go strings: a list as a key is a type error there.
+        assert_eq!(
+            load("[a]: 1\nVersion: 2").unwrap_err().to_string(),
+            "Error occur when using config flag: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into string"
+        );
     }
 
     #[test]
@@ -851,20 +1069,29 @@ Version: 2"#,
         assert_eq!(load_file(&good).unwrap().region, "eu-north-1");
         validate_file(&good).unwrap();
         let missing = dir.0.join("missing.yaml");
-        let message = load_file(&missing).unwrap_err().to_string();
-        assert!(
-            message.starts_with(&format!(
-                "Error occur when using config flag: open {}: ",
+        // Go's wording, as the original prints it.
+        assert_eq!(
+            load_file(&missing).unwrap_err().to_string(),
+            format!(
+                "Error occur when using config flag: open {}: no such file or directory",
                 missing.display()
-            )),
-            "{message}"
+            )
+        );
+        assert_eq!(
+            validate_file(&dir.0).unwrap_err().to_string(),
+            format!(
+                "Error occur when using config flag: read {}: is a directory",
+                dir.0.display()
+            )
         );
         assert!(validate_file(&missing).is_err());
-        std::fs::write(dir.0.join("latin1.yaml"), b"Region: \xe9\n").unwrap();
-        assert!(matches!(
-            load_file(&dir.0.join("latin1.yaml")),
-            Err(ConfigError::Syntax { .. })
-        ));
+        std::fs::write(dir.0.join("latin1.yaml"), b"Region: caf\xe9\nVersion: 2\n").unwrap();
+        assert_eq!(
+            load_file(&dir.0.join("latin1.yaml"))
+                .unwrap_err()
+                .to_string(),
+            "Error occur when using config flag: yaml: invalid trailing UTF-8 octet"
+        );
     }
 
     #[test]

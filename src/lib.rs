@@ -8,6 +8,8 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod datagram;
+pub mod go_addr;
+pub mod go_url;
 pub mod logging;
 pub mod pool;
 pub mod proxy;

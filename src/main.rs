@@ -12,7 +12,7 @@ use xray_relay::relay::{self, Output};
 use xray_relay::settings::{self, Exit, Settings};
 use xray_relay::sink::LocalSink;
 use xray_relay::telemetry::Reporter;
-use xray_relay::{cli, logging, shutdown};
+use xray_relay::{cli, go_addr, go_url, logging, shutdown};
 
 /// How long one X-Ray call may take before it counts as timed out (and is retried).
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +37,10 @@ fn main() {
         cli::DAEMON_VERSION,
         env!("CARGO_PKG_VERSION")
     );
+    // The original resolves the UDP address first, the TCP one when it creates its proxy.
+    if let Some(error) = go_addr::listen_address_error(&settings.udp_address) {
+        fail(&error);
+    }
     let buffer_mb = settings
         .buffer_memory_limit_mb()
         .unwrap_or_else(|err| fail(&err.to_string()));
@@ -56,6 +60,9 @@ fn main() {
         },
         None => connect_to_xray(&settings, &Env::from_process()),
     };
+    if let Some(error) = go_addr::listen_address_error(&settings.tcp_address) {
+        fail(&error);
+    }
     let pool_bytes = usize::try_from(buffer_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     if let Err(err) = relay::run(&settings, pool_bytes, output, signals) {
         fail(&err.to_string());
@@ -64,6 +71,11 @@ fn main() {
 
 /// Resolves region, credentials and endpoint, and builds the X-Ray client.
 fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
+    // As the original, a proxy address it could not parse ends the process before anything else.
+    let proxy_address = settings
+        .proxy_address
+        .as_deref()
+        .map(|proxy| go_url::usable_proxy(proxy).unwrap_or_else(|err| fail(&err)));
     // One metadata client for the region, the credentials and the telemetry host fields.
     let imds = Arc::new(ImdsClient::from_env(env));
     let region = aws::resolve_region(settings.region.as_deref(), settings.local_mode, env, || {
@@ -102,9 +114,10 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         log::warn!("No AWS credentials yet: {err}");
     }
     let endpoint = aws::xray_endpoint(settings.endpoint.as_deref(), &region, env);
+    let endpoint = go_url::usable_endpoint(&endpoint).unwrap_or_else(|err| fail(&err));
     log::info!("Using X-Ray endpoint: {endpoint}");
     let mut client_settings = ClientSettings::new(endpoint, region);
-    client_settings.proxy_address = settings.proxy_address.clone();
+    client_settings.proxy_address = proxy_address;
     client_settings.no_verify_ssl = settings.no_verify_ssl;
     client_settings.max_idle_connections = settings.concurrency.max(1);
     // The original gives up after 2 s and loses the batch; a slow link or a loaded endpoint

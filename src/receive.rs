@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Resolves an address the way Go's `net.ResolveUDPAddr` accepts it: `host:port`,
-/// `[v6]:port`, or `:port` for every interface.
+/// `[v6]:port`, or `:port` for every interface; empty (`-b ''`) for every interface on a port
+/// the kernel picks.
 pub fn resolve(address: &str) -> io::Result<SocketAddr> {
+    let address = if address.is_empty() { ":0" } else { address };
     let full = match address.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
         None => address.to_string(),
@@ -376,6 +378,8 @@ mod tests {
             "[::1]:2000".parse().unwrap()
         );
         assert_eq!(resolve(":2000").unwrap(), "0.0.0.0:2000".parse().unwrap());
+        // `-b ''`: Go's ResolveUDPAddr gives the zero address, every interface, any port.
+        assert_eq!(resolve("").unwrap(), "0.0.0.0:0".parse().unwrap());
         assert!(resolve("localhost:2000").unwrap().ip().is_loopback());
         assert!(resolve("127.0.0.1").is_err());
         assert!(resolve("127.0.0.1:notaport").is_err());

@@ -81,7 +81,9 @@ pub struct Settings {
 pub enum Exit {
     /// `-h` or `-v`: this text goes to stdout, status 0.
     Print(String),
-    /// A bad command line: the error, then the usage, go to stderr, status 2.
+    /// A bad command line: the error goes to stderr, then the usage to stdout (Go's `flag`
+    /// prints the error to its output, stderr, and the original's usage function prints
+    /// with `fmt.Println`), status 2.
     BadUsage(CliError),
     /// A start-up failure: one `[Error]` log line on stderr, also appended to `log_file`, status 1.
     Fatal {
@@ -116,7 +118,8 @@ impl Exit {
                 let _ = stdout.write_all(text.as_bytes());
             }
             Exit::BadUsage(error) => {
-                let _ = write!(stderr, "{error}\n{}", cli::usage());
+                let _ = writeln!(stderr, "{error}");
+                let _ = stdout.write_all(cli::usage().as_bytes());
             }
             Exit::Fatal { message, log_file } => {
                 logging::write_startup_error(stderr, message, log_file.as_deref());
@@ -133,10 +136,19 @@ impl Exit {
 }
 
 impl From<LogInitError> for Exit {
-    /// The log file could not be opened: say so on stderr only.
+    /// The log file could not be opened: say so on stderr only, with Go's words for the cause
+    /// (`open /var/log: is a directory`), which the original prints for every line it cannot log.
     fn from(error: LogInitError) -> Self {
+        let message = match &error {
+            LogInitError::OpenFile { path, source } => format!(
+                "Unable to open log file: open {}: {}",
+                path.display(),
+                config::go_error_text(source)
+            ),
+            other => other.to_string(),
+        };
         Exit::Fatal {
-            message: error.to_string(),
+            message,
             log_file: None,
         }
     }
@@ -588,18 +600,12 @@ Version: 2
     }
 
     #[test]
-    fn a_bad_flag_prints_the_error_and_usage_to_stderr() {
+    fn a_bad_flag_prints_the_error_to_stderr_and_usage_to_stdout() {
         let bad = exit(&["-m", "lots"], &[]);
         assert_eq!(bad.code(), 2);
         let (stdout, stderr) = output(&bad);
-        assert_eq!(stdout, "");
-        assert_eq!(
-            stderr,
-            format!(
-                "invalid value \"lots\" for flag -m: parse error\n{}",
-                cli::usage()
-            )
-        );
+        assert_eq!(stderr, "invalid value \"lots\" for flag -m: parse error\n");
+        assert_eq!(stdout, cli::usage());
     }
 
     #[test]
@@ -684,7 +690,7 @@ Version: 2
         assert!(
             output(&failure)
                 .1
-                .contains(" [Error] Unable to open log file /nope/x.log: permission denied")
+                .contains(" [Error] Unable to open log file: open /nope/x.log: permission denied")
         );
     }
 

@@ -170,8 +170,10 @@ impl Listener {
 }
 
 /// Binds `address` like Go's `net.Listen("tcp", …)`: `host:port`, `[v6]:port`, or `:port`
-/// for every interface, IPv6 and IPv4 both where the host has IPv6.
+/// for every interface, IPv6 and IPv4 both where the host has IPv6. Empty (`-t ''`) is Go's
+/// `http.Server` default, `:http`: port 80 on every interface.
 pub fn bind(address: &str) -> io::Result<Listener> {
+    let address = if address.is_empty() { ":80" } else { address };
     let candidates: Vec<SocketAddr> = match address.strip_prefix(':') {
         Some(port) => {
             let port: u16 = port.parse().map_err(|_| {

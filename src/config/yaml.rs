@@ -12,6 +12,9 @@ use yaml_rust2::scanner::TScalarStyle;
 /// exponentially, which go-yaml refuses as "excessive aliasing".
 const VISIT_BUDGET: usize = 1_000_000;
 
+/// How deep collections and aliases may nest; the decode recurses once per level.
+const MAX_DEPTH: usize = 500;
+
 /// Index of a node in a [`Document`].
 pub type NodeId = usize;
 
@@ -283,13 +286,16 @@ fn decode_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, &'stat
     if !chunks.remainder().is_empty() {
         return Err("incomplete UTF-16 character");
     }
-    let units = chunks.map(|pair| unit([pair[0], pair[1]]));
+    let units: Vec<u16> = chunks.map(|pair| unit([pair[0], pair[1]])).collect();
     let mut text = String::with_capacity(bytes.len() / 2);
-    for decoded in char::decode_utf16(units) {
+    for decoded in char::decode_utf16(units.iter().copied()) {
         match decoded {
             Ok(c) => text.push(c),
             Err(error) if (0xdc00..0xe000).contains(&error.unpaired_surrogate()) => {
                 return Err("unexpected low surrogate area");
+            }
+            Err(error) if units.last() == Some(&error.unpaired_surrogate()) => {
+                return Err("incomplete UTF-16 surrogate pair");
             }
             Err(_) => return Err("expected low surrogate area"),
         }
@@ -304,7 +310,7 @@ pub fn resolve(text: &str, implicit: bool, tag: Option<&str>) -> Result<(String,
         return Ok(("!!str".to_string(), Scalar::Str(text.to_string())));
     }
     match tag {
-        None | Some("!!str" | "!!bool" | "!!int" | "!!float" | "!!timestamp") => {}
+        None | Some("!!str" | "!!bool" | "!!int" | "!!float" | "!!null" | "!!timestamp") => {}
         Some("!!binary") => {
             let decoded =
                 decode_base64(text).ok_or("yaml: !!binary value contains invalid base64 data")?;
@@ -533,6 +539,7 @@ pub struct Walker<'a> {
     /// The document walked.
     pub document: &'a Document,
     visits: usize,
+    depth: usize,
     expanding: Vec<NodeId>,
 }
 
@@ -542,6 +549,7 @@ impl<'a> Walker<'a> {
         Walker {
             document,
             visits: 0,
+            depth: 0,
             expanding: Vec::new(),
         }
     }
@@ -559,6 +567,10 @@ impl<'a> Walker<'a> {
     /// (refusing one met again inside its own target). Pair with [`Walker::leave`].
     pub fn enter(&mut self, id: NodeId) -> Result<NodeId, String> {
         self.visit()?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("yaml: exceeded max depth of {MAX_DEPTH}"));
+        }
         let Node::Alias(target) = self.document.node(id) else {
             return Ok(id);
         };
@@ -571,6 +583,7 @@ impl<'a> Walker<'a> {
 
     /// Ends decoding node `id` begun with [`Walker::enter`].
     pub fn leave(&mut self, id: NodeId) {
+        self.depth = self.depth.saturating_sub(1);
         if matches!(self.document.node(id), Node::Alias(_)) {
             self.expanding.pop();
         }
@@ -783,6 +796,11 @@ mod tests {
             Scalar::Str("hi".into())
         );
         assert_eq!(
+            resolve("x", true, Some("!!null")).unwrap_err(),
+            "yaml: cannot decode !!str `x` as a !!null"
+        );
+        assert_eq!(resolve("~", true, Some("!!null")).unwrap().1, Scalar::Null);
+        assert_eq!(
             resolve("x", true, Some("!local")).unwrap(),
             ("!local".into(), Scalar::Str("x".into()))
         );
@@ -800,6 +818,14 @@ mod tests {
             "UTF-16LE with BOM"
         );
         assert_eq!(decode_bytes(b"\xfe\xff\0V\0:").unwrap(), "V:");
+        assert_eq!(
+            decode_bytes(b"\xff\xfeV\0\x00\xd8").unwrap_err(),
+            "yaml: incomplete UTF-16 surrogate pair"
+        );
+        assert_eq!(
+            decode_bytes(b"\xff\xfeV\0\x00\xdc").unwrap_err(),
+            "yaml: unexpected low surrogate area"
+        );
         assert_eq!(
             decode_bytes(b"Region: \xe9\nVersion: 2").unwrap_err(),
             "yaml: invalid trailing UTF-8 octet"
@@ -869,6 +895,24 @@ mod tests {
             Walker::new(&bad).value(bad.root().unwrap()).unwrap_err(),
             "yaml: map merge requires map or sequence of maps as the value"
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        // Flow collections stop at the parser's own limit; block ones nest without one.
+        let deep = format!("a:\n{}x", "- ".repeat(20_000));
+        let document = Document::parse(&deep).unwrap();
+        let mut walker = Walker::new(&document);
+        assert_eq!(
+            walker.value(document.root().unwrap()).unwrap_err(),
+            "yaml: exceeded max depth of 500"
+        );
+        let mut chain = String::from("a0: &a0 {Region: r}\n");
+        for level in 1..2000 {
+            chain.push_str(&format!("a{level}: &a{level} {{<<: *a{}}}\n", level - 1));
+        }
+        chain.push_str("<<: *a1999\nVersion: 2\n");
+        assert!(crate::config::load_text(&chain, std::path::Path::new("x")).is_err());
     }
 
     #[test]

@@ -316,7 +316,8 @@ fn normalise(args: &[String]) -> Result<Option<Vec<String>>, CliError> {
             (ValueKind::Bool, Some(text)) => parse_go_bool(text)
                 .ok_or_else(|| {
                     CliError::new(format!(
-                        "invalid boolean value {text:?} for -{name}: parse error"
+                        "invalid boolean value {} for -{name}: parse error",
+                        crate::go_url::go_quote(text)
                     ))
                 })?
                 .to_string(),
@@ -334,7 +335,8 @@ fn normalise(args: &[String]) -> Result<Option<Vec<String>>, CliError> {
                 };
                 canonical_value(kind, text).map_err(|problem| {
                     CliError::new(format!(
-                        "invalid value {text:?} for flag -{name}: {problem}"
+                        "invalid value {} for flag -{name}: {problem}",
+                        crate::go_url::go_quote(text)
                     ))
                 })?
             }
@@ -721,6 +723,11 @@ mod tests {
         assert_eq!(
             error(&["-o", "-m", "x"]),
             r#"invalid value "x" for flag -m: parse error"#
+        );
+        // Values are quoted as Go's %q quotes them, not in Rust's debug format.
+        assert_eq!(
+            error(&["-m", "\u{1}\t"]),
+            r#"invalid value "\x01\t" for flag -m: parse error"#
         );
         assert_eq!(CliError::EXIT_CODE, 2);
     }

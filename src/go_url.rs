@@ -30,8 +30,36 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "parse {:?}: {}", self.url, self.reason)
+        write!(f, "parse {}: {}", go_quote(&self.url), self.reason)
     }
+}
+
+/// Go's `strconv.Quote` (`%q`): how the original quotes values in its messages.
+pub fn go_quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\u{7}' => quoted.push_str("\\a"),
+            '\u{8}' => quoted.push_str("\\b"),
+            '\u{c}' => quoted.push_str("\\f"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            '\u{b}' => quoted.push_str("\\v"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                quoted.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}') => {
+                quoted.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 impl GoUrl {
@@ -146,7 +174,7 @@ fn check_host(host: &str) -> Result<(), String> {
     if !(port.is_empty()
         || (port.starts_with(':') && port[1..].bytes().all(|b| b.is_ascii_digit())))
     {
-        return Err(format!("invalid port {port:?} after host"));
+        return Err(format!("invalid port {} after host", go_quote(port)));
     }
     check_escapes(host)?;
     match host.bytes().find(|&byte| {
@@ -155,8 +183,8 @@ fn check_host(host: &str) -> Result<(), String> {
             && !b"-_.~!$&'()*+,;=:[]<>\"%".contains(&byte)
     }) {
         Some(bad) => Err(format!(
-            "invalid character {:?} in host name",
-            char::from(bad).to_string()
+            "invalid character {} in host name",
+            go_quote(&char::from(bad).to_string())
         )),
         None => Ok(()),
     }
@@ -170,7 +198,7 @@ fn check_escapes(text: &str) -> Result<(), String> {
             let escape = bytes.get(at + 1..at + 3);
             if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
                 let shown = &text[at..(at + 3).min(text.len())];
-                return Err(format!("invalid URL escape {shown:?}"));
+                return Err(format!("invalid URL escape {}", go_quote(shown)));
             }
         }
     }
@@ -195,7 +223,8 @@ pub fn usable_endpoint(endpoint: &str) -> Result<String, String> {
     })?;
     let never = |why: &str| {
         Err(format!(
-            "Endpoint {endpoint:?} cannot be used: {why}; the AWS X-Ray daemon starts with it but fails every upload"
+            "Endpoint {} cannot be used: {why}; the AWS X-Ray daemon starts with it but fails every upload",
+            go_quote(endpoint)
         ))
     };
     if url.scheme != "http" && url.scheme != "https" {
@@ -204,15 +233,15 @@ pub fn usable_endpoint(endpoint: &str) -> Result<String, String> {
             false => String::new(),
         };
         return never(&format!(
-            "it needs an http:// or https:// scheme{example}, not {:?}",
-            url.scheme
+            "it needs an http:// or https:// scheme{example}, not {}",
+            go_quote(&url.scheme)
         ));
     }
     if url.hostname().is_empty() || url.hostname() == "[]" {
         return never("it has no host");
     }
     if !port_usable(url.port()) {
-        return never(&format!("port {:?} cannot be dialled", url.port()));
+        return never(&format!("port {} cannot be dialled", go_quote(url.port())));
     }
     if url.has_user_info {
         log::warn!(
@@ -242,15 +271,16 @@ pub fn usable_endpoint(endpoint: &str) -> Result<String, String> {
 pub fn usable_proxy(proxy: &str) -> Result<String, String> {
     let url = GoUrl::parse(proxy).map_err(|error| format!("Bad proxy URL: {error}"))?;
     let shown = crate::aws::proxy::redact_user_info(proxy);
+    let quoted = go_quote(&shown);
     let never = |why: String| {
         Err(format!(
-            "Bad proxy URL: {shown:?} {why}; the AWS X-Ray daemon starts with it but never reaches the proxy"
+            "Bad proxy URL: {quoted} {why}; the AWS X-Ray daemon starts with it but never reaches the proxy"
         ))
     };
     if url.hostname().is_empty() {
         return never(format!(
-            "has no host (it reads as scheme {:?}): write it as http://{shown}",
-            url.scheme
+            "has no host (it reads as scheme {}): write it as http://{shown}",
+            go_quote(&url.scheme)
         ));
     }
     let default_port = match url.scheme.as_str() {
@@ -258,7 +288,7 @@ pub fn usable_proxy(proxy: &str) -> Result<String, String> {
         "https" => "443",
         "socks5" | "socks5h" => {
             return Err(format!(
-                "Bad proxy URL: {shown:?}: SOCKS proxies are not supported by this relay; use an HTTP proxy"
+                "Bad proxy URL: {quoted}: SOCKS proxies are not supported by this relay; use an HTTP proxy"
             ));
         }
         _ => "",
@@ -268,7 +298,10 @@ pub fn usable_proxy(proxy: &str) -> Result<String, String> {
         port => port,
     };
     if port.is_empty() || !port_usable(port) {
-        return never(format!("has no port it could connect to ({port:?})"));
+        return never(format!(
+            "has no port it could connect to ({})",
+            go_quote(port)
+        ));
     }
     // Any other scheme is spoken to as an HTTP proxy, as Go's transport does.
     let scheme = if url.scheme == "https" {
@@ -342,6 +375,13 @@ mod tests {
             parse_error("http://h\n"),
             "parse \"http://h\\n\": net/url: invalid control character in URL"
         );
+    }
+
+    #[test]
+    fn quotes_like_go() {
+        assert_eq!(go_quote("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(go_quote("\t\n\u{1}\u{7f}é"), r#""\t\n\x01\x7fé""#);
+        assert_eq!(go_quote("\u{85}"), r#""\u0085""#);
     }
 
     #[test]

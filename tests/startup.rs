@@ -160,3 +160,32 @@ fn a_directory_as_log_file_is_refused_with_gos_words() {
         "{output}"
     );
 }
+
+/// `-v` answers only after the `-c` file is validated and loaded, as in the original: exit 0
+/// means the file was accepted.
+#[test]
+fn files_windows_editors_write_are_accepted() {
+    let dir = TempDir::new("windows");
+    let utf8_bom = dir.path("bom.yaml");
+    std::fs::write(
+        &utf8_bom,
+        b"\xef\xbb\xbfRegion: us-west-2\r\nVersion: 2.0\r\n",
+    )
+    .unwrap();
+    let utf16 = dir.path("utf16.yaml");
+    let units: Vec<u8> = "Region: us-west-2\r\nVersion: 2\r\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&utf16, [&[0xff, 0xfe][..], &units].concat()).unwrap();
+    for file in [utf8_bom, utf16] {
+        let (status, stdout, stderr) = run_to_end(&["-v", "-c", file.to_str().unwrap()], &[]);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{}: {stdout}{stderr}",
+            file.display()
+        );
+        assert!(stdout.starts_with("AWS X-Ray daemon version: "), "{stdout}");
+    }
+}

@@ -1,6 +1,6 @@
 //! cfg.yaml: loading, defaults and the original daemon's strict key validation.
 //!
-//! The file is read as the original's YAML library reads it ([`yaml`], [`decode`]). Loading
+//! The file is read as the original's YAML library reads it ([`yaml`], and `decode`). Loading
 //! follows the original's `merge`: keys it does not know are ignored, and values that are zero or
 //! empty fall back to the defaults. Validation ([`validate_file`], used for `-c` only) rejects
 //! unknown, retired and pre-migration keys with the original's exact messages.
@@ -12,7 +12,7 @@ use decode::{Kind, Section};
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use yaml::{Document, Node, Scalar, Value, Walker, go_sprint, resolve};
+use yaml::{Document, Node, Value, Walker, go_sprint, resolve};
 
 /// Where the config is looked for, in order, when `-c` is not given.
 pub const DEFAULT_LOCATIONS: [&str; 2] = ["/etc/amazon/xray/cfg.yaml", "cfg.yaml"];
@@ -515,7 +515,7 @@ fn scalar_type_error(document: &Document, id: usize, go_type: &str) -> String {
             implicit,
             tag,
         } => match resolve(text, *implicit, tag.as_deref()) {
-            Ok((tag, Scalar::Null)) | Ok((tag, _)) => (tag, text.clone()),
+            Ok((tag, _)) => (tag, text.clone()),
             Err(error) => return error,
         },
         _ => ("!!map".to_string(), String::new()),

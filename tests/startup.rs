@@ -189,3 +189,16 @@ fn files_windows_editors_write_are_accepted() {
         assert!(stdout.starts_with("AWS X-Ray daemon version: "), "{stdout}");
     }
 }
+
+/// `-b ''`: the original's `net.ResolveUDPAddr("udp", "")` is the zero address, so it listens
+/// on every interface on a port the kernel picks, and runs.
+#[test]
+fn an_empty_udp_address_listens_on_a_kernel_chosen_port_and_runs() {
+    let xray = MockXRay::start();
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options.args.extend(["-b".to_string(), String::new()]);
+    let relay = Relay::start(options);
+    assert_eq!(support::http_get(relay.tcp, "/healthz").status, 200);
+    let (status, log) = relay.stop();
+    assert!(status.success(), "exit status {status}\n{log}");
+}

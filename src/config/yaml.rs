@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, Parser, Tag};
-use yaml_rust2::scanner::TScalarStyle;
+use yaml_rust2::scanner::{ScanError, TScalarStyle};
 
 /// How many node visits one decode may make; a few aliases can expand a small file
 /// exponentially, which go-yaml refuses as "excessive aliasing".
@@ -14,6 +14,12 @@ const VISIT_BUDGET: usize = 1_000_000;
 
 /// How deep collections and aliases may nest; the decode recurses once per level.
 const MAX_DEPTH: usize = 500;
+
+/// How many `key:<tab>value` spots one file may have re-spaced (see [`Document::parse`]).
+const MAX_TAB_FIXES: usize = 1000;
+
+/// yaml-rust2's complaint about a tab after a mapping value's `:`.
+const TAB_AFTER_COLON: &str = "':' must be followed by a valid YAML whitespace";
 
 /// Index of a node in a [`Document`].
 pub type NodeId = usize;
@@ -88,12 +94,31 @@ impl Document {
     pub fn parse(text: &str) -> Result<Document, String> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         check_characters(text)?;
+        let mut retabbed: Option<String> = None;
+        for _ in 0..MAX_TAB_FIXES {
+            let current = retabbed.as_deref().unwrap_or(text);
+            match Self::build(current) {
+                Ok(document) => return Ok(document),
+                // libyaml takes a tab after a value's `:` as the blank it is; yaml-rust2 does not
+                // when the value starts with a letter or `-`. The tabs end just before the mark.
+                Err(error) if error.info() == TAB_AFTER_COLON => {
+                    let fixed = tabs_to_spaces_before(current, error.marker().index());
+                    if fixed == current {
+                        return Err(syntax_error(error.marker().line(), error.info()));
+                    }
+                    retabbed = Some(fixed);
+                }
+                Err(error) => return Err(syntax_error(error.marker().line(), error.info())),
+            }
+        }
+        Err(syntax_error(0, TAB_AFTER_COLON))
+    }
+
+    fn build(text: &str) -> Result<Document, ScanError> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
         loop {
-            let (event, mark) = parser
-                .next_token()
-                .map_err(|error| syntax_error(error.marker().line(), error.info()))?;
+            let (event, mark) = parser.next_token()?;
             match event {
                 Event::StreamEnd | Event::DocumentEnd => break,
                 Event::Nothing | Event::StreamStart | Event::DocumentStart => {}
@@ -101,7 +126,7 @@ impl Document {
                     let target = *builder
                         .anchors
                         .get(&anchor)
-                        .ok_or_else(|| syntax_error(mark.line(), "unknown anchor referenced"))?;
+                        .ok_or_else(|| ScanError::new(mark, "unknown anchor referenced"))?;
                     builder.add(Node::Alias(target), 0, mark.line());
                 }
                 Event::Scalar(text, style, anchor, tag) => {
@@ -193,6 +218,27 @@ impl Builder {
             _ => {}
         }
     }
+}
+
+/// `text` with the run of tabs that ends at character `at` turned into spaces.
+fn tabs_to_spaces_before(text: &str, at: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let end = at.min(chars.len());
+    let start = chars[..end]
+        .iter()
+        .rposition(|&c| c != '\t' && c != ' ')
+        .map_or(0, |last| last + 1);
+    chars
+        .iter()
+        .enumerate()
+        .map(|(index, &c)| {
+            if (start..end).contains(&index) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// `tag:yaml.org,2002:int` → `!!int`; local tags keep their `!`.
@@ -804,6 +850,20 @@ mod tests {
             resolve("x", true, Some("!local")).unwrap(),
             ("!local".into(), Scalar::Str("x".into()))
         );
+    }
+
+    #[test]
+    fn a_tab_after_a_colon_separates_as_in_libyaml() {
+        let document = Document::parse("Region:\tus-east-1\nRoleARN:\t \t-r\n").unwrap();
+        let mut walker = Walker::new(&document);
+        let value = walker.value(document.root().unwrap()).unwrap();
+        assert_eq!(go_sprint(&value), "[{Region us-east-1} {RoleARN -r}]");
+        // Tabs inside a quoted value stay.
+        let document = Document::parse("Region: \"a:\tb\"\n").unwrap();
+        let value = Walker::new(&document)
+            .value(document.root().unwrap())
+            .unwrap();
+        assert_eq!(go_sprint(&value), "[{Region a:\tb}]");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Document {
     nodes: Vec<Node>,
     /// 1-based line each node starts on.
     lines: Vec<usize>,
+    /// The anchor name each alias node uses, for messages.
+    alias_names: HashMap<NodeId, String>,
     root: Option<NodeId>,
 }
 
@@ -104,19 +106,21 @@ impl Document {
                 Err(error) if error.info() == TAB_AFTER_COLON => {
                     let fixed = tabs_to_spaces_before(current, error.marker().index());
                     if fixed == current {
-                        return Err(syntax_error(error.marker().line(), error.info()));
+                        return Err(go_syntax_error(&error, current));
                     }
                     retabbed = Some(fixed);
                 }
-                Err(error) => return Err(syntax_error(error.marker().line(), error.info())),
+                Err(error) => return Err(go_syntax_error(&error, current)),
             }
         }
-        Err(syntax_error(0, TAB_AFTER_COLON))
+        Err(format!("yaml: {TAB_AFTER_COLON}"))
     }
 
     fn build(text: &str) -> Result<Document, ScanError> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
+        // Byte offset of each character, made at the first alias: markers count characters.
+        let mut offsets: Vec<usize> = Vec::new();
         loop {
             let (event, mark) = parser.next_token()?;
             match event {
@@ -127,7 +131,16 @@ impl Document {
                         .anchors
                         .get(&anchor)
                         .ok_or_else(|| ScanError::new(mark, "unknown anchor referenced"))?;
-                    builder.add(Node::Alias(target), 0, mark.line());
+                    let id = builder.add(Node::Alias(target), 0, mark.line());
+                    if offsets.is_empty() {
+                        offsets = text.char_indices().map(|(at, _)| at).collect();
+                    }
+                    let start = offsets.get(mark.index() + 1).copied().unwrap_or(text.len());
+                    let name: String = text[start..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                        .collect();
+                    builder.alias_names.insert(id, name);
                 }
                 Event::Scalar(text, style, anchor, tag) => {
                     let tag = tag.map(short_tag);
@@ -150,6 +163,7 @@ impl Document {
         Ok(Document {
             nodes: builder.nodes,
             lines: builder.lines,
+            alias_names: builder.alias_names,
             root: builder.root,
         })
     }
@@ -177,6 +191,7 @@ impl Document {
 struct Builder {
     nodes: Vec<Node>,
     lines: Vec<usize>,
+    alias_names: HashMap<NodeId, String>,
     root: Option<NodeId>,
     /// Open collections with the children read so far.
     open: Vec<(NodeId, Vec<NodeId>)>,
@@ -249,6 +264,52 @@ fn short_tag(tag: Tag) -> String {
         "" | "!" => format!("!{}", tag.suffix),
         handle => format!("{handle}{}", tag.suffix),
     }
+}
+
+/// Problems libyaml's parser (not its scanner) reports, as yaml-rust2 words them after its
+/// `while parsing …, ` context, and as libyaml words them.
+const PARSER_PROBLEMS: [(&str, &str); 5] = [
+    ("did not find expected key", "did not find expected key"),
+    (
+        "did not find expected node content",
+        "did not find expected node content",
+    ),
+    (
+        "did not find expected ',' or '}'",
+        "did not find expected ',' or '}'",
+    ),
+    ("expected ',' or ']'", "did not find expected ',' or ']'"),
+    (
+        "did not find expected '-' indicator",
+        "did not find expected '-' indicator",
+    ),
+];
+
+/// A parse error as go-yaml v2 prints it: libyaml's problem without its context, and the line
+/// go-yaml computes: none on the first line, 1-based for scanner errors, and 0-based (one
+/// less) for parser errors.
+fn go_syntax_error(error: &ScanError, text: &str) -> String {
+    let info = error.info();
+    if info.ends_with("found unknown anchor") {
+        // go-yaml's own check, with the alias's name and no line.
+        let name: String = text
+            .chars()
+            .skip(error.marker().index() + 1)
+            .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+            .collect();
+        return format!("yaml: unknown anchor '{name}' referenced");
+    }
+    let problem = match info.strip_prefix("while ") {
+        Some(rest) => rest.split_once(", ").map_or(info, |(_, problem)| problem),
+        None => info,
+    };
+    let zero_based = error.marker().line().saturating_sub(1);
+    let (problem, line) = match PARSER_PROBLEMS.iter().find(|(ours, _)| *ours == problem) {
+        Some((_, libyaml)) => (*libyaml, zero_based),
+        None if zero_based == 0 => (problem, 0),
+        None => (problem, zero_based + 1),
+    };
+    syntax_error(line, problem)
 }
 
 fn syntax_error(line: usize, problem: &str) -> String {
@@ -621,7 +682,12 @@ impl<'a> Walker<'a> {
             return Ok(id);
         };
         if self.expanding.contains(&id) {
-            return Err("yaml: anchor value contains itself".to_string());
+            let name = self
+                .document
+                .alias_names
+                .get(&id)
+                .map_or("", String::as_str);
+            return Err(format!("yaml: anchor '{name}' value contains itself"));
         }
         self.expanding.push(id);
         Ok(*target)
@@ -852,6 +918,27 @@ mod tests {
         );
     }
 
+    /// go-yaml v2's texts: libyaml's problem, its line quirks.
+    #[test]
+    fn syntax_errors_read_as_go_yamls() {
+        assert_eq!(
+            Document::parse("Version: 2\n- x").unwrap_err(),
+            "yaml: line 1: did not find expected key"
+        );
+        assert_eq!(
+            Document::parse("Version: 2\nRegion: a: b").unwrap_err(),
+            "yaml: line 2: mapping values are not allowed in this context"
+        );
+        assert_eq!(
+            Document::parse("Region: a: b").unwrap_err(),
+            "yaml: mapping values are not allowed in this context"
+        );
+        assert_eq!(
+            Document::parse("Version: 2\nRegion: *nope").unwrap_err(),
+            "yaml: unknown anchor 'nope' referenced"
+        );
+    }
+
     #[test]
     fn a_tab_after_a_colon_separates_as_in_libyaml() {
         let document = Document::parse("Region:\tus-east-1\nRoleARN:\t \t-r\n").unwrap();
@@ -948,7 +1035,7 @@ mod tests {
             Walker::new(&cyclic)
                 .value(cyclic.root().unwrap())
                 .unwrap_err(),
-            "yaml: anchor value contains itself"
+            "yaml: anchor 'a' value contains itself"
         );
         let bad = Document::parse("a:\n  <<: 1").unwrap();
         assert_eq!(

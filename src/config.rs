@@ -6,6 +6,7 @@
 //! unknown, retired and pre-migration keys with the original's exact messages.
 
 mod decode;
+pub mod number;
 pub mod yaml;
 
 use decode::{Kind, Section};

@@ -282,9 +282,10 @@ impl Decoder<'_> {
                     *slot = Slot::Int(number as i64);
                 }
                 // Go converts with int64(f): truncated toward zero.
-                Scalar::Float(number) if number <= i64::MAX as f64 => {
-                    *slot = Slot::Int(number as i64);
-                }
+                Scalar::Float(number) => match number.truncate() {
+                    Some(whole) => *slot = Slot::Int(whole),
+                    None => self.type_error(id, &found, go_type),
+                },
                 _ => self.type_error(id, &found, go_type),
             },
             Kind::Text => *slot = Slot::Text(scalar_text(text, &found, scalar)),

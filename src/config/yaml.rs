@@ -4,7 +4,7 @@
 //! boolean, `010` is octal, `2.0` is a float), merge keys, repeated keys and the error texts are
 //! go-yaml v2's, so that a file means the same here as there and fails with the same words.
 
-use std::collections::HashMap;
+use super::number::Float;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{ScanError, TScalarStyle};
 
@@ -51,7 +51,7 @@ pub struct Document {
     /// 1-based line each node starts on.
     lines: Vec<usize>,
     /// The anchor name each alias node uses, for messages.
-    alias_names: HashMap<NodeId, String>,
+    alias_names: Vec<(NodeId, String)>,
     root: Option<NodeId>,
 }
 
@@ -67,7 +67,7 @@ pub enum Scalar {
     /// A larger positive integer.
     Uint(u64),
     /// A float (also `.inf`, `.nan`).
-    Float(f64),
+    Float(Float),
     /// A date or time (kept as text, as go-yaml does for untyped targets).
     Timestamp,
     /// Text: a quoted scalar, a plain one that is nothing else, or one with a tag go-yaml does
@@ -127,9 +127,11 @@ impl Document {
                 Event::StreamEnd | Event::DocumentEnd => break,
                 Event::Nothing | Event::StreamStart | Event::DocumentStart => {}
                 Event::Alias(anchor) => {
-                    let target = *builder
+                    let target = builder
                         .anchors
-                        .get(&anchor)
+                        .get(anchor)
+                        .copied()
+                        .flatten()
                         .ok_or_else(|| ScanError::new(mark, "unknown anchor referenced"))?;
                     let id = builder.add(Node::Alias(target), 0, mark.line());
                     if offsets.is_empty() {
@@ -140,7 +142,7 @@ impl Document {
                         .chars()
                         .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
                         .collect();
-                    builder.alias_names.insert(id, name);
+                    builder.alias_names.push((id, name));
                 }
                 Event::Scalar(text, style, anchor, tag) => {
                     let tag = tag.map(short_tag);
@@ -191,11 +193,12 @@ impl Document {
 struct Builder {
     nodes: Vec<Node>,
     lines: Vec<usize>,
-    alias_names: HashMap<NodeId, String>,
+    alias_names: Vec<(NodeId, String)>,
     root: Option<NodeId>,
     /// Open collections with the children read so far.
     open: Vec<(NodeId, Vec<NodeId>)>,
-    anchors: HashMap<usize, NodeId>,
+    /// The node each anchor id (the parser's, counting from 1) names.
+    anchors: Vec<Option<NodeId>>,
 }
 
 impl Builder {
@@ -204,7 +207,10 @@ impl Builder {
         self.nodes.push(node);
         self.lines.push(line);
         if anchor != 0 {
-            self.anchors.insert(anchor, id);
+            if self.anchors.len() <= anchor {
+                self.anchors.resize(anchor + 1, None);
+            }
+            self.anchors[anchor] = Some(id);
         }
         match self.open.last_mut() {
             Some((_, children)) => children.push(id),
@@ -434,7 +440,10 @@ pub fn resolve(text: &str, implicit: bool, tag: Option<&str>) -> Result<(String,
         None | Some("!!str") => Ok((found_tag.to_string(), scalar)),
         Some(wanted) if wanted == found_tag => Ok((found_tag.to_string(), scalar)),
         Some("!!float") => match scalar {
-            Scalar::Int(number) => Ok(("!!float".to_string(), Scalar::Float(number as f64))),
+            Scalar::Int(number) => Ok((
+                "!!float".to_string(),
+                Scalar::Float(Float::from_int(number)),
+            )),
             _ => Err(format!(
                 "yaml: cannot decode {found_tag} `{text}` as a !!float"
             )),
@@ -464,11 +473,16 @@ fn resolve_plain(text: &str, tag: Option<&str>) -> (&'static str, Scalar) {
             return ("!!bool", Scalar::Bool(false));
         }
         "" | "~" | "null" | "Null" | "NULL" => return ("!!null", Scalar::Null),
-        ".nan" | ".NaN" | ".NAN" => return ("!!float", Scalar::Float(f64::NAN)),
+        ".nan" | ".NaN" | ".NAN" => return ("!!float", Scalar::Float(Float::NaN)),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return ("!!float", Scalar::Float(f64::INFINITY));
+            return (
+                "!!float",
+                Scalar::Float(Float::Infinity { negative: false }),
+            );
         }
-        "-.inf" | "-.Inf" | "-.INF" => return ("!!float", Scalar::Float(f64::NEG_INFINITY)),
+        "-.inf" | "-.Inf" | "-.INF" => {
+            return ("!!float", Scalar::Float(Float::Infinity { negative: true }));
+        }
         _ => {}
     }
     match first {
@@ -517,21 +531,15 @@ fn is_yaml_style_float(text: &str) -> bool {
 }
 
 /// Go's `strconv.ParseFloat` for decimal text; `None` where it fails, overflow included.
-fn parse_go_float(text: &str) -> Option<f64> {
+fn parse_go_float(text: &str) -> Option<Float> {
     let digits_only = text.replace('_', "");
     if digits_only.len() != text.len() && !underscores_between_digits(text) {
         return None;
     }
-    if !digits_only
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-    {
+    if !is_yaml_style_float(&digits_only) {
         return None;
     }
-    digits_only
-        .parse::<f64>()
-        .ok()
-        .filter(|number| number.is_finite())
+    Float::parse(&digits_only)
 }
 
 fn underscores_between_digits(text: &str) -> bool {
@@ -685,8 +693,9 @@ impl<'a> Walker<'a> {
             let name = self
                 .document
                 .alias_names
-                .get(&id)
-                .map_or("", String::as_str);
+                .iter()
+                .find(|(alias, _)| *alias == id)
+                .map_or("", |(_, name)| name.as_str());
             return Err(format!("yaml: anchor '{name}' value contains itself"));
         }
         self.expanding.push(id);
@@ -798,7 +807,7 @@ pub fn go_sprint(value: &Value) -> String {
             Scalar::Bool(flag) => flag.to_string(),
             Scalar::Int(number) => number.to_string(),
             Scalar::Uint(number) => number.to_string(),
-            Scalar::Float(number) => go_float(*number),
+            Scalar::Float(number) => number.go_format(),
             Scalar::Timestamp => text.clone(),
             Scalar::Str(text) => text.clone(),
         },
@@ -814,26 +823,6 @@ pub fn go_sprint(value: &Value) -> String {
             format!("[{}]", entries.join(" "))
         }
     }
-}
-
-/// Go's `%v` of a float64: the shortest digits, in exponent form below 1e-4 or from 1e6.
-fn go_float(number: f64) -> String {
-    if number.is_nan() {
-        return "NaN".to_string();
-    }
-    if number.is_infinite() {
-        return if number > 0.0 { "+Inf" } else { "-Inf" }.to_string();
-    }
-    let scientific = format!("{number:e}");
-    let Some((mantissa, exponent)) = scientific.split_once('e') else {
-        return scientific;
-    };
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        return format!("{number}");
-    }
-    let sign = if exponent < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
 }
 
 #[cfg(test)]
@@ -863,13 +852,17 @@ mod tests {
         assert_eq!(scalar("0b11"), Scalar::Int(3));
         assert_eq!(scalar("1_000"), Scalar::Int(1000));
         assert_eq!(scalar("-7"), Scalar::Int(-7));
-        assert_eq!(scalar("08"), Scalar::Float(8.0));
-        assert_eq!(scalar("2.0"), Scalar::Float(2.0));
-        assert_eq!(scalar("16.7"), Scalar::Float(16.7));
-        assert_eq!(scalar(".5"), Scalar::Float(0.5));
-        assert_eq!(scalar("1e3"), Scalar::Float(1000.0));
+        let float = |text: &str| Scalar::Float(Float::parse(text).unwrap());
+        assert_eq!(scalar("08"), float("8"));
+        assert_eq!(scalar("2.0"), float("2"));
+        assert_eq!(scalar("16.7"), float("16.7"));
+        assert_eq!(scalar(".5"), float("0.5"));
+        assert_eq!(scalar("1e3"), float("1000"));
         assert_eq!(scalar("1e400"), Scalar::Str("1e400".into()));
-        assert_eq!(scalar("-.inf"), Scalar::Float(f64::NEG_INFINITY));
+        assert_eq!(
+            scalar("-.inf"),
+            Scalar::Float(Float::Infinity { negative: true })
+        );
         assert_eq!(
             scalar("18446744073709551615"),
             Scalar::Uint(u64::MAX),
@@ -897,7 +890,7 @@ mod tests {
         );
         assert_eq!(
             resolve("2", true, Some("!!float")).unwrap().1,
-            Scalar::Float(2.0)
+            Scalar::Float(Float::parse("2").unwrap())
         );
         assert_eq!(
             resolve("2.5", true, Some("!!int")).unwrap_err(),
@@ -1008,17 +1001,15 @@ mod tests {
             go_sprint(&Value::Map(vec![(text("a"), Value::Nil)])),
             "[{a <nil>}]"
         );
-        for (number, printed) in [
-            (1.0, "1"),
-            (1.5, "1.5"),
-            (123456.0, "123456"),
-            (1234567.0, "1.234567e+06"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (f64::INFINITY, "+Inf"),
-        ] {
-            assert_eq!(go_float(number), printed);
-        }
+        let key = |text: &str| {
+            let document = Document::parse(&format!("{text}: x")).unwrap();
+            let mut walker = Walker::new(&document);
+            go_sprint(&walker.value(document.root().unwrap()).unwrap())
+        };
+        assert_eq!(key("1.0"), "[{1 x}]");
+        assert_eq!(key("1234567.0"), "[{1.234567e+06 x}]");
+        assert_eq!(key(".inf"), "[{+Inf x}]");
+        assert_eq!(key("0x10"), "[{16 x}]");
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub enum Scalar {
 pub enum Value {
     /// A null.
     Nil,
-    /// A resolved scalar (never [`Scalar::Null`]).
+    /// A resolved scalar (never [`Scalar::Null`]) and its text as written.
     Scalar(Scalar, String),
     /// A sequence.
     List(Vec<Value>),

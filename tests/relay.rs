@@ -226,3 +226,132 @@ fn log_lines_have_the_original_format() {
         assert!(log.contains(expected), "missing {expected:?} in\n{log}");
     }
 }
+
+/// The original's lines (3.6.6, `-l debug`, cfg `Endpoint`, local mode), in its order where
+/// the relay keeps it; each as `[Level] text` with the variable part cut off.
+const ORIGINAL_START_LINES: [&str; 6] = [
+    "[Info] Initializing AWS X-Ray daemon 3.6.6",
+    "[Info] Using buffer memory limit of ",
+    "[Info] Using region: us-east-1",
+    "[Info] HTTP Proxy server using X-Ray Endpoint : ",
+    "[Debug] Listening on UDP 127.0.0.1:",
+    "[Info] Starting proxy http server on 127.0.0.1:",
+];
+
+#[test]
+fn start_up_and_shutdown_lines_are_the_originals() {
+    let xray = MockXRay::start();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    let udp = relay.udp.to_string();
+    let tcp = relay.tcp.to_string();
+    let (status, log) = relay.stop();
+    assert!(status.success(), "{log}");
+    // Each line without its timestamp.
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|line| line.split_once(' ').unwrap().1)
+        .collect();
+    let position = |prefix: &str| {
+        lines
+            .iter()
+            .position(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in\n{log}"))
+    };
+    let positions: Vec<usize> = ORIGINAL_START_LINES.iter().map(|p| position(p)).collect();
+    assert!(positions.is_sorted(), "{positions:?} in\n{log}");
+    assert_eq!(lines[0], "[Info] Initializing AWS X-Ray daemon 3.6.6");
+    // Addresses as given on the command line, endpoint as configured.
+    for exact in [
+        format!("[Debug] Listening on UDP {udp}"),
+        format!("[Info] Starting proxy http server on {tcp}"),
+        format!(
+            "[Info] HTTP Proxy server using X-Ray Endpoint : {}",
+            xray.endpoint()
+        ),
+        format!(
+            "[Debug] Using Endpoint read from Config file: {}",
+            xray.endpoint()
+        ),
+        "[Debug] Using proxy address: ".to_owned(),
+        "[Debug] Telemetry initiated".to_owned(),
+        "[Debug] Batch size: 50".to_owned(),
+        "[Info] Got shutdown signal: terminated".to_owned(),
+        "[Debug] Trace segment: received: 0, truncated: 0, processed: 0".to_owned(),
+    ] {
+        assert!(lines.contains(&exact.as_str()), "no {exact:?} in\n{log}");
+    }
+    let buffers = lines[position("[Info] Using buffer memory limit of ") + 1..]
+        .iter()
+        .find(|line| line.ends_with(" segment buffers allocated"))
+        .unwrap_or_else(|| panic!("no buffer count in\n{log}"));
+    let count = buffers
+        .strip_prefix("[Info] ")
+        .and_then(|rest| rest.strip_suffix(" segment buffers allocated"))
+        .unwrap();
+    assert!(count.parse::<u32>().is_ok(), "{buffers}");
+    assert!(
+        lines[position("[Info] Got shutdown signal: terminated") + 1..]
+            .iter()
+            .any(|line| line
+                .starts_with("[Debug] Shutdown finished. Current epoch in nanoseconds: ")),
+        "{log}"
+    );
+}
+
+/// Sends `signal` to the relay.
+fn signal(relay: &Relay, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(relay.child.id()).unwrap();
+    // SAFETY: plain kill(2) on the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// logrotate's `create` mode: move the file away, then signal the daemon to reopen it.
+fn rotate_and_signal(relay: &Relay, signal_number: libc::c_int, name: &str) {
+    let rotated = relay.dir.path("xray.log.1");
+    std::fs::rename(&relay.log, &rotated).unwrap();
+    signal(relay, signal_number);
+    let expected = format!(
+        "[Info] Got signal {name}: reopened log file {}",
+        relay.log.display()
+    );
+    let text = relay.wait_for_log(&expected, Duration::from_secs(5));
+    // The new file starts with that line: nothing went to the moved file after the signal,
+    // and no note about a removed file (the reopen was asked for).
+    assert!(text.lines().next().unwrap().ends_with(&expected), "{text}");
+    let old = support::read(&rotated);
+    assert!(!old.contains(&expected), "{old}");
+    std::fs::remove_file(&rotated).unwrap();
+}
+
+#[test]
+fn sighup_and_sigusr1_reopen_the_log_file_and_the_relay_goes_on() {
+    let xray = MockXRay::start();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    rotate_and_signal(&relay, libc::SIGHUP, "hangup");
+    rotate_and_signal(&relay, libc::SIGUSR1, "user defined signal 1");
+    // Still alive and working: a segment goes through, its batch line lands in the new file.
+    relay.send_segment(&segment(1));
+    xray.wait_for_documents(1, WAIT);
+    relay.wait_for_log("Successfully sent batch of 1 segments", WAIT);
+    let (status, log) = relay.stop();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        log.contains("[Info] Got shutdown signal: terminated"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigquit_exits_at_once_with_status_2_like_the_original() {
+    let xray = MockXRay::start();
+    let mut relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    signal(&relay, libc::SIGQUIT);
+    let status = relay.child.wait().unwrap();
+    // Go's runtime: "SIGQUIT: quit" and a dump on stderr, exit status 2.
+    assert_eq!(status.code(), Some(2), "{status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(relay.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.starts_with("SIGQUIT: quit\n"), "{stderr}");
+    let log = relay.log_text();
+    assert!(!log.contains("Got shutdown signal"), "{log}");
+}

@@ -155,13 +155,12 @@ fn unprocessed_segments_are_logged_with_their_trace_id_and_counted() {
     let (status, _) = relay.stop();
     assert!(status.success());
     let trace = format!("1-5f84c7a1-{:024x}", 3);
-    assert!(
-        log.contains(&format!(
-            "[Error] Unprocessed trace {trace}, segment: {:016x}",
-            3
-        )),
-        "{log}"
+    // The original's shape (AWS SDK for Go's Prettify of the entry), over several lines.
+    let expected = format!(
+        "[Error] Unprocessed trace {trace}, segment: {{\n  ErrorCode: \"InvalidSegment\",\n  Id: \"{:016x}\",\n  Message: \"bad end_time\"\n}}\n",
+        3
     );
+    assert!(log.contains(&expected), "{log}");
     let records = xray.telemetry_records();
     let rejected: u64 = records
         .iter()

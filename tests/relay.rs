@@ -354,3 +354,28 @@ fn sigquit_exits_at_once_with_status_2_like_the_original() {
     let log = relay.log_text();
     assert!(!log.contains("Got shutdown signal"), "{log}");
 }
+
+#[test]
+fn a_full_buffer_says_so_in_the_originals_words() {
+    // Nothing listens on port 9: every upload fails and the 3 MB pool fills up.
+    let mut options = RelayOptions::uploading_to("http://127.0.0.1:9");
+    options.args.extend(["-m".into(), "3".into()]);
+    let relay = Relay::start(options);
+    let pad = "p".repeat(10_000);
+    for i in 0..600 {
+        let big = segment(i).replacen("\"name\"", &format!("\"pad\":\"{pad}\",\"name\""), 1);
+        relay.send_segment(&big);
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let log = relay.wait_for_log("Dropping oldest", WAIT);
+    assert!(
+        log.contains("[Warn] Segment buffer is full. Dropping oldest segment document."),
+        "{log}"
+    );
+    assert!(
+        log.contains("[Error] Sending segment batch failed with: "),
+        "{log}"
+    );
+}

@@ -379,3 +379,45 @@ fn a_full_buffer_says_so_in_the_originals_words() {
         "{log}"
     );
 }
+
+/// An STS AssumeRole answer with credentials valid for long enough.
+const ASSUMED_ROLE: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
+<AccessKeyId>ASIAROLEKEYEXAMPLE</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey>\
+<SessionToken>role-token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
+</Credentials></AssumeRoleResult></AssumeRoleResponse>";
+
+#[test]
+fn role_credentials_arrive_from_a_local_sts_under_a_corporate_https_proxy() {
+    // One local endpoint plays STS (POST /) and X-Ray.
+    let endpoint = MockXRay::with_responder(Arc::new(|request| {
+        if request.path == "/" {
+            (200, ASSUMED_ROLE.to_owned())
+        } else {
+            (200, "{}".to_owned())
+        }
+    }));
+    let mut options = RelayOptions::uploading_to(&endpoint.endpoint());
+    options
+        .args
+        .extend(["-r".into(), "arn:aws:iam::123456789012:role/demo".into()]);
+    // A proxy nobody answers at: anything sent through it would fail.
+    options.env.extend([
+        ("HTTPS_PROXY", "http://127.0.0.1:9".to_owned()),
+        ("AWS_ENDPOINT_URL_STS", endpoint.endpoint()),
+    ]);
+    let relay = Relay::start(options);
+    relay.send_segment(&segment(1));
+    endpoint.wait_for_documents(1, WAIT);
+    let (status, log) = relay.stop();
+    assert!(status.success(), "{log}");
+    let upload = endpoint
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/TraceSegments")
+        .unwrap();
+    let authorization = upload.header("authorization").unwrap().to_owned();
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=ASIAROLEKEYEXAMPLE/"),
+        "{authorization}\n{log}"
+    );
+}

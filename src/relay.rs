@@ -107,12 +107,12 @@ fn start(
     let fill = pool.fill();
     log::info!("{} segment buffers allocated", fill.capacity_segments);
     log::debug!(
-        "Batch size: {}",
-        crate::pool::BATCH_SIZE.min(fill.capacity_segments)
-    );
-    log::debug!(
         "The segment buffers are {} bytes shared by segments of any size up to 64 KB",
         fill.capacity_bytes
+    );
+    log::debug!(
+        "Batch size: {}",
+        crate::pool::BATCH_SIZE.min(fill.capacity_segments)
     );
 
     let (socket, granted) =

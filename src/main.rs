@@ -32,11 +32,9 @@ fn main() {
     let settings = settings::resolve(&args).unwrap_or_else(|exit| exit.exit());
     logging::init(&settings.log_setup()).unwrap_or_else(|err| Exit::from(err).exit());
 
-    log::info!(
-        "Initializing AWS X-Ray daemon {} (xray-relay {})",
-        cli::DAEMON_VERSION,
-        env!("CARGO_PKG_VERSION")
-    );
+    // The original's first line, word for word: operators search for it.
+    log::info!("Initializing AWS X-Ray daemon {}", cli::DAEMON_VERSION);
+    log::info!("xray-relay {}", env!("CARGO_PKG_VERSION"));
     let buffer_mb = settings
         .buffer_memory_limit_mb()
         .unwrap_or_else(|err| fail(&err.to_string()));
@@ -102,7 +100,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         log::warn!("No AWS credentials yet: {err}");
     }
     let endpoint = aws::xray_endpoint(settings.endpoint.as_deref(), &region, env);
-    log::info!("Using X-Ray endpoint: {endpoint}");
+    log::info!("HTTP Proxy server using X-Ray Endpoint : {endpoint}");
     let mut client_settings = ClientSettings::new(endpoint, region);
     client_settings.proxy_address = settings.proxy_address.clone();
     client_settings.no_verify_ssl = settings.no_verify_ssl;
@@ -136,6 +134,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         "ARN of the AWS resource running the daemon: {}",
         reporter.resource_arn
     );
+    log::debug!("Telemetry initiated");
     let client = Arc::new(client);
     Output::XRay {
         client: client.clone(),

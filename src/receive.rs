@@ -331,8 +331,16 @@ impl Receiver<'_> {
                     (u64::from(pushed.evicted_waiting) - spooled) + u64::from(!pushed.stored);
                 if lost > 0 {
                     Stats::add(&stats.spillover, lost);
-                    self.spillover_log.warn(|| {
-                        format!("Segment dropped ({lost} oldest to make room). Consider increasing memory limit")
+                    // The original's two lines: oldest dropped from a full buffer, or the
+                    // new segment itself dropped; our count only where it says more.
+                    self.spillover_log.warn(|| match (pushed.stored, lost) {
+                        (true, 1) => {
+                            "Segment buffer is full. Dropping oldest segment document.".to_owned()
+                        }
+                        (true, _) => format!(
+                            "Segment buffer is full. Dropping oldest segment document. ({lost} dropped to make room)"
+                        ),
+                        (false, _) => "Segment dropped. Consider increasing memory limit".to_owned(),
                     });
                 }
             }

@@ -69,7 +69,6 @@ pub fn run(
     signals: smol::channel::Receiver<Signal>,
 ) -> Result<(), StartError> {
     let (relay, socket) = start(settings, pool_bytes, output)?;
-    log::info!("Listening on UDP {}", settings.udp_address);
     receive_until_signal(&relay, socket, signals);
     shut_down(relay);
     Ok(())
@@ -106,14 +105,20 @@ fn start(
     });
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
-    log::info!(
-        "{} segment buffers allocated ({} bytes shared by segments of any size up to 64 KB)",
-        fill.capacity_segments,
+    log::info!("{} segment buffers allocated", fill.capacity_segments);
+    log::debug!(
+        "The segment buffers are {} bytes shared by segments of any size up to 64 KB",
         fill.capacity_bytes
+    );
+    log::debug!(
+        "Batch size: {}",
+        crate::pool::BATCH_SIZE.min(fill.capacity_segments)
     );
 
     let (socket, granted) =
         receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
+    // The original's line and level, with the address as given.
+    log::debug!("Listening on UDP {}", settings.udp_address);
     let listener = proxy::bind(&settings.tcp_address).map_err(|err| {
         StartError(format!(
             "Unable to start http proxy server: {}: {err}",
@@ -184,7 +189,7 @@ fn start(
         None => None,
     };
 
-    let proxy_address = listener.address();
+    let listener_address = listener.address();
     let proxy = proxy::spawn(
         listener,
         proxy::Proxy {
@@ -199,7 +204,9 @@ fn start(
         },
     )
     .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
-    log::info!("Starting proxy http server on {proxy_address}");
+    // The address as given, as the original prints it (the bound one may differ: port 0).
+    log::info!("Starting proxy http server on {}", settings.tcp_address);
+    log::debug!("The proxy listens on {}", listener_address);
     let started = Started {
         stats,
         pool,
@@ -276,11 +283,16 @@ fn shut_down(relay: Started) {
     }
     let counts = stats.snapshot();
     log::debug!(
-        "Trace segment: received: {}, rejected: {}, spillover: {}, sent: {}",
+        "Trace segment: received: {}, truncated: {}, processed: {}",
         counts.received,
-        counts.rejected,
         counts.spillover,
         counts.sent
+    );
+    log::debug!(
+        "Trace segment: rejected: {}, dropped: {}, spooled: {}",
+        counts.rejected,
+        counts.dropped,
+        counts.spooled
     );
     log::debug!(
         "Shutdown finished. Current epoch in nanoseconds: {}",

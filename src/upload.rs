@@ -199,34 +199,73 @@ fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Logs each refused document with its trace id, as the original does.
+/// Logs each refused document with its trace id, in the original's lines: the entry as
+/// X-Ray returned it, printed the way the AWS SDK for Go prints it, then the document at Debug.
 fn log_unprocessed(batch: &Batch, unprocessed: &[Unprocessed]) {
     let ids: Vec<(batch::SegmentIds, &[u8])> = batch
         .documents()
         .map(|d| (batch::segment_ids(d), d))
         .collect();
     for refused in unprocessed {
-        let reason = format!(
-            "{}: {}",
-            refused.error_code.as_deref().unwrap_or("UnknownError"),
-            refused.message.as_deref().unwrap_or("no message")
-        );
+        let entry = go_prettify(refused);
         let Some(id) = refused.id.as_deref() else {
-            log::error!("Unprocessed segment without an id ({reason})");
+            log::debug!("Received nil unprocessed segment id from X-Ray service: {entry}");
+            log::error!(
+                "Unprocessed segment without an id ({}: {})",
+                refused.error_code.as_deref().unwrap_or("UnknownError"),
+                refused.message.as_deref().unwrap_or("no message")
+            );
             continue;
         };
-        match ids.iter().find(|(ids, _)| ids.id.as_deref() == Some(id)) {
-            Some((ids, document)) => {
-                let trace = ids.trace_id.as_deref().unwrap_or("unknown");
-                log::error!("Unprocessed trace {trace}, segment: {id} ({reason})");
-                log::debug!(
-                    "Unprocessed segment {id}: {}",
-                    String::from_utf8_lossy(document)
-                );
-            }
-            None => log::error!("Unprocessed segment: {id} ({reason})"),
+        let found = ids.iter().find(|(ids, _)| ids.id.as_deref() == Some(id));
+        match found.and_then(|(ids, _)| ids.trace_id.as_deref()) {
+            Some(trace) => log::error!("Unprocessed trace {trace}, segment: {entry}"),
+            None => log::error!("Unprocessed segment: {entry}"),
+        }
+        if let Some((_, document)) = found {
+            log::debug!("{}", String::from_utf8_lossy(document));
         }
     }
+}
+
+/// An unprocessed entry as the original prints it (the AWS SDK for Go's `Prettify`): the
+/// fields X-Ray set, one per line, values quoted the Go way.
+fn go_prettify(refused: &Unprocessed) -> String {
+    let fields = [
+        ("ErrorCode", &refused.error_code),
+        ("Id", &refused.id),
+        ("Message", &refused.message),
+    ];
+    let lines: Vec<String> = fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = value.as_deref()?;
+            Some(format!("  {name}: {}", go_quote(value)))
+        })
+        .collect();
+    format!("{{\n{}\n}}", lines.join(",\n"))
+}
+
+/// `s` in double quotes with Go's `%q` escapes for what matters in a log line.
+fn go_quote(s: &str) -> String {
+    let mut quoted = String::with_capacity(s.len() + 2);
+    quoted.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                quoted.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 #[cfg(test)]
@@ -456,5 +495,32 @@ mod tests {
         courier.pool.abandon();
         assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(5)));
         assert_eq!(courier.stats.snapshot().dropped, 3);
+    }
+
+    #[test]
+    fn unprocessed_entries_print_as_the_originals_sdk_prints_them() {
+        let entry = Unprocessed {
+            id: Some("70de5b6f19ff9a0a".into()),
+            error_code: Some("InvalidSegment".into()),
+            message: Some("bad \"end_time\"\tin\nsegment\u{1}".into()),
+        };
+        assert_eq!(
+            go_prettify(&entry),
+            "{\n  ErrorCode: \"InvalidSegment\",\n  Id: \"70de5b6f19ff9a0a\",\n  Message: \"bad \\\"end_time\\\"\\tin\\nsegment\\x01\"\n}"
+        );
+        // Fields X-Ray left out are left out, as nil pointers are by the SDK.
+        let bare = Unprocessed {
+            id: None,
+            error_code: Some("Throttled".into()),
+            message: None,
+        };
+        assert_eq!(go_prettify(&bare), "{\n  ErrorCode: \"Throttled\"\n}");
+        let empty = Unprocessed {
+            id: None,
+            error_code: None,
+            message: None,
+        };
+        assert_eq!(go_prettify(&empty), "{\n\n}");
+        assert_eq!(go_quote("caf\u{e9} \u{85}"), "\"caf\u{e9} \\u0085\"");
     }
 }

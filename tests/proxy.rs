@@ -173,6 +173,16 @@ fn without_credentials_nothing_is_forwarded_unsigned() {
             .contains("credentials")
     );
     assert!(xray.requests().is_empty());
+    // The original's lines for this, at its levels.
+    let (_, log) = relay.stop();
+    assert!(
+        log.contains("[Error] Unable to retrieve credentials: "),
+        "{log}"
+    );
+    assert!(
+        log.contains("[Debug] Received request on HTTP Proxy server : /GetSamplingRules\n"),
+        "{log}"
+    );
 }
 
 #[test]

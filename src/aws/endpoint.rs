@@ -72,7 +72,7 @@ const FIPS_REGIONS: &[&str] = &[
 /// region's default, using the FIPS host when `AWS_USE_FIPS_ENDPOINT=true` and one exists.
 pub fn xray_endpoint(configured: Option<&str>, region: &str, env: &Env) -> String {
     if let Some(endpoint) = configured.map(str::trim).filter(|e| !e.is_empty()) {
-        log::debug!("Using Endpoint: {endpoint}");
+        log::debug!("Using Endpoint read from Config file: {endpoint}");
         return endpoint.to_owned();
     }
     if !env.is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")

@@ -51,11 +51,8 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             }
         };
         first = false;
-        log::debug!(
-            "Received request on HTTP Proxy server : {} {}",
-            head.method,
-            head.target
-        );
+        // The original's line: the request target only.
+        log::debug!("Received request on HTTP Proxy server : {}", head.target);
         let offline = matches!(shared.upstream, Upstream::Offline);
         let route = local::route(&head.method, head.path(), offline);
         if route == Route::NotAllowed {

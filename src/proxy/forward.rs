@@ -281,7 +281,12 @@ fn pump(
 /// unsigned), 504 on a timeout, 502 otherwise.
 fn failure_answer(shared: &Shared, target: &str, error: &BackendError) -> Answer {
     shared.stats.proxy.upstream_error(error.class());
-    log::warn!("Proxy: cannot forward {target} to X-Ray: {error}");
+    // The original's words where it has them: operators search for these.
+    match error {
+        BackendError::Credentials(_) => log::error!("Unable to retrieve credentials: {error}"),
+        BackendError::Signing(_) => log::error!("Unable to sign request: {error}"),
+        _ => log::warn!("Proxy: cannot forward {target} to X-Ray: {error}"),
+    }
     match error {
         BackendError::Credentials(_) => Answer::error(
             503,

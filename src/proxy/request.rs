@@ -236,10 +236,16 @@ fn parse(bytes: &[u8], max_headers: usize) -> Result<Option<(Head, usize)>, Head
 /// as Go's server judges it: `HTTP/x.y` with one digit each is well-formed; major version 1
 /// is served as HTTP/1.1, any other is answered 505; anything else is malformed.
 fn other_version(bytes: &[u8], max_headers: usize) -> Result<Option<(Head, usize)>, HeadError> {
-    let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
+    // httparse, like Go, skips empty lines before the request line.
+    let start = bytes
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(bytes.len());
+    let rest = &bytes[start..];
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
         return Ok(None);
     };
-    let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
+    let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
     let malformed = || HeadError::Malformed("malformed HTTP version".to_owned());
     // Go takes the version as everything after the second space.
     let mut parts = line.splitn(3, |&b| b == b' ');
@@ -264,7 +270,7 @@ fn other_version(bytes: &[u8], max_headers: usize) -> Result<Option<(Head, usize
     }
     // HTTP/1.2 to 1.9: parsed again as 1.1, which is what Go serves them as.
     let mut as_one_one = bytes.to_vec();
-    as_one_one[line.len() - 1] = b'1';
+    as_one_one[start + line.len() - 1] = b'1';
     parse(&as_one_one, max_headers)
 }
 
@@ -466,6 +472,7 @@ mod tests {
             b"GET /healthz HTTP/0.9\r\n\r\n",
             b"POST /GetSamplingRules HTTP/3.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
             b"GET / HTTP/9.9\n\n",
+            b"\r\nGET / HTTP/2.0\r\n\r\n",
         ] {
             assert!(
                 matches!(read_head(unsupported), Err(HeadError::VersionNotSupported)),
@@ -479,6 +486,11 @@ mod tests {
             (1, "/healthz", true)
         );
         assert_eq!(newer.header("x-a"), Some("1"));
+        let after_blank_lines = read_head(b"\r\n\r\nGET /x HTTP/1.5\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(
+            (after_blank_lines.version, after_blank_lines.path()),
+            (1, "/x")
+        );
         for malformed in [
             &b"GET / HTTP/1.10\r\n\r\n"[..],
             b"GET / HTTP/2\r\n\r\n",

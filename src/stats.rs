@@ -72,7 +72,8 @@ impl ErrorClass {
 pub struct Stats {
     /// Datagrams read from the UDP socket, valid or not (the original counts them this way).
     pub received: AtomicU64,
-    /// Datagrams refused (bad header, bad body) plus documents X-Ray reported as unprocessed.
+    /// Datagrams refused (no header, bad header, nothing after it) plus documents X-Ray reported
+    /// as unprocessed.
     pub rejected: AtomicU64,
     /// Segments dropped because the pool was full.
     pub spillover: AtomicU64,

@@ -57,21 +57,52 @@ fn garbage_datagrams_are_rejected_without_losing_the_valid_ones_around_them() {
     let xray = MockXRay::start();
     let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
     let header = "{\"format\":\"json\",\"version\":1}\n";
-    let garbage: Vec<Vec<u8>> = vec![
+    // Refused by the original daemon: counted as rejected, logged, dropped.
+    let refused: Vec<Vec<u8>> = vec![
         b"no header at all".to_vec(),
         b"{\"format\":\"json\",\"version\":2}\n{\"id\":\"x\"}".to_vec(),
-        format!("{header}{{\"id\": broken").into_bytes(),
-        Vec::new(),
         (0..=255u8).cycle().take(5000).collect(),
         vec![b'x'; 65_000],
         header.as_bytes().to_vec(),
     ];
+    // After a valid header the original uploads any body and X-Ray judges it; its SDK's JSON
+    // encoder escapes the body (bytes that are not UTF-8 become U+FFFD). With what X-Ray
+    // then reads, and how it travels.
+    let odd_bodies: [(&[u8], &str, &str); 4] = [
+        (
+            b"{\"id\": broken",
+            "{\"id\": broken",
+            r#""{\"id\": broken""#,
+        ),
+        (
+            b"{\"name\":\"caf\xe9\"}",
+            "{\"name\":\"caf\u{FFFD}\"}",
+            r#""{\"name\":\"caf\ufffd\"}""#,
+        ),
+        (
+            b"{\"name\":\"a\tb\"}",
+            "{\"name\":\"a\tb\"}",
+            r#""{\"name\":\"a\tb\"}""#,
+        ),
+        (
+            b"{\"id\":\"z\"}\x00",
+            "{\"id\":\"z\"}\u{0}",
+            r#""{\"id\":\"z\"}\u0000""#,
+        ),
+    ];
     let mut sent = Vec::new();
-    for (i, junk) in garbage.iter().cycle().take(70).enumerate() {
+    for i in 0..60 {
         let valid = segment(i);
         relay.send_segment(&valid);
         sent.push(valid);
-        relay.send(junk);
+        relay.send(&refused[i % refused.len()]);
+        if i % 6 == 0 {
+            // Ignored, as the original ignores an empty read: not even counted.
+            relay.send(b"");
+        }
+        if let Some((body, _, _)) = odd_bodies.get(i / 10).filter(|_| i % 10 == 5) {
+            relay.send(&[header.as_bytes(), body].concat());
+        }
     }
     let big = format!(
         r#"{{"id":"big","trace_id":"1-big","pad":"{}"}}"#,
@@ -80,12 +111,25 @@ fn garbage_datagrams_are_rejected_without_losing_the_valid_ones_around_them() {
     relay.send_segment(&big);
     sent.push(big);
 
-    let received = xray.wait_for_documents(sent.len(), WAIT);
+    let received = xray.wait_for_documents(sent.len() + odd_bodies.len(), WAIT);
+    // The end of each burst of warnings is logged once the datagrams stop, not only at exit.
+    relay.wait_for_log("(last of 11 held back)", Duration::from_secs(5));
     let (status, log) = relay.stop();
     assert!(status.success(), "{log}");
-    assert_eq!(received.len(), sent.len(), "log:\n{log}");
+    assert_eq!(received.len(), sent.len() + odd_bodies.len(), "log:\n{log}");
     for s in &sent {
         assert!(received.contains(s), "lost {s:.60}");
+    }
+    let wire: Vec<u8> = xray
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/TraceSegments")
+        .flat_map(|r| r.body.clone())
+        .collect();
+    let wire = String::from_utf8(wire).expect("a request body that is not UTF-8");
+    for (_, read, escaped) in odd_bodies {
+        assert!(received.iter().any(|r| r == read), "lost {read:?}");
+        assert!(wire.contains(escaped), "{escaped} not in {wire:.300}");
     }
     let records = xray.telemetry_records();
     let rejected: u64 = records
@@ -96,12 +140,23 @@ fn garbage_datagrams_are_rejected_without_losing_the_valid_ones_around_them() {
         .iter()
         .map(|r| r["SegmentsReceivedCount"].as_u64().unwrap())
         .sum();
-    assert_eq!(rejected, 70, "records: {records:?}");
-    assert_eq!(received_count, 141, "records: {records:?}");
-    assert!(
-        log.contains("[Warn] Invalid header") || log.contains("[Warn] Missing header or segment"),
-        "{log}"
-    );
+    assert_eq!(rejected, 60, "records: {records:?}");
+    assert_eq!(received_count, 125, "records: {records:?}");
+    // The original's warnings: the first of each kind at once, then (throttled) the last
+    // of each burst with a count when the datagrams stop.
+    for warning in [
+        "[Warn] Missing header: no header at all\n",
+        "[Warn] Missing header or segment: no header at all\n",
+        "[Warn] Invalid header: {\"format\":\"json\",\"version\":2}\n",
+        "[Warn] Missing header or segment: {\"format\":\"json\",\"version\":1}\n",
+        // The binary datagram's header: its bytes before the first newline (0x0a).
+        "[Warn] Invalid header: .......... (last of 23 held back)\n",
+        "[Warn] Missing header or segment: xxxxxxxx",
+        "x... (65000 bytes) (last of 23 held back)\n",
+        "[Warn] Missing header or segment: {\"format\":\"json\",\"version\":1} (last of 11 held back)\n",
+    ] {
+        assert!(log.contains(warning), "{warning} not in\n{log}");
+    }
 }
 
 #[test]

@@ -97,7 +97,7 @@ pub struct Response {
 pub struct ForwardRequest {
     /// The method as received (`POST`).
     pub method: String,
-    /// Path and query as received (`/GetSamplingRules`), appended to the endpoint URL.
+    /// Path and query as received (`/GetSamplingRules`), sent to the endpoint's scheme and host.
     pub target: String,
     /// The headers to send and sign: no hop-by-hop headers, `Host`, `Content-Length` or
     /// signature headers (the client adds its own).
@@ -270,7 +270,9 @@ impl XRayClient {
         request: &ForwardRequest,
         timeout: Duration,
     ) -> Result<ForwardResponse, BackendError> {
-        let url = self.endpoint.url_for(&request.target);
+        // As the original: the endpoint's scheme and host, the request's own path (an
+        // endpoint's path prefix applies to the relay's uploads, not to forwarded requests).
+        let url = self.endpoint.origin_url_for(&request.target);
         let credentials = self
             .credentials
             .credentials()

@@ -223,6 +223,18 @@ impl EndpointUrl {
             self.base_path,
         )
     }
+
+    /// The URL of `target` (path and query) at the endpoint's scheme and host, without its
+    /// base path: where the original's sampling proxy sends an SDK's request (its reverse
+    /// proxy takes only the scheme and host from the endpoint and keeps the request's path).
+    pub fn origin_url_for(&self, target: &str) -> String {
+        let separator = if target.starts_with('/') { "" } else { "/" };
+        format!(
+            "{}://{}{separator}{target}",
+            self.scheme.as_str(),
+            self.authority()
+        )
+    }
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`.
@@ -384,6 +396,10 @@ mod tests {
             "http://localhost:2000/prefix/TraceSegments"
         );
         assert_eq!(url.url_for(""), "http://localhost:2000/prefix");
+        assert_eq!(
+            url.origin_url_for("/GetSamplingRules?x=1"),
+            "http://localhost:2000/GetSamplingRules?x=1"
+        );
 
         let url = EndpointUrl::parse("http://127.0.0.1:80").unwrap();
         assert_eq!(url.authority(), "127.0.0.1");

@@ -51,6 +51,12 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             }
         };
         first = false;
+        // Go's server (the original's) refuses an HTTP/1.1 request without a Host header.
+        if head.version == 1 && head.header("host").is_none() {
+            let answer = Answer::error(400, "BadRequestException", "missing required Host header");
+            refuse(&stream, &shared, Refusal::BadRequest, answer).await;
+            return;
+        }
         // The original's line: the request target only.
         log::debug!("Received request on HTTP Proxy server : {}", head.target);
         let offline = matches!(shared.upstream, Upstream::Offline);
@@ -210,6 +216,14 @@ fn head_refusal(error: &HeadError) -> (Refusal, Answer) {
         HeadError::Malformed(why) => (
             Refusal::BadRequest,
             Answer::error(400, "BadRequestException", why),
+        ),
+        HeadError::VersionNotSupported => (
+            Refusal::BadRequest,
+            Answer::error(
+                505,
+                "HttpVersionNotSupportedException",
+                "unsupported protocol version",
+            ),
         ),
         HeadError::LengthRequired => (
             Refusal::LengthRequired,

@@ -78,10 +78,9 @@ fn push_non_ascii(out: &mut Staging<'_>, run: &[u8]) {
 
 /// Collects the small pieces of an escaped string (the text between two quotes, the escapes)
 /// in a buffer on the stack and appends them to the output a few hundred bytes at a time.
-/// In the static release binary (opt-level "z", musl), `Vec::push` is a call per byte and
-/// musl's `memcpy` costs more to start than a short run takes to copy: appending piece by
-/// piece took 5.6 µs for a 1 KB segment of short fields, this 2.0 (`xray-bench
-/// --encode-only`). The caller must [`Staging::flush`] at the end.
+/// Documents are mostly short runs between escapes, and musl's `memcpy` costs more to start
+/// than such a run takes to copy, so one copy per few hundred bytes beats one per piece
+/// (`xray-bench --encode-only` times it). The caller must [`Staging::flush`] at the end.
 struct Staging<'a> {
     out: &'a mut Vec<u8>,
     buffer: [u8; 256],

@@ -86,26 +86,39 @@ impl Courier {
         let mut scratch = Vec::new();
         while self.pool.take_batch(&mut batch) {
             if self.deliver(&mut batch, &mut scratch) == Delivery::Abandoned {
-                self.keep_for_later(&batch);
+                if self.pool.release_abandoned(&batch) {
+                    self.keep_for_later(batch.documents(), batch.len(), "unsent at shutdown");
+                }
+            } else {
+                self.pool.release(&batch);
             }
-            self.pool.release(&batch);
         }
     }
 
-    /// Puts an undeliverable batch in the spool, or counts it as lost when there is none.
-    pub fn keep_for_later(&self, batch: &Batch) {
+    /// Puts documents X-Ray has not acknowledged in the spool, or counts them as lost when
+    /// there is none (or it cannot take them). Every shutdown path keeps documents through
+    /// here. `count` is how many `documents` yields; `what` says which in the log line.
+    pub fn keep_for_later<'a>(
+        &self,
+        documents: impl Iterator<Item = &'a [u8]>,
+        count: usize,
+        what: &str,
+    ) {
+        let count = count as u64;
+        if count == 0 {
+            return;
+        }
         match &self.spool {
             Some(spool) => {
-                let appended = spool.append(batch.documents());
+                let appended = spool.append(documents);
                 Stats::add(&self.stats.spooled, appended.written);
                 Stats::add(&self.stats.dropped, appended.lost);
-                log::warn!("Spooled {} unsent segments at shutdown", appended.written);
+                log::warn!("Spooled {} segments {what}", appended.written);
             }
             None => {
-                Stats::add(&self.stats.dropped, batch.len() as u64);
+                Stats::add(&self.stats.dropped, count);
                 log::error!(
-                    "Dropping {} segments still unsent at the shutdown deadline (no spool configured)",
-                    batch.len()
+                    "Dropping {count} segments {what} (configure --spool-dir to keep them)"
                 );
             }
         }

@@ -138,6 +138,7 @@ impl Courier {
             match result {
                 Ok(unprocessed) => {
                     self.stats.record_success(elapsed);
+                    retry::clock_agrees();
                     let refused = unprocessed.len().min(batch.len());
                     Stats::add(&self.stats.sent, (batch.len() - refused) as u64);
                     if unprocessed.is_empty() {
@@ -185,6 +186,9 @@ impl Courier {
                 Err(err) => {
                     self.stats.record_failure(&err);
                     self.stats.backend_error(err.class());
+                    if let Some(skew) = retry::clock_skew(&err) {
+                        retry::report_clock_skew(skew, &err);
+                    }
                     if retry::verdict(&err) == Verdict::Drop {
                         Stats::add(&self.stats.dropped, batch.len() as u64);
                         log::error!(

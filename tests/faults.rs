@@ -331,6 +331,38 @@ fn a_signature_expired_answer_is_retried_until_accepted() {
 }
 
 #[test]
+fn a_fast_clock_is_retried_until_accepted_and_said_once_with_the_skew() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let xray = MockXRay::with_responder(Arc::new(move |request| {
+        if request.path == "/TraceSegments" && seen.fetch_add(1, Ordering::SeqCst) < 3 {
+            (
+                403,
+                r#"{"__type":"InvalidSignatureException","message":"Signature not yet current: 20261204T171000Z is still later than 20261204T170500Z (20261204T170000Z + 5 min.)"}"#
+                    .into(),
+            )
+        } else {
+            (200, "{}".into())
+        }
+    }));
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    let sent: Vec<String> = (0..20).map(segment).collect();
+    for document in &sent {
+        relay.send_segment(document);
+    }
+    let received = xray.wait_for_documents(sent.len(), WAIT);
+    let (status, log) = relay.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(sorted(received), sorted(sent), "log:\n{log}");
+    assert_eq!(count(&log, "will retry"), 3, "{log}");
+    assert_eq!(
+        count(&log, "this host's clock is 600 s ahead of X-Ray's"),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
 fn sigterm_during_a_retry_storm_exits_within_the_bound_with_everything_spooled() {
     let xray = MockXRay::with_responder(Arc::new(|request| {
         if request.path == "/TraceSegments" {

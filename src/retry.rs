@@ -34,9 +34,7 @@ pub fn verdict(error: &BackendError) -> Verdict {
         BackendError::Transport { .. } | BackendError::Credentials(_) => Verdict::Retry,
         BackendError::Signing(_) => Verdict::Drop,
         BackendError::Http {
-            status,
-            error_type,
-            message,
+            status, error_type, ..
         } => {
             let kind = error_type.as_deref().unwrap_or("");
             let overloaded = *status >= 500 || *status == 429 || is_throttling(kind);

@@ -214,10 +214,14 @@ fn start(
             },
             stats: stats.clone(),
             pool: pool.clone(),
+            sampling_only: settings.proxy_sampling_only,
         },
     )
     .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
     log::info!("Starting proxy http server on {proxy_address}");
+    if settings.proxy_sampling_only {
+        log::info!("The proxy forwards the sampling APIs only (Proxy.SamplingOnly)");
+    }
     let started = Started {
         stats,
         pool,

@@ -75,6 +75,8 @@ pub struct Settings {
     pub spool_max_mb: u64,
     /// `/healthz` says 503 once uploads have failed this long (`Health.FailAfterSeconds`).
     pub health_fail_after: Duration,
+    /// The TCP proxy forwards only the sampling APIs (`Proxy.SamplingOnly`).
+    pub proxy_sampling_only: bool,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -227,6 +229,7 @@ impl Settings {
                 .filter(|&mb| mb > 0)
                 .unwrap_or(config.spool_max_mb),
             health_fail_after: Duration::from_secs(config.health_fail_after_seconds),
+            proxy_sampling_only: config.proxy_sampling_only,
             config_file,
         }
     }
@@ -436,6 +439,7 @@ mod tests {
             spool_dir: None,
             spool_max_mb: 100,
             health_fail_after: Duration::from_secs(60),
+            proxy_sampling_only: false,
             config_file: None,
         }
     }
@@ -462,6 +466,8 @@ Spool:
   MaxMB: 50
 Health:
   FailAfterSeconds: 90
+Proxy:
+  SamplingOnly: true
 Version: 2
 "#;
 
@@ -494,6 +500,7 @@ Version: 2
             spool_dir: Some("/var/spool/cfg".into()),
             spool_max_mb: 50,
             health_fail_after: Duration::from_secs(90),
+            proxy_sampling_only: true,
             config_file: Some(file.clone()),
         };
         // Found at a default location, or named with -c: the same settings.
@@ -556,6 +563,7 @@ Version: 2
             no_verify_ssl: true,
             unknown_log_level: None,
             health_fail_after: Duration::from_secs(90),
+            proxy_sampling_only: true,
             config_file: Some(file),
         };
         assert_eq!(given, expected);

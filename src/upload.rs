@@ -173,6 +173,16 @@ impl Courier {
                             .is_some_and(|id| again.contains(&id.as_str()))
                     });
                     self.pool.release_positions(&settled);
+                    // Ids that name no document here cannot be sent again: X-Ray did not take
+                    // the documents they stand for (counted as not sent above), so they are
+                    // rejected, not forgotten.
+                    let unmatched = transient.len().saturating_sub(batch.len());
+                    if unmatched > 0 {
+                        Stats::add(&self.stats.rejected, unmatched as u64);
+                        log::error!(
+                            "{unmatched} segments X-Ray did not process for now name ids that are not in the batch; they cannot be sent again"
+                        );
+                    }
                     if batch.is_empty() {
                         return Delivery::Done;
                     }
@@ -258,6 +268,8 @@ mod tests {
     /// What the fake X-Ray does with one call.
     enum Answer {
         Fail(fn() -> BackendError),
+        /// Accept everything but report this id, which names no document, as throttled.
+        Stranger(&'static str),
         /// Leave documents whose text contains the pattern unprocessed with this code.
         Leave(&'static str, &'static str),
     }
@@ -290,6 +302,17 @@ mod tests {
             let answer = self.script.lock().unwrap().pop_front();
             let (pattern, code) = match answer {
                 Some(Answer::Fail(error)) => return Err(error()),
+                Some(Answer::Stranger(id)) => {
+                    let mut accepted = self.accepted.lock().unwrap();
+                    for d in batch.documents() {
+                        accepted.push(String::from_utf8_lossy(d).into_owned());
+                    }
+                    return Ok(vec![Unprocessed {
+                        id: Some(id.into()),
+                        error_code: Some("ThrottledException".into()),
+                        message: None,
+                    }]);
+                }
                 Some(Answer::Leave(pattern, code)) => (pattern, code),
                 None => ("refuse", "InvalidSegment"),
             };
@@ -431,6 +454,17 @@ mod tests {
         assert_eq!(accepted, vec![documents[0].clone(), documents[1].clone()]);
         let counts = courier.stats.snapshot();
         assert_eq!((counts.sent, counts.rejected, counts.retried), (2, 1, 1));
+        assert_eq!(courier.pool.fill().segments, 0, "every position released");
+    }
+
+    #[test]
+    fn throttled_ids_that_name_no_document_are_counted_as_rejected() {
+        let fake = Arc::new(FakeXRay::scripted(vec![Answer::Stranger("nobody")]));
+        let courier = run(fake.clone(), &docs(5));
+        let counts = courier.stats.snapshot();
+        // Five documents in; X-Ray says four went through and one, unknown, did not.
+        assert_eq!((counts.sent, counts.rejected, counts.retried), (4, 1, 0));
+        assert_eq!(*fake.calls.lock().unwrap(), 1);
         assert_eq!(courier.pool.fill().segments, 0, "every position released");
     }
 

@@ -300,7 +300,7 @@ mod tests {
         loop {
             let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
                 .ok()
-                .and_then(|stat| Some(stat.rsplit_once(") ")?.1.chars().next()?));
+                .and_then(|stat| stat.rsplit_once(") ")?.1.chars().next());
             if matches!(state, None | Some('Z')) {
                 break;
             }

@@ -396,6 +396,7 @@ fn sigterm_during_a_retry_storm_exits_within_the_bound_with_everything_spooled()
     let started = Instant::now();
     let (status, log) = relay.stop();
     let took = started.elapsed();
+    eprintln!("shutdown during a retry storm took {took:?}");
     assert!(status.success(), "{log}");
     assert!(took < SHUTDOWN_BOUND, "shutdown took {took:?}\n{log}");
     assert!(

@@ -25,7 +25,7 @@ pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 22] = [
+const VALID_KEYS: [&str; 23] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -48,6 +48,7 @@ const VALID_KEYS: [&str; 22] = [
     "Spool.Directory",
     "Spool.MaxMB",
     "Health.FailAfterSeconds",
+    "Proxy.SamplingOnly",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -110,6 +111,9 @@ pub struct Config {
     /// `Health.FailAfterSeconds` (ours): `/healthz` says 503 once uploads have failed this
     /// long without a success (default 60).
     pub health_fail_after_seconds: u64,
+    /// `Proxy.SamplingOnly` (ours): the TCP proxy forwards the sampling APIs only
+    /// (default false, as the original forwards every X-Ray API).
+    pub proxy_sampling_only: bool,
 }
 
 impl Default for Config {
@@ -134,6 +138,7 @@ impl Default for Config {
             spool_directory: String::new(),
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             health_fail_after_seconds: DEFAULT_HEALTH_FAIL_AFTER_SECONDS,
+            proxy_sampling_only: false,
         }
     }
 }
@@ -316,6 +321,9 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .count("Health.FailAfterSeconds")?
             .filter(|&seconds| seconds != 0)
             .unwrap_or(defaults.health_fail_after_seconds),
+        proxy_sampling_only: fields
+            .boolean("Proxy.SamplingOnly")?
+            .unwrap_or(defaults.proxy_sampling_only),
     };
     // Checked after the types, as the original unmarshals before it looks at the version.
     if !SUPPORTED_VERSIONS.contains(&version) {
@@ -598,6 +606,8 @@ Spool:
   MaxMB: 7
 Health:
   FailAfterSeconds: 30
+Proxy:
+  SamplingOnly: true
 Version: 2"#,
         )
         .unwrap();
@@ -623,6 +633,7 @@ Version: 2"#,
                 spool_directory: "/var/spool/xray".into(),
                 spool_max_mb: 7,
                 health_fail_after_seconds: 30,
+                proxy_sampling_only: true,
             }
         );
     }

@@ -23,6 +23,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The receive buffer the relay asks the kernel for. The original keeps the default (about
@@ -89,53 +90,59 @@ fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     if ok == 0 { granted.max(0) as usize } else { 0 }
 }
 
-/// Receives datagrams until `stop` fires (or is closed). With a spool, segments the full pool
-/// pushes out are written there instead of being lost.
+/// The receiving thread, started by [`spawn`].
+pub struct Receiving {
+    socket: Arc<UdpSocket>,
+    stopping: Arc<AtomicBool>,
+    finished: smol::channel::Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Starts the thread that receives datagrams into the pool (see the module notes). With a
+/// spool, segments the full pool pushes out are written there instead of being lost.
 ///
-/// The reading happens on a thread of its own (see the module notes); this future only waits
-/// for `stop` and then ends that thread.
-pub async fn run(
+/// An error means the thread could not start: the relay cannot work without it.
+pub fn spawn(
     socket: UdpSocket,
     pool: Arc<Pool>,
     stats: Arc<Stats>,
     spool: Option<Arc<Spool>>,
-    stop: smol::channel::Receiver<()>,
-) {
+) -> io::Result<Receiving> {
     let socket = Arc::new(socket);
     let stopping = Arc::new(AtomicBool::new(false));
     let (done, finished) = smol::channel::bounded::<()>(1);
-    let receiver = {
+    let thread = {
         let (socket, stopping) = (socket.clone(), stopping.clone());
         std::thread::Builder::new()
             .name("receiver".into())
             .spawn(move || {
                 receive(&socket, &pool, &stats, spool.as_deref(), &stopping);
                 drop(done);
-            })
+            })?
     };
-    let receiver = match receiver {
-        Ok(receiver) => receiver,
-        Err(err) => {
-            log::error!("Cannot start the UDP receiver thread: {err}");
-            return;
-        }
-    };
-    smol::future::or(
-        async {
-            let _ = stop.recv().await;
-        },
-        async {
-            let _ = finished.recv().await;
-        },
-    )
-    .await;
-    stopping.store(true, Ordering::SeqCst);
-    // Wakes the thread blocked in recv (which then returns 0 bytes). Linux does this for a UDP
-    // socket even though it reports ENOTCONN for an unconnected one.
-    // SAFETY: the socket is open: `socket` holds it.
-    unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
-    let _ = finished.recv().await;
-    let _ = receiver.join();
+    Ok(Receiving {
+        socket,
+        stopping,
+        finished,
+        thread,
+    })
+}
+
+impl Receiving {
+    /// Completes when the thread ends by itself, which only a panic makes it do.
+    pub async fn ended(&self) {
+        let _ = self.finished.recv().await;
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the thread blocked in recv (which then returns 0 bytes). Linux does this for a
+        // UDP socket even though it reports ENOTCONN for an unconnected one.
+        // SAFETY: the socket is open: `self.socket` holds it.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RD) };
+        let _ = self.thread.join();
+    }
 }
 
 /// The longest pause between two reads while datagrams keep coming.
@@ -421,11 +428,7 @@ mod tests {
         let address = socket.local_addr().unwrap();
         let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
         let stats = Arc::new(Stats::default());
-        let (stop_tx, stop_rx) = smol::channel::bounded(1);
-        let receiver = {
-            let (pool, stats) = (pool.clone(), stats.clone());
-            std::thread::spawn(move || smol::block_on(run(socket, pool, stats, None, stop_rx)))
-        };
+        let receiver = spawn(socket, pool.clone(), stats.clone(), None).unwrap();
 
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let header = "{\"format\":\"json\",\"version\":1}\n";
@@ -455,8 +458,7 @@ mod tests {
         while stats.snapshot().received < counted && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        stop_tx.try_send(()).unwrap();
-        receiver.join().unwrap();
+        receiver.stop();
 
         let counts = stats.snapshot();
         assert_eq!(counts.received, counted);

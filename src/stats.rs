@@ -295,11 +295,13 @@ pub enum Refusal {
     MethodNotAllowed,
     /// 503: every forwarding slot stayed busy.
     Busy,
+    /// 403: not a sampling API, with `Proxy.SamplingOnly` set.
+    NotSampling,
 }
 
 impl Refusal {
     /// All reasons, in index order.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::TooManyConnections,
         Refusal::Timeout,
         Refusal::HeadTooLarge,
@@ -309,6 +311,7 @@ impl Refusal {
         Refusal::BadRequest,
         Refusal::MethodNotAllowed,
         Refusal::Busy,
+        Refusal::NotSampling,
     ];
 
     /// The `reason` label in `/metrics`.
@@ -323,6 +326,7 @@ impl Refusal {
             Refusal::BadRequest => "bad_request",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::Busy => "busy",
+            Refusal::NotSampling => "not_sampling_api",
         }
     }
 }

@@ -86,26 +86,39 @@ impl Courier {
         let mut scratch = Vec::new();
         while self.pool.take_batch(&mut batch) {
             if self.deliver(&mut batch, &mut scratch) == Delivery::Abandoned {
-                self.keep_for_later(&batch);
+                if self.pool.release_abandoned(&batch) {
+                    self.keep_for_later(batch.documents(), batch.len(), "unsent at shutdown");
+                }
+            } else {
+                self.pool.release(&batch);
             }
-            self.pool.release(&batch);
         }
     }
 
-    /// Puts an undeliverable batch in the spool, or counts it as lost when there is none.
-    pub fn keep_for_later(&self, batch: &Batch) {
+    /// Puts documents X-Ray has not acknowledged in the spool, or counts them as lost when
+    /// there is none (or it cannot take them). Every shutdown path keeps documents through
+    /// here. `count` is how many `documents` yields; `what` says which in the log line.
+    pub fn keep_for_later<'a>(
+        &self,
+        documents: impl Iterator<Item = &'a [u8]>,
+        count: usize,
+        what: &str,
+    ) {
+        let count = count as u64;
+        if count == 0 {
+            return;
+        }
         match &self.spool {
             Some(spool) => {
-                let appended = spool.append(batch.documents());
+                let appended = spool.append(documents);
                 Stats::add(&self.stats.spooled, appended.written);
                 Stats::add(&self.stats.dropped, appended.lost);
-                log::warn!("Spooled {} unsent segments at shutdown", appended.written);
+                log::warn!("Spooled {} segments {what}", appended.written);
             }
             None => {
-                Stats::add(&self.stats.dropped, batch.len() as u64);
+                Stats::add(&self.stats.dropped, count);
                 log::error!(
-                    "Dropping {} segments still unsent at the shutdown deadline (no spool configured)",
-                    batch.len()
+                    "Dropping {count} segments {what} (configure --spool-dir to keep them)"
                 );
             }
         }
@@ -125,6 +138,7 @@ impl Courier {
             match result {
                 Ok(unprocessed) => {
                     self.stats.record_success(elapsed);
+                    retry::clock_agrees();
                     let refused = unprocessed.len().min(batch.len());
                     Stats::add(&self.stats.sent, (batch.len() - refused) as u64);
                     if unprocessed.is_empty() {
@@ -159,6 +173,16 @@ impl Courier {
                             .is_some_and(|id| again.contains(&id.as_str()))
                     });
                     self.pool.release_positions(&settled);
+                    // Ids that name no document here cannot be sent again: X-Ray did not take
+                    // the documents they stand for (counted as not sent above), so they are
+                    // rejected, not forgotten.
+                    let unmatched = transient.len().saturating_sub(batch.len());
+                    if unmatched > 0 {
+                        Stats::add(&self.stats.rejected, unmatched as u64);
+                        log::error!(
+                            "{unmatched} segments X-Ray did not process for now name ids that are not in the batch; they cannot be sent again"
+                        );
+                    }
                     if batch.is_empty() {
                         return Delivery::Done;
                     }
@@ -172,6 +196,9 @@ impl Courier {
                 Err(err) => {
                     self.stats.record_failure(&err);
                     self.stats.backend_error(err.class());
+                    if let Some(skew) = retry::clock_skew(&err) {
+                        retry::report_clock_skew(skew, &err);
+                    }
                     if retry::verdict(&err) == Verdict::Drop {
                         Stats::add(&self.stats.dropped, batch.len() as u64);
                         log::error!(
@@ -280,6 +307,8 @@ mod tests {
     /// What the fake X-Ray does with one call.
     enum Answer {
         Fail(fn() -> BackendError),
+        /// Accept everything but report this id, which names no document, as throttled.
+        Stranger(&'static str),
         /// Leave documents whose text contains the pattern unprocessed with this code.
         Leave(&'static str, &'static str),
     }
@@ -312,6 +341,17 @@ mod tests {
             let answer = self.script.lock().unwrap().pop_front();
             let (pattern, code) = match answer {
                 Some(Answer::Fail(error)) => return Err(error()),
+                Some(Answer::Stranger(id)) => {
+                    let mut accepted = self.accepted.lock().unwrap();
+                    for d in batch.documents() {
+                        accepted.push(String::from_utf8_lossy(d).into_owned());
+                    }
+                    return Ok(vec![Unprocessed {
+                        id: Some(id.into()),
+                        error_code: Some("ThrottledException".into()),
+                        message: None,
+                    }]);
+                }
                 Some(Answer::Leave(pattern, code)) => (pattern, code),
                 None => ("refuse", "InvalidSegment"),
             };
@@ -453,6 +493,17 @@ mod tests {
         assert_eq!(accepted, vec![documents[0].clone(), documents[1].clone()]);
         let counts = courier.stats.snapshot();
         assert_eq!((counts.sent, counts.rejected, counts.retried), (2, 1, 1));
+        assert_eq!(courier.pool.fill().segments, 0, "every position released");
+    }
+
+    #[test]
+    fn throttled_ids_that_name_no_document_are_counted_as_rejected() {
+        let fake = Arc::new(FakeXRay::scripted(vec![Answer::Stranger("nobody")]));
+        let courier = run(fake.clone(), &docs(5));
+        let counts = courier.stats.snapshot();
+        // Five documents in; X-Ray says four went through and one, unknown, did not.
+        assert_eq!((counts.sent, counts.rejected, counts.retried), (4, 1, 0));
+        assert_eq!(*fake.calls.lock().unwrap(), 1);
         assert_eq!(courier.pool.fill().segments, 0, "every position released");
     }
 

@@ -186,6 +186,87 @@ fn without_credentials_nothing_is_forwarded_unsigned() {
 }
 
 #[test]
+fn a_credentials_error_goes_to_the_log_and_clients_get_a_generic_text() {
+    let xray = sampling_mock();
+    let dir = support::TempDir::new("credentials-error");
+    let config = dir.path("config");
+    std::fs::write(
+        &config,
+        "[default]\ncredential_process = sh -c 'exit 3' --token=hunter2-secret\n",
+    )
+    .unwrap();
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options.env = vec![("AWS_CONFIG_FILE", config.display().to_string())];
+    let relay = Relay::start(options);
+    let answer = http_post(relay.tcp, "/GetSamplingRules", "{}");
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    let text = answer.text();
+    assert!(
+        !text.contains("hunter2") && !text.contains("exit 3") && !text.contains("process"),
+        "the answer carries the error: {text}"
+    );
+    assert!(text.contains("credentials"), "{text}");
+    let log = relay.wait_for_log("[Error] Unable to retrieve credentials: ", WAIT);
+    assert!(
+        log.contains("hunter2-secret"),
+        "the log has the details:\n{log}"
+    );
+    assert!(xray.requests().is_empty());
+}
+
+#[test]
+fn with_sampling_only_other_apis_are_refused_and_never_signed() {
+    let xray = sampling_mock();
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options.config.push_str("Proxy:\n  SamplingOnly: true\n");
+    let relay = Relay::start(options);
+    let refused = [
+        "/TraceSegments",
+        "/PutEncryptionConfig",
+        "/CreateSamplingRule",
+        "/GetSamplingRules/../TraceSegments",
+    ];
+    for path in refused {
+        let answer = http_post(relay.tcp, path, "{}");
+        assert_eq!(answer.status, 403, "{path}: {}", answer.text());
+        assert_eq!(answer.json()["__type"], "AccessDeniedException", "{path}");
+    }
+    let rules = http_post(relay.tcp, "/GetSamplingRules", "{}");
+    assert_eq!(rules.status, 200, "{}", rules.text());
+    let summaries = http_post(relay.tcp, "/SamplingStatisticSummaries", "{}");
+    assert_eq!(summaries.status, 200, "{}", summaries.text());
+    let targets = http_post(relay.tcp, "/SamplingTargets", "{}");
+    assert_eq!(
+        targets.status,
+        400,
+        "X-Ray's own answer: {}",
+        targets.text()
+    );
+    let forwarded: Vec<String> = xray
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .filter(|path| path != "/TelemetryRecords")
+        .collect();
+    assert_eq!(
+        forwarded,
+        [
+            "/GetSamplingRules",
+            "/SamplingStatisticSummaries",
+            "/SamplingTargets"
+        ]
+    );
+    let metrics = http_get(relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "xray_relay_proxy_refused_total{reason=\"not_sampling_api\"}"
+        ),
+        refused.len() as f64
+    );
+}
+
+#[test]
 fn an_unreachable_endpoint_is_a_bad_gateway_counted_by_class() {
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -476,3 +476,20 @@ fn role_credentials_arrive_from_a_local_sts_under_a_corporate_https_proxy() {
         "{authorization}\n{log}"
     );
 }
+
+#[test]
+fn a_buffer_memory_the_pool_cannot_address_is_refused_at_start_naming_the_flag() {
+    for megabytes in ["5000", "100000000"] {
+        let (status, stdout, stderr) =
+            support::run_to_end(&["-o", "-n", "us-east-1", "-m", megabytes], &[]);
+        let output = format!("{stdout}{stderr}");
+        assert_eq!(status.code(), Some(1), "-m {megabytes}: {output}");
+        assert!(
+            output.contains(&format!(
+                "Buffer memory of {megabytes} MB (-m / --buffer-memory"
+            )),
+            "-m {megabytes}: {output}"
+        );
+        assert!(!output.contains("Listening on UDP"), "{output}");
+    }
+}

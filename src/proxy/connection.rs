@@ -90,6 +90,17 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             return;
         };
         let after = match route {
+            Route::Forward
+                if shared.sampling_only && !local::is_sampling_api(&head.method, head.path()) =>
+            {
+                shared.stats.proxy.refused(Refusal::NotSampling);
+                log::debug!(
+                    "Proxy: not forwarding {} {} (Proxy.SamplingOnly)",
+                    head.method,
+                    head.path()
+                );
+                answer(&mut output, &shared, not_sampling(), head.keep_alive).await
+            }
             Route::Forward => match &shared.upstream {
                 Upstream::XRay(upstream) => {
                     let request = forward::outbound(&head, body);
@@ -244,6 +255,15 @@ fn unavailable(head: &Head) -> Answer {
             "the relay runs offline (local sink): there is no X-Ray to send {} to",
             head.path()
         ),
+    )
+}
+
+/// The answer to an X-Ray API other than sampling when only sampling is forwarded.
+fn not_sampling() -> Answer {
+    Answer::error(
+        403,
+        "AccessDeniedException",
+        "this relay forwards only GetSamplingRules, GetSamplingTargets and GetSamplingStatisticSummaries",
     )
 }
 

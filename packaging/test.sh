@@ -338,11 +338,12 @@ check "memory ceiling: the default cfg.yaml means 1% of memory" \
 # --- container image context and the DaemonSet -------------------------------------
 check "container context: both arches unpacked from the release zips" bash -c "
     packaging/container/context.sh '$dist' '$tmp/ctx' && cmp '$tmp/ctx/arm64/xray' '$ab' &&
-    cmp '$tmp/ctx/amd64/xray' '$xb' && test -f '$tmp/ctx/Dockerfile' && test -f '$tmp/ctx/passwd'"
+    cmp '$tmp/ctx/amd64/xray' '$xb' && test -f '$tmp/ctx/Dockerfile' && test -f '$tmp/ctx/passwd' &&
+    grep -qx '  SamplingOnly: true' '$tmp/ctx/cfg.yaml'"
 check "Containerfile: FROM scratch, non-root, listens on 0.0.0.0:2000" bash -c "
     f=packaging/container/Containerfile; grep -qx 'FROM scratch' \$f && grep -qE '^USER [1-9][0-9]*:' \$f &&
     grep -qF '\"-b\", \"0.0.0.0:2000\", \"-t\", \"0.0.0.0:2000\"' \$f && ! grep -qE '^USER (0|root)' \$f"
-check "DaemonSet: valid YAML, non-root, no privilege escalation, host port 2000 udp+tcp" python3 - <<'PY'
+check "DaemonSet: valid YAML, non-root, no privilege escalation, host port 2000 udp+tcp, sampling-only proxy" python3 - <<'PY'
 import yaml
 docs = list(yaml.safe_load_all(open("packaging/daemonset.yaml")))
 ds = next(d for d in docs if d["kind"] == "DaemonSet")
@@ -354,6 +355,10 @@ assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
 ports = {(p["hostPort"], p["protocol"]) for p in c["ports"]}
 assert ports == {(2000, "UDP"), (2000, "TCP")}, ports
 assert c["resources"]["limits"]["memory"]
+config = next(d for d in docs if d["kind"] == "ConfigMap")
+assert yaml.safe_load(config["data"]["cfg.yaml"])["Proxy"]["SamplingOnly"] is True
+mounts = {m["mountPath"] for m in c["volumeMounts"]}
+assert "/etc/amazon/xray" in mounts, mounts
 PY
 
 # --- summary ------------------------------------------------------------------------

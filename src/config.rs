@@ -32,7 +32,7 @@ pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 22] = [
+const VALID_KEYS: [&str; 23] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -55,6 +55,7 @@ const VALID_KEYS: [&str; 22] = [
     "Spool.Directory",
     "Spool.MaxMB",
     "Health.FailAfterSeconds",
+    "Proxy.SamplingOnly",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -117,6 +118,9 @@ pub struct Config {
     /// `Health.FailAfterSeconds` (ours): `/healthz` says 503 once uploads have failed this
     /// long without a success (default 60).
     pub health_fail_after_seconds: u64,
+    /// `Proxy.SamplingOnly` (ours): the TCP proxy forwards the sampling APIs only
+    /// (default false, as the original forwards every X-Ray API).
+    pub proxy_sampling_only: bool,
 }
 
 impl Default for Config {
@@ -141,6 +145,7 @@ impl Default for Config {
             spool_directory: String::new(),
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             health_fail_after_seconds: DEFAULT_HEALTH_FAIL_AFTER_SECONDS,
+            proxy_sampling_only: false,
         }
     }
 }
@@ -313,6 +318,11 @@ static HEALTH: Section = Section {
     fields: &[("FailAfterSeconds", Kind::Int)],
 };
 
+static PROXY: Section = Section {
+    go_type: "struct { SamplingOnly *bool }",
+    fields: &[("SamplingOnly", Kind::Flag)],
+};
+
 /// The original's `Config` struct as go-yaml sees it, then our extensions.
 static CONFIG: Section = Section {
     go_type: "cfg.Config",
@@ -333,6 +343,7 @@ static CONFIG: Section = Section {
         ("LocalSink", Kind::Text),
         ("Spool", Kind::Section(&SPOOL)),
         ("Health", Kind::Section(&HEALTH)),
+        ("Proxy", Kind::Section(&PROXY)),
     ],
 };
 
@@ -392,6 +403,9 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
             "Health.FailAfterSeconds",
             defaults.health_fail_after_seconds,
         )?,
+        proxy_sampling_only: decoded
+            .flag("Proxy.SamplingOnly")
+            .unwrap_or(defaults.proxy_sampling_only),
     })
 }
 
@@ -623,6 +637,8 @@ Spool:
   MaxMB: 7
 Health:
   FailAfterSeconds: 30
+Proxy:
+  SamplingOnly: true
 Version: 2"#,
         )
         .unwrap();
@@ -648,6 +664,7 @@ Version: 2"#,
                 spool_directory: "/var/spool/xray".into(),
                 spool_max_mb: 7,
                 health_fail_after_seconds: 30,
+                proxy_sampling_only: true,
             }
         );
     }

@@ -26,4 +26,5 @@ pub mod stats;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod throttle;
 pub mod upload;

@@ -11,6 +11,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Size at which the log file is rolled when `Logging.LogRotation` is on (the original's 50 MB).
@@ -69,9 +71,33 @@ impl std::error::Error for LogInitError {
     }
 }
 
+/// Reopen requests so far ([`reopen_on_signal`]); each [`LogFileWriter`] reopens its file at
+/// the next line when this has changed since it last looked.
+static REOPEN_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The log file of the installed logger, if it writes to one.
+static INSTALLED_LOG_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// After SIGHUP or SIGUSR1 (`signal_name` as Go names it): the log file is closed and opened
+/// again by path, so after logrotate has moved it away a new file takes the lines; the line
+/// saying so is the first in that file.
+pub fn reopen_on_signal(signal_name: &str) {
+    REOPEN_REQUESTS.fetch_add(1, Ordering::SeqCst);
+    match INSTALLED_LOG_FILE.get() {
+        Some(path) => log::info!(
+            "Got signal {signal_name}: reopened log file {}",
+            path.display()
+        ),
+        None => log::info!("Got signal {signal_name}: logging to the console, nothing to reopen"),
+    }
+}
+
 /// Installs the global logger, then warns about an unrecognised level name, if any.
 pub fn init(setup: &LogSetup) -> Result<(), LogInitError> {
     let logger = build_logger(setup)?;
+    if let Some(path) = &setup.file {
+        let _ = INSTALLED_LOG_FILE.set(path.clone());
+    }
     log::set_max_level(logger.filter());
     log::set_boxed_logger(Box::new(logger)).map_err(|_| LogInitError::AlreadyInitialised)?;
     if let Some(name) = &setup.unknown_level {
@@ -317,6 +343,10 @@ pub struct LogFileWriter {
     last_removal_check: Instant,
     /// The open file was found removed; the next line reopened it and must say so.
     removed: bool,
+    /// Counts reopen requests ([`REOPEN_REQUESTS`] outside tests).
+    reopen_requests: &'static AtomicU64,
+    /// `reopen_requests` when the file was last opened.
+    reopen_requests_seen: u64,
 }
 
 /// How often the writer checks that its path still names the file it writes to.
@@ -326,6 +356,15 @@ impl LogFileWriter {
     /// Opens `path` for appending, creating it (mode 0644) and its directory if missing, as the
     /// original's logger does. `rotate_at`: size in bytes at which to roll, `None` for never.
     pub fn open(path: &Path, rotate_at: Option<u64>) -> io::Result<Self> {
+        Self::open_watching(path, rotate_at, &REOPEN_REQUESTS)
+    }
+
+    /// [`open`](Self::open), reopening the file whenever `reopen_requests` has changed.
+    fn open_watching(
+        path: &Path,
+        rotate_at: Option<u64>,
+        reopen_requests: &'static AtomicU64,
+    ) -> io::Result<Self> {
         let mut writer = LogFileWriter {
             path: path.to_path_buf(),
             file: None,
@@ -336,6 +375,8 @@ impl LogFileWriter {
             identity: None,
             last_removal_check: Instant::now(),
             removed: false,
+            reopen_requests,
+            reopen_requests_seen: reopen_requests.load(Ordering::SeqCst),
         };
         writer.reopen()?;
         Ok(writer)
@@ -379,6 +420,14 @@ impl LogFileWriter {
     }
 
     fn write_line(&mut self, line: &[u8]) {
+        let reopen_requests = self.reopen_requests.load(Ordering::SeqCst);
+        if reopen_requests != self.reopen_requests_seen {
+            // Asked for (SIGHUP, SIGUSR1): reopen by path, no note about a removed file.
+            self.reopen_requests_seen = reopen_requests;
+            self.file = None;
+            self.removed = false;
+            self.last_removal_check = Instant::now();
+        }
         if self.file.is_some() && self.last_removal_check.elapsed() >= REMOVAL_CHECK {
             self.last_removal_check = Instant::now();
             if self.open_file_was_removed() {
@@ -735,6 +784,23 @@ mod tests {
         );
         assert_eq!(lines[1], "after");
         assert_eq!(writer.lost_lines(), 0);
+    }
+
+    #[test]
+    fn a_reopen_request_moves_the_next_line_to_a_new_file() {
+        let dir = TempDir::new("reopen");
+        let path = dir.0.join("xray.log");
+        // Its own counter: the global one would make other tests' writers reopen too.
+        static REQUESTS: AtomicU64 = AtomicU64::new(0);
+        let mut writer = LogFileWriter::open_watching(&path, None, &REQUESTS).unwrap();
+        writer.write_all(b"before\n").unwrap();
+        let moved = dir.0.join("xray.log.1");
+        std::fs::rename(&path, &moved).unwrap();
+        REQUESTS.fetch_add(1, Ordering::SeqCst);
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "before\n");
+        // At once, not at the next removal check, and without a note about a removed file.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
     }
 
     #[test]

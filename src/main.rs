@@ -32,11 +32,9 @@ fn main() {
     let settings = settings::resolve(&args).unwrap_or_else(|exit| exit.exit());
     logging::init(&settings.log_setup()).unwrap_or_else(|err| Exit::from(err).exit());
 
-    log::info!(
-        "Initializing AWS X-Ray daemon {} (xray-relay {})",
-        cli::DAEMON_VERSION,
-        env!("CARGO_PKG_VERSION")
-    );
+    // The original's first line, word for word: operators search for it.
+    log::info!("Initializing AWS X-Ray daemon {}", cli::DAEMON_VERSION);
+    log::info!("xray-relay {}", env!("CARGO_PKG_VERSION"));
     // The original resolves the UDP address first, the TCP one when it creates its proxy.
     if let Some(error) = go_addr::listen_address_error(&settings.udp_address) {
         fail(&error);
@@ -115,7 +113,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     }
     let endpoint = aws::xray_endpoint(settings.endpoint.as_deref(), &region, env);
     let endpoint = go_url::usable_endpoint(&endpoint).unwrap_or_else(|err| fail(&err));
-    log::info!("Using X-Ray endpoint: {endpoint}");
+    log::info!("HTTP Proxy server using X-Ray Endpoint : {endpoint}");
     let mut client_settings = ClientSettings::new(endpoint, region);
     client_settings.proxy_address = proxy_address;
     client_settings.no_verify_ssl = settings.no_verify_ssl;
@@ -149,6 +147,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         "ARN of the AWS resource running the daemon: {}",
         reporter.resource_arn
     );
+    log::debug!("Telemetry initiated");
     let client = Arc::new(client);
     Output::XRay {
         client: client.clone(),

@@ -29,6 +29,12 @@ pub const BATCH_MAX_BYTES: usize = 256 * 1024;
 /// The smallest pool the relay accepts (the original's minimum).
 pub const MIN_POOL_BYTES: usize = 3 * 1024 * 1024;
 
+/// The largest pool, in MB: slots hold 32-bit arena offsets, so the arena stays below 4 GiB.
+pub const MAX_POOL_MB: u64 = 4095;
+
+/// [`MAX_POOL_MB`] in bytes (below 2^32, so it fits a `usize` on 32-bit targets too).
+const MAX_POOL_BYTES: usize = (MAX_POOL_MB * 1024 * 1024) as usize;
+
 /// One slot per this many arena bytes: segments smaller than this on average are limited by
 /// slots rather than bytes. SDK segments are rarely under 500 bytes.
 const BYTES_PER_SLOT: usize = 512;
@@ -279,6 +285,12 @@ struct Ring {
     abandoned: bool,
     /// Uploaders parked in [`Pool::take_batch`], the one that went idle last at the end.
     idle_uploaders: Vec<Thread>,
+    /// Copies of in-flight segments dropped for room, by sequence number, until their
+    /// uploader releases them. An uploader stuck in a call at shutdown never does, and these
+    /// copies are then all that is left of them. At most the uploaders' batches: a few MB.
+    evicted_in_flight: Vec<(u64, Box<[u8]>)>,
+    /// Shutdown took every unacknowledged segment ([`Pool::take_all_unacknowledged`]).
+    taken_over: bool,
 }
 
 impl Ring {
@@ -383,9 +395,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool using at most `memory_bytes` (arena plus slot table), allocated now, once.
+    /// A pool using at most `memory_bytes` (arena plus slot table), allocated now, once,
+    /// between [`MIN_POOL_BYTES`] and [`MAX_POOL_MB`] (beyond which offsets would wrap).
     pub fn with_memory(memory_bytes: usize) -> Pool {
-        let memory_bytes = memory_bytes.max(MIN_POOL_BYTES);
+        let memory_bytes = memory_bytes.clamp(MIN_POOL_BYTES, MAX_POOL_BYTES);
         let slot_count = (memory_bytes / BYTES_PER_SLOT).max(BATCH_SIZE);
         let arena_bytes = memory_bytes - slot_count * std::mem::size_of::<Slot>();
         Pool {
@@ -400,6 +413,8 @@ impl Pool {
                 closing: false,
                 abandoned: false,
                 idle_uploaders: Vec::new(),
+                evicted_in_flight: Vec::new(),
+                taken_over: false,
             }),
             abandoned: Condvar::new(),
             created: Instant::now(),
@@ -444,13 +459,20 @@ impl Pool {
             if let Some(offset) = ring.place_for(document.len()) {
                 break offset;
             }
-            let oldest = *ring.slot(ring.oldest);
-            if ring.evict_oldest() == State::Waiting {
-                pushed.evicted_waiting += 1;
-                if let Some(spilled) = spilled.as_deref_mut() {
-                    let start = oldest.offset as usize;
-                    spilled.push(&ring.arena[start..start + oldest.len as usize]);
+            let (seq, oldest) = (ring.oldest, *ring.slot(ring.oldest));
+            let bytes = oldest.offset as usize..oldest.offset as usize + oldest.len as usize;
+            match ring.evict_oldest() {
+                State::Waiting => {
+                    pushed.evicted_waiting += 1;
+                    if let Some(spilled) = spilled.as_deref_mut() {
+                        spilled.push(&ring.arena[bytes]);
+                    }
                 }
+                State::InFlight => {
+                    let copy = ring.arena[bytes].into();
+                    ring.evicted_in_flight.push((seq, copy));
+                }
+                State::Done => {}
             }
         };
         ring.arena[offset..offset + document.len()].copy_from_slice(document);
@@ -577,6 +599,10 @@ impl Pool {
     /// already been dropped for room.
     pub fn release_positions(&self, seqs: &[u64]) -> usize {
         let mut ring = self.lock();
+        Pool::release_locked(&mut ring, seqs)
+    }
+
+    fn release_locked(ring: &mut Ring, seqs: &[u64]) -> usize {
         let mut evicted = 0;
         for &seq in seqs {
             if seq < ring.oldest {
@@ -585,8 +611,25 @@ impl Pool {
                 ring.slot_mut(seq).state = State::Done;
             }
         }
+        if evicted > 0 {
+            ring.evicted_in_flight
+                .retain(|(seq, _)| !seqs.contains(seq));
+        }
         ring.drop_done();
         evicted
+    }
+
+    /// For an uploader giving up on `batch` at shutdown: releases it, unless shutdown already
+    /// took every unacknowledged segment (these included). Returns `true` if the caller still
+    /// has to keep the batch (spool it or count it lost), `false` if shutdown has it: the
+    /// segments are kept once, never twice, and never not at all.
+    pub fn release_abandoned(&self, batch: &Batch) -> bool {
+        let mut ring = self.lock();
+        if ring.taken_over {
+            return false;
+        }
+        Pool::release_locked(&mut ring, &batch.seqs);
+        true
     }
 
     /// Milliseconds each document of `batch` has spent since it arrived.
@@ -642,10 +685,17 @@ impl Pool {
     }
 
     /// Moves every segment not yet acknowledged (waiting, or in flight with an uploader that
-    /// did not come back) into `out`, for the spool at shutdown; returns how many.
+    /// did not come back, including those whose slots were reused since) into `out`, for the
+    /// spool at shutdown; returns how many. Uploaders that come back later leave their
+    /// batches to it (see [`Pool::release_abandoned`]).
     pub fn take_all_unacknowledged(&self, out: &mut Spilled) -> usize {
         let mut ring = self.lock();
+        ring.taken_over = true;
         let mut taken = 0;
+        for (_, document) in std::mem::take(&mut ring.evicted_in_flight) {
+            out.push(&document);
+            taken += 1;
+        }
         for seq in ring.oldest..ring.next {
             let slot = *ring.slot(seq);
             if slot.state == State::Done {
@@ -995,6 +1045,52 @@ mod tests {
             50,
             "already gone when the stuck uploader returns"
         );
+    }
+
+    /// Ten in-flight segments, then enough others to make the pool reuse their space.
+    fn in_flight_batch_evicted_for_room(pool: &Pool) -> Batch {
+        for i in 0..10 {
+            pool.push(&doc(i, 1024));
+        }
+        let batch = take_now(pool);
+        assert_eq!(batch.len(), 10);
+        for i in 0..pool.fill().capacity_bytes / 1024 {
+            pool.push(&doc(100 + i, 1024));
+        }
+        batch
+    }
+
+    #[test]
+    fn in_flight_segments_whose_space_was_reused_are_still_taken_at_shutdown() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let stuck = in_flight_batch_evicted_for_room(&pool);
+        let held = pool.fill().segments;
+        let mut out = Spilled::new();
+        assert_eq!(pool.take_all_unacknowledged(&mut out), 10 + held);
+        let first: Vec<&[u8]> = out.documents().take(10).collect();
+        let expected: Vec<Vec<u8>> = (0..10).map(|i| doc(i, 1024)).collect();
+        assert_eq!(
+            first,
+            expected.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+        assert!(
+            !pool.release_abandoned(&stuck),
+            "shutdown has them: the uploader must not keep them again"
+        );
+    }
+
+    #[test]
+    fn a_released_batch_leaves_no_copy_behind() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let batch = in_flight_batch_evicted_for_room(&pool);
+        assert!(
+            pool.release_abandoned(&batch),
+            "the uploader keeps its batch"
+        );
+        let held = pool.fill().segments;
+        let mut out = Spilled::new();
+        assert_eq!(pool.take_all_unacknowledged(&mut out), held);
+        assert!(out.documents().all(|d| !d.starts_with(&doc(0, 1024)[..30])));
     }
 
     #[test]

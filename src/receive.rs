@@ -8,19 +8,22 @@
 //! wakes.
 //!
 //! Nothing here allocates per datagram: the reader's buffers are reused, and the pool copies
-//! the segment into its arena. A bad datagram is counted and logged (at most once a second), and
-//! the loop goes on; only the stop signal ends it.
+//! the segment into its arena. A bad datagram is counted and logged with the original's warning
+//! (at most about once a second, see [`crate::throttle`]), and the loop goes on; only the stop
+//! signal ends it. An empty datagram is ignored, as the original ignores it.
 
 use crate::datagram;
 use crate::pool::{Pool, Spilled};
 use crate::reader::{DatagramReader, READ_AT_ONCE};
 use crate::spool::Spool;
 use crate::stats::Stats;
+use crate::throttle::Throttled;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The receive buffer the relay asks the kernel for. The original keeps the default (about
@@ -89,90 +92,59 @@ fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     if ok == 0 { granted.max(0) as usize } else { 0 }
 }
 
-/// Logs a repeated warning at most once a second, saying how many were held back.
-struct Throttled {
-    last: Option<Instant>,
-    held_back: u64,
+/// The receiving thread, started by [`spawn`].
+pub struct Receiving {
+    socket: Arc<UdpSocket>,
+    stopping: Arc<AtomicBool>,
+    finished: smol::channel::Receiver<()>,
+    thread: JoinHandle<()>,
 }
 
-impl Throttled {
-    const fn new() -> Throttled {
-        Throttled {
-            last: None,
-            held_back: 0,
-        }
-    }
-
-    fn warn(&mut self, message: impl FnOnce() -> String) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            self.held_back += 1;
-            return;
-        }
-        let message = message();
-        if self.held_back > 0 {
-            log::warn!(
-                "{message} ({} more like it in the last second)",
-                self.held_back
-            );
-        } else {
-            log::warn!("{message}");
-        }
-        self.last = Some(now);
-        self.held_back = 0;
-    }
-}
-
-/// Receives datagrams until `stop` fires (or is closed). With a spool, segments the full pool
-/// pushes out are written there instead of being lost.
+/// Starts the thread that receives datagrams into the pool (see the module notes). With a
+/// spool, segments the full pool pushes out are written there instead of being lost.
 ///
-/// The reading happens on a thread of its own (see the module notes); this future only waits
-/// for `stop` and then ends that thread.
-pub async fn run(
+/// An error means the thread could not start: the relay cannot work without it.
+pub fn spawn(
     socket: UdpSocket,
     pool: Arc<Pool>,
     stats: Arc<Stats>,
     spool: Option<Arc<Spool>>,
-    stop: smol::channel::Receiver<()>,
-) {
+) -> io::Result<Receiving> {
     let socket = Arc::new(socket);
     let stopping = Arc::new(AtomicBool::new(false));
     let (done, finished) = smol::channel::bounded::<()>(1);
-    let receiver = {
+    let thread = {
         let (socket, stopping) = (socket.clone(), stopping.clone());
         std::thread::Builder::new()
             .name("receiver".into())
             .spawn(move || {
                 receive(&socket, &pool, &stats, spool.as_deref(), &stopping);
                 drop(done);
-            })
+            })?
     };
-    let receiver = match receiver {
-        Ok(receiver) => receiver,
-        Err(err) => {
-            log::error!("Cannot start the UDP receiver thread: {err}");
-            return;
-        }
-    };
-    smol::future::or(
-        async {
-            let _ = stop.recv().await;
-        },
-        async {
-            let _ = finished.recv().await;
-        },
-    )
-    .await;
-    stopping.store(true, Ordering::SeqCst);
-    // Wakes the thread blocked in recv (which then returns 0 bytes). Linux does this for a UDP
-    // socket even though it reports ENOTCONN for an unconnected one.
-    // SAFETY: the socket is open: `socket` holds it.
-    unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
-    let _ = finished.recv().await;
-    let _ = receiver.join();
+    Ok(Receiving {
+        socket,
+        stopping,
+        finished,
+        thread,
+    })
+}
+
+impl Receiving {
+    /// Completes when the thread ends by itself, which only a panic makes it do.
+    pub async fn ended(&self) {
+        let _ = self.finished.recv().await;
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the thread blocked in recv (which then returns 0 bytes). Linux does this for a
+        // UDP socket even though it reports ENOTCONN for an unconnected one.
+        // SAFETY: the socket is open: `self.socket` holds it.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RD) };
+        let _ = self.thread.join();
+    }
 }
 
 /// The longest pause between two reads while datagrams keep coming.
@@ -207,13 +179,14 @@ fn receive(
         stats,
         spool,
         spilled: Spilled::new(),
-        rejected_log: Throttled::new(),
+        rejected_log: [Throttled::new(), Throttled::new(), Throttled::new()],
         spillover_log: Throttled::new(),
         error_log: Throttled::new(),
     };
     let mut reader = DatagramReader::new();
     let mut previous: Option<Instant> = None;
     loop {
+        receiver.flush_warnings_when_idle(socket);
         let bytes = receiver.read(socket, &mut reader, true);
         if stopping.load(Ordering::SeqCst) {
             return;
@@ -246,6 +219,7 @@ fn receive(
                     break;
                 }
             }
+            receiver.flush_due_warnings();
             if bytes == 0 {
                 previous = Some(Instant::now());
                 break;
@@ -284,7 +258,8 @@ struct Receiver<'a> {
     stats: &'a Stats,
     spool: Option<&'a Spool>,
     spilled: Spilled,
-    rejected_log: Throttled,
+    /// One per kind of rejection, so a flood of one kind hides no other.
+    rejected_log: [Throttled; 3],
     spillover_log: Throttled,
     error_log: Throttled,
 }
@@ -314,6 +289,10 @@ impl Receiver<'_> {
 
     /// Checks one datagram and stores its segment.
     fn handle(&mut self, datagram: &[u8]) {
+        // The original reads an empty datagram as nothing read: not counted, not logged.
+        if datagram.is_empty() {
+            return;
+        }
         let stats = self.stats;
         Stats::add(&stats.received, 1);
         match datagram::segment_body(datagram) {
@@ -333,33 +312,80 @@ impl Receiver<'_> {
                     (u64::from(pushed.evicted_waiting) - spooled) + u64::from(!pushed.stored);
                 if lost > 0 {
                     Stats::add(&stats.spillover, lost);
-                    self.spillover_log.warn(|| {
-                        format!("Segment dropped ({lost} oldest to make room). Consider increasing memory limit")
+                    // The original's two lines: oldest dropped from a full buffer, or the
+                    // new segment itself dropped; our count only where it says more.
+                    self.spillover_log.warn(|| match (pushed.stored, lost) {
+                        (true, 1) => {
+                            "Segment buffer is full. Dropping oldest segment document.".to_owned()
+                        }
+                        (true, _) => format!(
+                            "Segment buffer is full. Dropping oldest segment document. ({lost} dropped to make room)"
+                        ),
+                        (false, _) => "Segment dropped. Consider increasing memory limit".to_owned(),
                     });
                 }
             }
             Err(rejection) => {
                 Stats::add(&stats.rejected, 1);
-                self.rejected_log
-                    .warn(|| format!("{rejection}: {}", preview(datagram)));
+                let kind = match rejection {
+                    datagram::Rejection::InvalidHeader => 0,
+                    datagram::Rejection::MissingBody => 1,
+                    _ => 2,
+                };
+                self.rejected_log[kind].warn(|| rejection.warning(datagram));
             }
+        }
+    }
+
+    fn throttles(&mut self) -> impl Iterator<Item = &mut Throttled> {
+        self.rejected_log
+            .iter_mut()
+            .chain([&mut self.spillover_log, &mut self.error_log])
+    }
+
+    /// Logs the warnings held back whose second is over.
+    fn flush_due_warnings(&mut self) {
+        let now = Instant::now();
+        for throttle in self.throttles() {
+            throttle.flush_due(now);
+        }
+    }
+
+    /// Before a read that may block for good: while warnings are held back, waits for a
+    /// datagram only until they are due, and logs them if none came, so the end of a burst
+    /// is logged when the traffic stops.
+    fn flush_warnings_when_idle(&mut self, socket: &UdpSocket) {
+        while let Some(due) = self.throttles().filter_map(|t| t.due()).min() {
+            let wait = due.saturating_duration_since(Instant::now());
+            if !wait.is_zero() && readable_within(socket, wait) {
+                return;
+            }
+            self.flush_due_warnings();
         }
     }
 }
 
-/// The start of a bad datagram, printable, for the log: enough to recognise the sender's
-/// mistake, never a whole segment.
-fn preview(datagram: &[u8]) -> String {
-    const MAX: usize = 80;
-    let head = &datagram[..datagram.len().min(MAX)];
-    let mut text: String = String::from_utf8_lossy(head)
-        .chars()
-        .map(|c| if c.is_control() { '.' } else { c })
-        .collect();
-    if datagram.len() > MAX {
-        text.push_str(&format!("... ({} bytes)", datagram.len()));
+impl Drop for Receiver<'_> {
+    /// The receiver stops: what is held back is logged now.
+    fn drop(&mut self) {
+        for throttle in self.throttles() {
+            throttle.flush();
+        }
     }
-    text
+}
+
+/// Waits up to `wait` for `socket` to have something to read (or to be shut down).
+fn readable_within(socket: &UdpSocket, wait: Duration) -> bool {
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Rounded up: a wait cut to 0 ms would spin until the warnings are due.
+    let millis = libc::c_int::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `poll` is one valid pollfd for an open socket, and the count says one.
+    let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+    ready > 0
 }
 
 #[cfg(test)]
@@ -400,24 +426,13 @@ mod tests {
     }
 
     #[test]
-    fn preview_is_short_and_printable() {
-        assert_eq!(preview(b"abc\x00\ndef"), "abc..def");
-        let long = vec![b'a'; 1000];
-        assert!(preview(&long).ends_with("... (1000 bytes)"));
-    }
-
-    #[test]
     fn receives_valid_segments_and_counts_the_rest() {
         let (socket, granted) = bind("127.0.0.1:0").unwrap();
         assert!(granted > 0);
         let address = socket.local_addr().unwrap();
         let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
         let stats = Arc::new(Stats::default());
-        let (stop_tx, stop_rx) = smol::channel::bounded(1);
-        let receiver = {
-            let (pool, stats) = (pool.clone(), stats.clone());
-            std::thread::spawn(move || smol::block_on(run(socket, pool, stats, None, stop_rx)))
-        };
+        let receiver = spawn(socket, pool.clone(), stats.clone(), None).unwrap();
 
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let header = "{\"format\":\"json\",\"version\":1}\n";
@@ -433,33 +448,34 @@ mod tests {
             Vec::new(),
             vec![0xff; 300],
             big.clone().into_bytes(),
-            format!("{header}{{not json").into_bytes(),
+            // After a valid header any body is kept, as the original keeps it: X-Ray judges.
+            format!("{header}{{not json\t\u{0}").into_bytes(),
+            [format!("{header}{{\"name\":\"caf").as_bytes(), b"\xe9\"}"].concat(),
             format!("{header}{{\"id\":\"3\"}}").into_bytes(),
         ];
         for d in &datagrams {
             sender.send_to(d, address).unwrap();
         }
+        // The empty datagram is not counted, as in the original.
+        let counted = datagrams.len() as u64 - 1;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while stats.snapshot().received < datagrams.len() as u64 && Instant::now() < deadline {
+        while stats.snapshot().received < counted && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        stop_tx.try_send(()).unwrap();
-        receiver.join().unwrap();
+        receiver.stop();
 
         let counts = stats.snapshot();
-        assert_eq!(counts.received, 9);
-        assert_eq!(counts.rejected, 5);
+        assert_eq!(counts.received, counted);
+        assert_eq!(counts.rejected, 3);
         pool.close();
         let mut batch = Batch::new();
         assert!(pool.take_batch(&mut batch));
-        let ids: Vec<String> = batch
-            .documents()
-            .map(|d| crate::batch::segment_ids(d).id.unwrap())
+        let kept: Vec<&[u8]> = batch.documents().collect();
+        let expected: Vec<&[u8]> = [0, 2, 6, 7, 8, 9]
+            .iter()
+            .map(|&i| &datagrams[i][header.len()..])
             .collect();
-        assert_eq!(ids, ["1", "2", "big", "3"]);
-        assert_eq!(
-            batch.documents().nth(2).unwrap().len(),
-            big.len() - header.len()
-        );
+        assert_eq!(kept, expected);
+        assert_eq!(kept[2].len(), big.len() - header.len());
     }
 }

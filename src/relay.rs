@@ -22,8 +22,12 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// After the drain deadline, how long uploaders get to spool what they hold.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
-/// How long shutdown waits for the last telemetry record.
+/// How long shutdown waits for the last telemetry record (within [`SHUTDOWN_BOUND`]).
 const LAST_TELEMETRY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Shutdown ends this long after the signal at the latest, whatever hangs: the drain, the
+/// grace, then the replayer and the last telemetry record, sharing the rest.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(9);
 
 /// `/healthz` says 503 from this buffer fill ratio on.
 pub const NEARLY_FULL: f64 = 0.95;
@@ -69,10 +73,23 @@ pub fn run(
     signals: smol::channel::Receiver<Signal>,
 ) -> Result<(), StartError> {
     let (relay, socket) = start(settings, pool_bytes, output)?;
-    log::info!("Listening on UDP {}", settings.udp_address);
-    receive_until_signal(&relay, socket, signals);
-    shut_down(relay);
-    Ok(())
+    let receiving = receive::spawn(
+        socket,
+        relay.pool.clone(),
+        relay.stats.clone(),
+        relay.spool.clone(),
+    )
+    .map_err(|err| StartError(format!("cannot start the UDP receiver thread: {err}")))?;
+    let signalled = wait_for_signal(&receiving, signals);
+    // Every shutdown deadline counts from here.
+    let began = Instant::now();
+    receiving.stop();
+    shut_down(relay, began);
+    if signalled {
+        Ok(())
+    } else {
+        Err(StartError("the UDP receiver thread stopped".into()))
+    }
 }
 
 /// The parts of a started relay that shutdown stops, in [`shut_down`]'s order.
@@ -106,14 +123,20 @@ fn start(
     });
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
-    log::info!(
-        "{} segment buffers allocated ({} bytes shared by segments of any size up to 64 KB)",
-        fill.capacity_segments,
+    log::info!("{} segment buffers allocated", fill.capacity_segments);
+    log::debug!(
+        "The segment buffers are {} bytes shared by segments of any size up to 64 KB",
         fill.capacity_bytes
+    );
+    log::debug!(
+        "Batch size: {}",
+        crate::pool::BATCH_SIZE.min(fill.capacity_segments)
     );
 
     let (socket, granted) =
         receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
+    // The original's line and level, with the address as given.
+    log::debug!("Listening on UDP {}", settings.udp_address);
     let listener = proxy::bind(&settings.tcp_address).map_err(|err| {
         StartError(format!(
             "Unable to start http proxy server: {}: {err}",
@@ -184,7 +207,7 @@ fn start(
         None => None,
     };
 
-    let proxy_address = listener.address();
+    let listener_address = listener.address();
     let proxy = proxy::spawn(
         listener,
         proxy::Proxy {
@@ -196,10 +219,16 @@ fn start(
             },
             stats: stats.clone(),
             pool: pool.clone(),
+            sampling_only: settings.proxy_sampling_only,
         },
     )
     .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
-    log::info!("Starting proxy http server on {proxy_address}");
+    // The address as given, as the original prints it (the bound one may differ: port 0).
+    log::info!("Starting proxy http server on {}", settings.tcp_address);
+    log::debug!("The proxy listens on {}", listener_address);
+    if settings.proxy_sampling_only {
+        log::info!("The proxy forwards the sampling APIs only (Proxy.SamplingOnly)");
+    }
     let started = Started {
         stats,
         pool,
@@ -213,36 +242,40 @@ fn start(
     Ok((started, socket))
 }
 
-/// Reads datagrams from `socket` into the pool until a signal arrives.
-fn receive_until_signal(
-    relay: &Started,
-    socket: UdpSocket,
+/// Waits for a termination signal, or for the receiving thread to end by itself (a panic).
+/// Returns `true` for a signal.
+fn wait_for_signal(
+    receiving: &receive::Receiving,
     signals: smol::channel::Receiver<Signal>,
-) {
-    let (stop_receiving, receiving_stopped) = smol::channel::bounded(1);
-    smol::block_on(async {
-        let receiver = smol::spawn(receive::run(
-            socket,
-            relay.pool.clone(),
-            relay.stats.clone(),
-            relay.spool.clone(),
-            receiving_stopped,
-        ));
-        if let Ok(signal) = signals.recv().await {
+) -> bool {
+    let signal = smol::block_on(smol::future::or(
+        async { signals.recv().await.ok() },
+        async {
+            receiving.ended().await;
+            None
+        },
+    ));
+    match signal {
+        Some(signal) => {
             log::debug!(
                 "Shutdown Initiated. Current epoch in nanoseconds: {}",
                 epoch_nanos()
             );
             log::info!("Got shutdown signal: {}", signal.name());
+            true
         }
-        let _ = stop_receiving.send(()).await;
-        receiver.await;
-    });
+        None => {
+            log::error!("The UDP receiver stopped unexpectedly; shutting down");
+            false
+        }
+    }
 }
 
 /// Stops the proxy, drains the uploaders, stops the replayer and sends the last telemetry
-/// record, each with its deadline.
-fn shut_down(relay: Started) {
+/// record, all within [`SHUTDOWN_BOUND`] of `began` (the signal): a call that hangs (an
+/// endpoint that never answers, a `credential_process` that never exits) is left behind, and
+/// what it carried is in the spool or counted as lost.
+fn shut_down(relay: Started, began: Instant) {
     let Started {
         stats,
         pool,
@@ -255,32 +288,41 @@ fn shut_down(relay: Started) {
     } = relay;
     proxy.stop();
 
-    drain(&pool, &mut uploaders, &courier);
-    if let (Some(spool), Some(replayer_finished)) = (&spool, replayer_finished) {
+    drain(&pool, &mut uploaders, &courier, began);
+    // The replayer and the last telemetry record share what is left of the bound.
+    if let Some(spool) = &spool {
         spool.stop();
+    }
+    if let Some((stop, _)) = &telemetry {
+        let _ = stop.send(());
+    }
+    let end = began + SHUTDOWN_BOUND;
+    if let Some(replayer_finished) = replayer_finished {
         // A replay request in flight may take its whole timeout; its file stays on disk and
         // is replayed at the next start, so there is no reason to wait for it.
-        if replayer_finished.recv_timeout(ABANDON_GRACE).is_err() {
+        if replayer_finished.recv_timeout(left_until(end)).is_err() {
             log::info!("The spool replayer was still sending; its file stays for the next start");
         }
     }
-    if let Some((stop, finished)) = telemetry {
-        let _ = stop.send(());
+    if let Some((_, finished)) = telemetry {
         // The last record is worth a moment, not a hung shutdown when X-Ray is unreachable.
-        if finished.recv_timeout(LAST_TELEMETRY_DEADLINE).is_err() {
-            log::warn!(
-                "The last telemetry record was not sent within {} s",
-                LAST_TELEMETRY_DEADLINE.as_secs()
-            );
+        let deadline = end.min(Instant::now() + LAST_TELEMETRY_DEADLINE);
+        if finished.recv_timeout(left_until(deadline)).is_err() {
+            log::warn!("The last telemetry record was not sent before the shutdown deadline");
         }
     }
     let counts = stats.snapshot();
     log::debug!(
-        "Trace segment: received: {}, rejected: {}, spillover: {}, sent: {}",
+        "Trace segment: received: {}, truncated: {}, processed: {}",
         counts.received,
-        counts.rejected,
         counts.spillover,
         counts.sent
+    );
+    log::debug!(
+        "Trace segment: rejected: {}, dropped: {}, spooled: {}",
+        counts.rejected,
+        counts.dropped,
+        counts.spooled
     );
     log::debug!(
         "Shutdown finished. Current epoch in nanoseconds: {}",
@@ -288,11 +330,15 @@ fn shut_down(relay: Started) {
     );
 }
 
-/// Uploads what is buffered until [`DRAIN_DEADLINE`]; then stops retries and keeps whatever
-/// is left in the spool (or counts it as lost).
-fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
+fn left_until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Uploads what is buffered until [`DRAIN_DEADLINE`] after `began`; then stops retries and
+/// keeps whatever is left in the spool (or counts it as lost).
+fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier, began: Instant) {
     pool.close();
-    let drained = uploaders.wait_until(Instant::now() + DRAIN_DEADLINE);
+    let drained = uploaders.wait_until(began + DRAIN_DEADLINE);
     // From here on nothing retries: the replayer, too, stops at its next failure.
     pool.abandon();
     if !drained {
@@ -300,32 +346,14 @@ fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
             "Shutdown deadline of {} s passed with uploads still failing",
             DRAIN_DEADLINE.as_secs()
         );
-        uploaders.wait_until(Instant::now() + ABANDON_GRACE);
+        uploaders.wait_until(began + DRAIN_DEADLINE + ABANDON_GRACE);
     }
-    // Waiting segments, and those of uploaders still stuck in a request: X-Ray has not
-    // acknowledged them, so keep them (a stuck request that succeeds later makes a duplicate,
-    // which X-Ray ignores).
+    // Waiting segments, and those of uploaders still stuck in a request (even where the pool
+    // reused their slots): X-Ray has not acknowledged them, so keep them. A stuck request
+    // that succeeds later makes a duplicate, which X-Ray ignores.
     let mut left = Spilled::new();
-    if pool.take_all_unacknowledged(&mut left) > 0 {
-        match &courier.spool {
-            Some(spool) => {
-                let appended = spool.append(left.documents());
-                Stats::add(&courier.stats.spooled, appended.written);
-                Stats::add(&courier.stats.dropped, appended.lost);
-                log::warn!(
-                    "Spooled {} segments not uploaded before shutdown",
-                    appended.written
-                );
-            }
-            None => {
-                Stats::add(&courier.stats.dropped, left.len() as u64);
-                log::error!(
-                    "{} segments were not uploaded before shutdown (configure --spool-dir to keep them)",
-                    left.len()
-                );
-            }
-        }
-    }
+    pool.take_all_unacknowledged(&mut left);
+    courier.keep_for_later(left.documents(), left.len(), "not uploaded before shutdown");
 }
 
 fn epoch_nanos() -> u128 {

@@ -10,11 +10,14 @@
 //! | HTTP 5xx, HTTP 429 | retry |
 //! | `ThrottledException`, `ThrottlingException` at any status | retry |
 //! | 403 `ExpiredToken…` or "Signature expired" (clock jump, credentials being refreshed) | retry |
+//! | 403 "Signature not yet current", `RequestTimeTooSkewed`, `RequestExpired` (clock off) | retry, logged once with the skew |
 //! | credentials not available yet | retry (they may appear: a profile written later, a metadata service back) |
 //! | any other 4xx (400 `InvalidRequestException`, 403 `AccessDenied…`, 413) | drop, log the reason |
 
 use crate::aws::BackendError;
-use std::time::Duration;
+use crate::aws::timestamp::parse_rfc3339;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// What to do with a batch after a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,22 +34,99 @@ pub fn verdict(error: &BackendError) -> Verdict {
         BackendError::Transport { .. } | BackendError::Credentials(_) => Verdict::Retry,
         BackendError::Signing(_) => Verdict::Drop,
         BackendError::Http {
-            status,
-            error_type,
-            message,
+            status, error_type, ..
         } => {
             let kind = error_type.as_deref().unwrap_or("");
             let overloaded = *status >= 500 || *status == 429 || is_throttling(kind);
-            // A clock that jumped or credentials being renewed: the next try signs afresh.
-            let stale_signature = *status == 403
-                && (kind.starts_with("ExpiredToken") || message.contains("Signature expired"));
-            if overloaded || stale_signature {
+            // Credentials being renewed: the next try signs afresh.
+            let stale_token = *status == 403 && kind.starts_with("ExpiredToken");
+            if overloaded || stale_token || clock_skew(error).is_some() {
                 Verdict::Retry
             } else {
                 Verdict::Drop
             }
         }
     }
+}
+
+/// X-Ray refused a signature because the relay's clock and X-Ray's disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSkew {
+    /// The relay's clock minus X-Ray's, in seconds, when X-Ray's message says (it gives both
+    /// times in "Signature expired" and "Signature not yet current").
+    pub seconds: Option<i64>,
+}
+
+/// The clock skew `error` reports, if it is one: a jump of the host's clock, or a clock
+/// that drifted. The next try, signed afresh, succeeds once the clock is right again.
+pub fn clock_skew(error: &BackendError) -> Option<ClockSkew> {
+    let BackendError::Http {
+        status,
+        error_type,
+        message,
+    } = error
+    else {
+        return None;
+    };
+    let kind = error_type.as_deref().unwrap_or("");
+    let skewed = matches!(kind, "RequestTimeTooSkewed" | "RequestExpired")
+        || message.contains("Signature expired")
+        || message.contains("Signature not yet current");
+    (skewed && (400..500).contains(status)).then(|| ClockSkew {
+        seconds: reported_skew(message),
+    })
+}
+
+/// `Signature expired: 20161124T060706Z is now earlier than 20161124T061206Z
+/// (20161124T061706Z - 5 min.)`: the first time is the request's, the one in parentheses
+/// X-Ray's.
+fn reported_skew(message: &str) -> Option<i64> {
+    let seconds = |word: &str| -> Option<i64> {
+        let t = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        if t.len() != 16 {
+            return None;
+        }
+        let text = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            t.get(0..4)?,
+            t.get(4..6)?,
+            t.get(6..8)?,
+            t.get(9..11)?,
+            t.get(11..13)?,
+            t.get(13..15)?
+        );
+        let time = parse_rfc3339(&text).ok()?;
+        let since = time.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+        i64::try_from(since.as_secs()).ok()
+    };
+    let (_, rest) = message.split_once(':')?;
+    let request = seconds(rest.split_whitespace().next()?)?;
+    let (_, server) = rest.split_once('(')?;
+    let server = seconds(server.split_whitespace().next()?)?;
+    Some(request - server)
+}
+
+/// Set while the clock is known to be off, so that it is said once, not per batch.
+static SKEW_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Logs a clock skew once (until [`clock_agrees`]), with the skew X-Ray reports.
+pub fn report_clock_skew(skew: ClockSkew, error: &BackendError) {
+    if SKEW_REPORTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let by = match skew.seconds {
+        Some(s) if s >= 0 => format!("{s} s ahead of X-Ray's"),
+        Some(s) => format!("{} s behind X-Ray's", -s),
+        None => "off (X-Ray did not say by how much)".to_owned(),
+    };
+    log::warn!(
+        "X-Ray refused the signature because this host's clock is {by}; retrying until it agrees (fix the clock: NTP, chrony): {error}"
+    );
+}
+
+/// X-Ray accepted a signature: a later skew is news again.
+pub fn clock_agrees() {
+    SKEW_REPORTED.store(false, Ordering::Relaxed);
 }
 
 /// `true` for X-Ray's throttling error codes (it uses both spellings).
@@ -183,6 +263,42 @@ mod tests {
         ] {
             assert_eq!(verdict(&error), Verdict::Retry, "{error}");
         }
+    }
+
+    #[test]
+    fn a_clock_off_either_way_is_retried_with_the_skew_x_ray_reports() {
+        let ahead = http(
+            403,
+            Some("InvalidSignatureException"),
+            "Signature not yet current: 20261204T171000Z is still later than 20261204T170500Z (20261204T170000Z + 5 min.)",
+        );
+        assert_eq!(verdict(&ahead), Verdict::Retry);
+        assert_eq!(clock_skew(&ahead), Some(ClockSkew { seconds: Some(600) }));
+        let behind = http(
+            403,
+            Some("InvalidSignatureException"),
+            "Signature expired: 20161124T060706Z is now earlier than 20161124T061206Z (20161124T061706Z - 5 min.)",
+        );
+        assert_eq!(
+            clock_skew(&behind),
+            Some(ClockSkew {
+                seconds: Some(-600)
+            })
+        );
+        let skewed = http(
+            403,
+            Some("RequestTimeTooSkewed"),
+            "The difference between the request time and the current time is too large.",
+        );
+        assert_eq!(verdict(&skewed), Verdict::Retry);
+        assert_eq!(clock_skew(&skewed), Some(ClockSkew { seconds: None }));
+        // Odd text in place of the times: still a skew, just without a figure.
+        let odd = http(403, None, "Signature expired: soon (later)");
+        assert_eq!(clock_skew(&odd), Some(ClockSkew { seconds: None }));
+        assert_eq!(
+            clock_skew(&http(403, Some("AccessDeniedException"), "no")),
+            None
+        );
     }
 
     #[test]

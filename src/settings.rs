@@ -20,6 +20,9 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// The least buffer memory the relay runs with, in MB.
 pub const MIN_BUFFER_MEMORY_MB: u64 = 3;
 
+/// The most buffer memory the relay runs with, in MB: what the pool's 32-bit offsets address.
+pub const MAX_BUFFER_MEMORY_MB: u64 = crate::pool::MAX_POOL_MB;
+
 /// Where the host's memory size is read from.
 pub const MEMINFO_PATH: &str = "/proc/meminfo";
 
@@ -72,6 +75,8 @@ pub struct Settings {
     pub spool_max_mb: u64,
     /// `/healthz` says 503 once uploads have failed this long (`Health.FailAfterSeconds`).
     pub health_fail_after: Duration,
+    /// The TCP proxy forwards only the sampling APIs (`Proxy.SamplingOnly`).
+    pub proxy_sampling_only: bool,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -236,6 +241,7 @@ impl Settings {
                 .filter(|&mb| mb > 0)
                 .unwrap_or(config.spool_max_mb),
             health_fail_after: Duration::from_secs(config.health_fail_after_seconds),
+            proxy_sampling_only: config.proxy_sampling_only,
             config_file,
         }
     }
@@ -268,6 +274,10 @@ pub enum BufferMemoryError {
     HostMemoryUnknown(String),
     /// Less than [`MIN_BUFFER_MEMORY_MB`].
     TooSmall,
+    /// More than [`MAX_BUFFER_MEMORY_MB`]: the MB asked for.
+    TooLarge(u64),
+    /// More than the host (or its container) has: the MB asked for and the MB usable.
+    MoreThanHost(u64, u64),
 }
 
 impl fmt::Display for BufferMemoryError {
@@ -277,6 +287,14 @@ impl fmt::Display for BufferMemoryError {
             BufferMemoryError::TooSmall => write!(
                 f,
                 "Not enough Buffers Memory Allocated. Min Buffers Memory required: {MIN_BUFFER_MEMORY_MB} MB."
+            ),
+            BufferMemoryError::TooLarge(requested) => write!(
+                f,
+                "Buffer memory of {requested} MB (-m / --buffer-memory, cfg TotalBufferSizeMB) is more than the {MAX_BUFFER_MEMORY_MB} MB the segment pool can address"
+            ),
+            BufferMemoryError::MoreThanHost(requested, usable) => write!(
+                f,
+                "Buffer memory of {requested} MB (-m / --buffer-memory, cfg TotalBufferSizeMB) is more than the {usable} MB of memory this host (or its container) has"
             ),
         }
     }
@@ -346,12 +364,25 @@ fn parse_meminfo_value(value: &str) -> Option<u64> {
 
 /// The original's `evaluateBufferMemory`: a size asked for is used as is; 0 means 1 % of the
 /// usable memory, rounded down to whole MB; and either way at least [`MIN_BUFFER_MEMORY_MB`].
-/// `host` is called only when needed.
+///
+/// On top of the original, which takes any size and then fails to allocate it or wraps its
+/// arithmetic: a size asked for must be at most [`MAX_BUFFER_MEMORY_MB`] and, when the host's
+/// memory can be read, at most that.
 pub fn evaluate_buffer_memory(
     requested_mb: u64,
     host: impl FnOnce() -> Result<HostMemory, BufferMemoryError>,
 ) -> Result<u64, BufferMemoryError> {
     let megabytes = if requested_mb > 0 {
+        if requested_mb > MAX_BUFFER_MEMORY_MB {
+            return Err(BufferMemoryError::TooLarge(requested_mb));
+        }
+        // Unknown host memory is no reason to refuse a size the original would take.
+        if let Ok(host) = host() {
+            let usable_mb = host.usable_bytes() / (1024 * 1024);
+            if requested_mb > usable_mb {
+                return Err(BufferMemoryError::MoreThanHost(requested_mb, usable_mb));
+            }
+        }
         requested_mb
     } else {
         host()?.usable_bytes() / (100 * 1024 * 1024)
@@ -420,6 +451,7 @@ mod tests {
             spool_dir: None,
             spool_max_mb: 100,
             health_fail_after: Duration::from_secs(60),
+            proxy_sampling_only: false,
             config_file: None,
         }
     }
@@ -446,6 +478,8 @@ Spool:
   MaxMB: 50
 Health:
   FailAfterSeconds: 90
+Proxy:
+  SamplingOnly: true
 Version: 2
 "#;
 
@@ -478,6 +512,7 @@ Version: 2
             spool_dir: Some("/var/spool/cfg".into()),
             spool_max_mb: 50,
             health_fail_after: Duration::from_secs(90),
+            proxy_sampling_only: true,
             config_file: Some(file.clone()),
         };
         // Found at a default location, or named with -c: the same settings.
@@ -540,6 +575,7 @@ Version: 2
             no_verify_ssl: true,
             unknown_log_level: None,
             health_fail_after: Duration::from_secs(90),
+            proxy_sampling_only: true,
             config_file: Some(file),
         };
         assert_eq!(given, expected);
@@ -750,9 +786,10 @@ Version: 2
             evaluate_buffer_memory(0, host(300 * 1024 * 1024 - 1, None)),
             Err(BufferMemoryError::TooSmall)
         );
-        // A size asked for is used as is, without looking at the host.
-        let unused = || -> Result<HostMemory, BufferMemoryError> { panic!("host memory read") };
-        assert_eq!(evaluate_buffer_memory(20, unused), Ok(20));
+        // A size asked for is used as is, within what the host has (when that is known).
+        assert_eq!(evaluate_buffer_memory(20, host(16 * gib, None)), Ok(20));
+        let unknown = || Err(BufferMemoryError::HostMemoryUnknown("no /proc".into()));
+        assert_eq!(evaluate_buffer_memory(20, unknown), Ok(20));
         assert_eq!(
             evaluate_buffer_memory(2, host(16 * gib, None)),
             Err(BufferMemoryError::TooSmall)
@@ -766,6 +803,39 @@ Version: 2
             evaluate_buffer_memory(0, failing),
             Err(BufferMemoryError::HostMemoryUnknown("no /proc".into()))
         );
+    }
+
+    #[test]
+    fn buffer_memory_beyond_the_pool_or_the_host_is_refused_naming_the_flag() {
+        let host = |total_bytes: u64| {
+            move || {
+                Ok(HostMemory {
+                    total_bytes,
+                    cgroup_limit_bytes: None,
+                })
+            }
+        };
+        let tib = 1024 * 1024 * 1024 * 1024;
+        assert_eq!(
+            evaluate_buffer_memory(MAX_BUFFER_MEMORY_MB, host(tib)),
+            Ok(MAX_BUFFER_MEMORY_MB)
+        );
+        // Refused before the host is even looked at.
+        let unused = || -> Result<HostMemory, BufferMemoryError> { panic!("host memory read") };
+        for requested in [MAX_BUFFER_MEMORY_MB + 1, 5000, 100_000_000, u64::MAX] {
+            let error = evaluate_buffer_memory(requested, unused).unwrap_err();
+            assert_eq!(error, BufferMemoryError::TooLarge(requested));
+            let text = error.to_string();
+            assert!(
+                text.contains("-m") && text.contains("TotalBufferSizeMB"),
+                "{text}"
+            );
+            assert!(text.contains(&format!("{requested} MB")), "{text}");
+        }
+        let error = evaluate_buffer_memory(2048, host(1024 * 1024 * 1024)).unwrap_err();
+        assert_eq!(error, BufferMemoryError::MoreThanHost(2048, 1024));
+        assert!(error.to_string().contains("-m"), "{error}");
+        assert!(error.to_string().contains("1024 MB of memory"), "{error}");
     }
 
     #[test]

@@ -1,8 +1,14 @@
-//! Shutdown on SIGTERM or SIGINT: a dedicated thread waits for the signal and tells the rest.
+//! Signals: shutdown on SIGTERM or SIGINT, log file reopening on SIGHUP or SIGUSR1, and an
+//! immediate exit on SIGQUIT. A dedicated thread waits for them and tells the rest.
 //!
 //! The signals are blocked in every thread (the mask is inherited, so this must run before any
 //! other thread starts) and taken synchronously with `sigwait`: no handler runs in the middle
 //! of other code, and nothing async is needed.
+//!
+//! The original (a Go program that catches only SIGINT and SIGTERM) ignores SIGUSR1, dies on
+//! SIGHUP and, on SIGQUIT, prints `SIGQUIT: quit` with a goroutine dump to stderr and exits 2
+//! at once. logrotate set-ups send SIGHUP or SIGUSR1 after moving the file away, so the relay
+//! takes either as "reopen the log file" and goes on; SIGQUIT ends it as the original's does.
 
 use std::io;
 
@@ -30,16 +36,27 @@ fn termination_set() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
+        for signal in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGQUIT,
+        ] {
+            libc::sigaddset(&mut set, signal);
+        }
         set
     }
 }
 
-/// Blocks SIGTERM and SIGINT in this thread and starts a thread that waits for them.
+/// Exit status on SIGQUIT: Go's runtime exits 2 after its dump, and so did the original.
+pub const SIGQUIT_EXIT_STATUS: i32 = 2;
+
+/// Blocks the handled signals in this thread and starts a thread that waits for them.
 ///
 /// Call it first thing in `main`, before any thread is spawned. The returned channel yields the
-/// first signal received.
+/// first termination signal received; SIGHUP and SIGUSR1 reopen the log file
+/// ([`logging::reopen_on_signal`](crate::logging::reopen_on_signal)) and SIGQUIT exits at once.
 pub fn listen() -> io::Result<smol::channel::Receiver<Signal>> {
     let set = termination_set();
     // SAFETY: set is initialised; a null old-mask pointer is allowed.
@@ -58,6 +75,15 @@ pub fn listen() -> io::Result<smol::channel::Receiver<Signal>> {
                 let signal = match (rc, received) {
                     (0, libc::SIGTERM) => Signal::Terminate,
                     (0, libc::SIGINT) => Signal::Interrupt,
+                    (0, libc::SIGHUP) => {
+                        crate::logging::reopen_on_signal("hangup");
+                        continue;
+                    }
+                    (0, libc::SIGUSR1) => {
+                        crate::logging::reopen_on_signal("user defined signal 1");
+                        continue;
+                    }
+                    (0, libc::SIGQUIT) => quit(),
                     _ => continue,
                 };
                 // Later signals during shutdown change nothing: the first one is in the channel.
@@ -65,6 +91,16 @@ pub fn listen() -> io::Result<smol::channel::Receiver<Signal>> {
             }
         })?;
     Ok(rx)
+}
+
+/// SIGQUIT: exits with the original's status and first stderr line, without draining: the
+/// original's segments in memory are lost on SIGQUIT too.
+fn quit() -> ! {
+    log::error!(
+        "Got signal quit: exiting at once with status {SIGQUIT_EXIT_STATUS}, as the original daemon does; buffered segments are not uploaded"
+    );
+    eprintln!("SIGQUIT: quit");
+    std::process::exit(SIGQUIT_EXIT_STATUS)
 }
 
 #[cfg(test)]

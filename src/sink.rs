@@ -58,6 +58,13 @@ impl<P: PostJson> Destination for XRaySegments<P> {
 }
 
 /// Writes each document as one line of JSON to a file or to standard output.
+///
+/// A document that is a JSON object (every segment an SDK sends) is written as it is, its
+/// newlines made spaces. Anything else that came after a valid header (the relay keeps such
+/// bodies, as the original does, for X-Ray to judge) is written as a JSON string holding the
+/// document as X-Ray would receive it (bytes that are not UTF-8 replaced, see
+/// [`batch::push_json_string`]), so every line stays valid JSON and a reader tells the two
+/// apart by the line's first character.
 pub struct LocalSink {
     out: Mutex<Box<dyn Write + Send>>,
     name: String,
@@ -80,18 +87,30 @@ impl LocalSink {
     fn write_batch(&self, batch: &Batch, line: &mut Vec<u8>) -> io::Result<()> {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         for document in batch.documents() {
-            // Inside a JSON document a raw newline can only be whitespace between tokens, so
-            // replacing it with a space keeps the document and makes it one line.
             line.clear();
-            line.extend(document.iter().map(|&b| match b {
-                b'\n' | b'\r' => b' ',
-                other => other,
-            }));
+            if is_json_object(document) {
+                // Inside a JSON document a raw newline can only be whitespace between tokens,
+                // so replacing it with a space keeps the document and makes it one line.
+                line.extend(document.iter().map(|&b| match b {
+                    b'\n' | b'\r' => b' ',
+                    other => other,
+                }));
+            } else {
+                batch::push_json_string(line, document);
+            }
             line.push(b'\n');
             out.write_all(line)?;
         }
         out.flush()
     }
+}
+
+/// Whether `document` is one JSON object in UTF-8 (serde_json does not check UTF-8 inside
+/// strings it skips, so that is checked first).
+fn is_json_object(document: &[u8]) -> bool {
+    std::str::from_utf8(document).is_ok()
+        && document.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(document).is_ok()
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -191,5 +210,47 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["id"], "1");
         assert_eq!(lines[1]["n"], "a\nb");
+    }
+
+    /// Bodies the relay now keeps as the original does: the sink still writes one valid JSON
+    /// line for each, a string where the document is not a JSON object.
+    #[test]
+    fn local_sink_writes_other_documents_as_json_strings() {
+        let dir = crate::test_support::TempDir::new("sink-other");
+        let path = dir.0.join("segments.jsonl");
+        let sink = LocalSink::open(path.to_str().unwrap()).unwrap();
+        let pool = crate::pool::Pool::with_memory(crate::pool::MIN_POOL_BYTES);
+        let documents: [&[u8]; 6] = [
+            b"{\"name\":\"caf\xe9\"}",
+            b"{\"name\":\"raw\ttab\",\n\"x\":1}",
+            b"{\"id\":\"1\"}\x00",
+            b"[1,2]",
+            b"not json\r\nat all",
+            b" {\"id\":\"ok\"}\n",
+        ];
+        for document in documents {
+            pool.push(document);
+        }
+        pool.close();
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        sink.put_trace_segments(&batch, &mut Vec::new()).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        let lines: Vec<serde_json::Value> = written
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!("{\"name\":\"caf\u{FFFD}\"}"),
+                serde_json::json!("{\"name\":\"raw\ttab\",\n\"x\":1}"),
+                serde_json::json!("{\"id\":\"1\"}\u{0}"),
+                serde_json::json!("[1,2]"),
+                serde_json::json!("not json\r\nat all"),
+                serde_json::json!({"id": "ok"}),
+            ]
+        );
     }
 }

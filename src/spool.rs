@@ -653,4 +653,25 @@ mod tests {
         spool.stop();
         assert_eq!(waiter.join().unwrap(), None);
     }
+
+    /// The relay keeps any body after a valid header (as the original does), so the spool must
+    /// give back any bytes: not UTF-8, NUL, newlines, even its own record marker.
+    #[test]
+    fn any_bytes_come_back_exactly() {
+        let dir = Dir::new("bytes");
+        let spool = Spool::open(&dir.0, 1024 * 1024).unwrap();
+        let docs: Vec<Vec<u8>> = vec![
+            b"{\"name\":\"caf\xe9\"}".to_vec(),
+            b"{\"raw\":\"a\tb\"}\x00".to_vec(),
+            b"XR\x05\x00\x00\x00XRSPOOL1\r\n".to_vec(),
+            (0..=255u8).collect(),
+            b"x".to_vec(),
+        ];
+        let appended = spool.append(docs.iter().map(Vec::as_slice));
+        assert_eq!(appended.written, docs.len() as u64);
+        let file = spool.next_file_to_replay().unwrap();
+        let (read, report) = read_all(&file);
+        assert_eq!(read, docs);
+        assert_eq!((report.corrupt, report.torn_tail), (0, false));
+    }
 }

@@ -72,7 +72,8 @@ impl ErrorClass {
 pub struct Stats {
     /// Datagrams read from the UDP socket, valid or not (the original counts them this way).
     pub received: AtomicU64,
-    /// Datagrams refused (bad header, bad body) plus documents X-Ray reported as unprocessed.
+    /// Datagrams refused (no header, bad header, nothing after it) plus documents X-Ray reported
+    /// as unprocessed.
     pub rejected: AtomicU64,
     /// Segments dropped because the pool was full.
     pub spillover: AtomicU64,
@@ -294,11 +295,13 @@ pub enum Refusal {
     MethodNotAllowed,
     /// 503: every forwarding slot stayed busy.
     Busy,
+    /// 403: not a sampling API, with `Proxy.SamplingOnly` set.
+    NotSampling,
 }
 
 impl Refusal {
     /// All reasons, in index order.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::TooManyConnections,
         Refusal::Timeout,
         Refusal::HeadTooLarge,
@@ -308,6 +311,7 @@ impl Refusal {
         Refusal::BadRequest,
         Refusal::MethodNotAllowed,
         Refusal::Busy,
+        Refusal::NotSampling,
     ];
 
     /// The `reason` label in `/metrics`.
@@ -322,6 +326,7 @@ impl Refusal {
             Refusal::BadRequest => "bad_request",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::Busy => "busy",
+            Refusal::NotSampling => "not_sampling_api",
         }
     }
 }

@@ -86,26 +86,39 @@ impl Courier {
         let mut scratch = Vec::new();
         while self.pool.take_batch(&mut batch) {
             if self.deliver(&mut batch, &mut scratch) == Delivery::Abandoned {
-                self.keep_for_later(&batch);
+                if self.pool.release_abandoned(&batch) {
+                    self.keep_for_later(batch.documents(), batch.len(), "unsent at shutdown");
+                }
+            } else {
+                self.pool.release(&batch);
             }
-            self.pool.release(&batch);
         }
     }
 
-    /// Puts an undeliverable batch in the spool, or counts it as lost when there is none.
-    pub fn keep_for_later(&self, batch: &Batch) {
+    /// Puts documents X-Ray has not acknowledged in the spool, or counts them as lost when
+    /// there is none (or it cannot take them). Every shutdown path keeps documents through
+    /// here. `count` is how many `documents` yields; `what` says which in the log line.
+    pub fn keep_for_later<'a>(
+        &self,
+        documents: impl Iterator<Item = &'a [u8]>,
+        count: usize,
+        what: &str,
+    ) {
+        let count = count as u64;
+        if count == 0 {
+            return;
+        }
         match &self.spool {
             Some(spool) => {
-                let appended = spool.append(batch.documents());
+                let appended = spool.append(documents);
                 Stats::add(&self.stats.spooled, appended.written);
                 Stats::add(&self.stats.dropped, appended.lost);
-                log::warn!("Spooled {} unsent segments at shutdown", appended.written);
+                log::warn!("Spooled {} segments {what}", appended.written);
             }
             None => {
-                Stats::add(&self.stats.dropped, batch.len() as u64);
+                Stats::add(&self.stats.dropped, count);
                 log::error!(
-                    "Dropping {} segments still unsent at the shutdown deadline (no spool configured)",
-                    batch.len()
+                    "Dropping {count} segments {what} (configure --spool-dir to keep them)"
                 );
             }
         }
@@ -125,6 +138,7 @@ impl Courier {
             match result {
                 Ok(unprocessed) => {
                     self.stats.record_success(elapsed);
+                    retry::clock_agrees();
                     let refused = unprocessed.len().min(batch.len());
                     Stats::add(&self.stats.sent, (batch.len() - refused) as u64);
                     if unprocessed.is_empty() {
@@ -159,6 +173,16 @@ impl Courier {
                             .is_some_and(|id| again.contains(&id.as_str()))
                     });
                     self.pool.release_positions(&settled);
+                    // Ids that name no document here cannot be sent again: X-Ray did not take
+                    // the documents they stand for (counted as not sent above), so they are
+                    // rejected, not forgotten.
+                    let unmatched = transient.len().saturating_sub(batch.len());
+                    if unmatched > 0 {
+                        Stats::add(&self.stats.rejected, unmatched as u64);
+                        log::error!(
+                            "{unmatched} segments X-Ray did not process for now name ids that are not in the batch; they cannot be sent again"
+                        );
+                    }
                     if batch.is_empty() {
                         return Delivery::Done;
                     }
@@ -172,6 +196,9 @@ impl Courier {
                 Err(err) => {
                     self.stats.record_failure(&err);
                     self.stats.backend_error(err.class());
+                    if let Some(skew) = retry::clock_skew(&err) {
+                        retry::report_clock_skew(skew, &err);
+                    }
                     if retry::verdict(&err) == Verdict::Drop {
                         Stats::add(&self.stats.dropped, batch.len() as u64);
                         log::error!(
@@ -199,34 +226,73 @@ fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Logs each refused document with its trace id, as the original does.
+/// Logs each refused document with its trace id, in the original's lines: the entry as
+/// X-Ray returned it, printed the way the AWS SDK for Go prints it, then the document at Debug.
 fn log_unprocessed(batch: &Batch, unprocessed: &[Unprocessed]) {
     let ids: Vec<(batch::SegmentIds, &[u8])> = batch
         .documents()
         .map(|d| (batch::segment_ids(d), d))
         .collect();
     for refused in unprocessed {
-        let reason = format!(
-            "{}: {}",
-            refused.error_code.as_deref().unwrap_or("UnknownError"),
-            refused.message.as_deref().unwrap_or("no message")
-        );
+        let entry = go_prettify(refused);
         let Some(id) = refused.id.as_deref() else {
-            log::error!("Unprocessed segment without an id ({reason})");
+            log::debug!("Received nil unprocessed segment id from X-Ray service: {entry}");
+            log::error!(
+                "Unprocessed segment without an id ({}: {})",
+                refused.error_code.as_deref().unwrap_or("UnknownError"),
+                refused.message.as_deref().unwrap_or("no message")
+            );
             continue;
         };
-        match ids.iter().find(|(ids, _)| ids.id.as_deref() == Some(id)) {
-            Some((ids, document)) => {
-                let trace = ids.trace_id.as_deref().unwrap_or("unknown");
-                log::error!("Unprocessed trace {trace}, segment: {id} ({reason})");
-                log::debug!(
-                    "Unprocessed segment {id}: {}",
-                    String::from_utf8_lossy(document)
-                );
-            }
-            None => log::error!("Unprocessed segment: {id} ({reason})"),
+        let found = ids.iter().find(|(ids, _)| ids.id.as_deref() == Some(id));
+        match found.and_then(|(ids, _)| ids.trace_id.as_deref()) {
+            Some(trace) => log::error!("Unprocessed trace {trace}, segment: {entry}"),
+            None => log::error!("Unprocessed segment: {entry}"),
+        }
+        if let Some((_, document)) = found {
+            log::debug!("{}", String::from_utf8_lossy(document));
         }
     }
+}
+
+/// An unprocessed entry as the original prints it (the AWS SDK for Go's `Prettify`): the
+/// fields X-Ray set, one per line, values quoted the Go way.
+fn go_prettify(refused: &Unprocessed) -> String {
+    let fields = [
+        ("ErrorCode", &refused.error_code),
+        ("Id", &refused.id),
+        ("Message", &refused.message),
+    ];
+    let lines: Vec<String> = fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = value.as_deref()?;
+            Some(format!("  {name}: {}", go_quote(value)))
+        })
+        .collect();
+    format!("{{\n{}\n}}", lines.join(",\n"))
+}
+
+/// `s` in double quotes with Go's `%q` escapes for what matters in a log line.
+fn go_quote(s: &str) -> String {
+    let mut quoted = String::with_capacity(s.len() + 2);
+    quoted.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                quoted.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 #[cfg(test)]
@@ -241,6 +307,8 @@ mod tests {
     /// What the fake X-Ray does with one call.
     enum Answer {
         Fail(fn() -> BackendError),
+        /// Accept everything but report this id, which names no document, as throttled.
+        Stranger(&'static str),
         /// Leave documents whose text contains the pattern unprocessed with this code.
         Leave(&'static str, &'static str),
     }
@@ -273,6 +341,17 @@ mod tests {
             let answer = self.script.lock().unwrap().pop_front();
             let (pattern, code) = match answer {
                 Some(Answer::Fail(error)) => return Err(error()),
+                Some(Answer::Stranger(id)) => {
+                    let mut accepted = self.accepted.lock().unwrap();
+                    for d in batch.documents() {
+                        accepted.push(String::from_utf8_lossy(d).into_owned());
+                    }
+                    return Ok(vec![Unprocessed {
+                        id: Some(id.into()),
+                        error_code: Some("ThrottledException".into()),
+                        message: None,
+                    }]);
+                }
                 Some(Answer::Leave(pattern, code)) => (pattern, code),
                 None => ("refuse", "InvalidSegment"),
             };
@@ -418,6 +497,17 @@ mod tests {
     }
 
     #[test]
+    fn throttled_ids_that_name_no_document_are_counted_as_rejected() {
+        let fake = Arc::new(FakeXRay::scripted(vec![Answer::Stranger("nobody")]));
+        let courier = run(fake.clone(), &docs(5));
+        let counts = courier.stats.snapshot();
+        // Five documents in; X-Ray says four went through and one, unknown, did not.
+        assert_eq!((counts.sent, counts.rejected, counts.retried), (4, 1, 0));
+        assert_eq!(*fake.calls.lock().unwrap(), 1);
+        assert_eq!(courier.pool.fill().segments, 0, "every position released");
+    }
+
+    #[test]
     fn shutdown_gives_up_on_a_failing_batch_and_spools_it() {
         let dir = crate::test_support::TempDir::new("upload-spool");
         let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024).unwrap());
@@ -456,5 +546,32 @@ mod tests {
         courier.pool.abandon();
         assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(5)));
         assert_eq!(courier.stats.snapshot().dropped, 3);
+    }
+
+    #[test]
+    fn unprocessed_entries_print_as_the_originals_sdk_prints_them() {
+        let entry = Unprocessed {
+            id: Some("70de5b6f19ff9a0a".into()),
+            error_code: Some("InvalidSegment".into()),
+            message: Some("bad \"end_time\"\tin\nsegment\u{1}".into()),
+        };
+        assert_eq!(
+            go_prettify(&entry),
+            "{\n  ErrorCode: \"InvalidSegment\",\n  Id: \"70de5b6f19ff9a0a\",\n  Message: \"bad \\\"end_time\\\"\\tin\\nsegment\\x01\"\n}"
+        );
+        // Fields X-Ray left out are left out, as nil pointers are by the SDK.
+        let bare = Unprocessed {
+            id: None,
+            error_code: Some("Throttled".into()),
+            message: None,
+        };
+        assert_eq!(go_prettify(&bare), "{\n  ErrorCode: \"Throttled\"\n}");
+        let empty = Unprocessed {
+            id: None,
+            error_code: None,
+            message: None,
+        };
+        assert_eq!(go_prettify(&empty), "{\n\n}");
+        assert_eq!(go_quote("caf\u{e9} \u{85}"), "\"caf\u{e9} \\u0085\"");
     }
 }

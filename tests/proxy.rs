@@ -173,6 +173,97 @@ fn without_credentials_nothing_is_forwarded_unsigned() {
             .contains("credentials")
     );
     assert!(xray.requests().is_empty());
+    // The original's lines for this, at its levels.
+    let (_, log) = relay.stop();
+    assert!(
+        log.contains("[Error] Unable to retrieve credentials: "),
+        "{log}"
+    );
+    assert!(
+        log.contains("[Debug] Received request on HTTP Proxy server : /GetSamplingRules\n"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_credentials_error_goes_to_the_log_and_clients_get_a_generic_text() {
+    let xray = sampling_mock();
+    let dir = support::TempDir::new("credentials-error");
+    let config = dir.path("config");
+    std::fs::write(
+        &config,
+        "[default]\ncredential_process = sh -c 'exit 3' --token=hunter2-secret\n",
+    )
+    .unwrap();
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options.env = vec![("AWS_CONFIG_FILE", config.display().to_string())];
+    let relay = Relay::start(options);
+    let answer = http_post(relay.tcp, "/GetSamplingRules", "{}");
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    let text = answer.text();
+    assert!(
+        !text.contains("hunter2") && !text.contains("exit 3") && !text.contains("process"),
+        "the answer carries the error: {text}"
+    );
+    assert!(text.contains("credentials"), "{text}");
+    let log = relay.wait_for_log("[Error] Unable to retrieve credentials: ", WAIT);
+    assert!(
+        log.contains("hunter2-secret"),
+        "the log has the details:\n{log}"
+    );
+    assert!(xray.requests().is_empty());
+}
+
+#[test]
+fn with_sampling_only_other_apis_are_refused_and_never_signed() {
+    let xray = sampling_mock();
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options.config.push_str("Proxy:\n  SamplingOnly: true\n");
+    let relay = Relay::start(options);
+    let refused = [
+        "/TraceSegments",
+        "/PutEncryptionConfig",
+        "/CreateSamplingRule",
+        "/GetSamplingRules/../TraceSegments",
+    ];
+    for path in refused {
+        let answer = http_post(relay.tcp, path, "{}");
+        assert_eq!(answer.status, 403, "{path}: {}", answer.text());
+        assert_eq!(answer.json()["__type"], "AccessDeniedException", "{path}");
+    }
+    let rules = http_post(relay.tcp, "/GetSamplingRules", "{}");
+    assert_eq!(rules.status, 200, "{}", rules.text());
+    let summaries = http_post(relay.tcp, "/SamplingStatisticSummaries", "{}");
+    assert_eq!(summaries.status, 200, "{}", summaries.text());
+    let targets = http_post(relay.tcp, "/SamplingTargets", "{}");
+    assert_eq!(
+        targets.status,
+        400,
+        "X-Ray's own answer: {}",
+        targets.text()
+    );
+    let forwarded: Vec<String> = xray
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .filter(|path| path != "/TelemetryRecords")
+        .collect();
+    assert_eq!(
+        forwarded,
+        [
+            "/GetSamplingRules",
+            "/SamplingStatisticSummaries",
+            "/SamplingTargets"
+        ]
+    );
+    let metrics = http_get(relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "xray_relay_proxy_refused_total{reason=\"not_sampling_api\"}"
+        ),
+        refused.len() as f64
+    );
 }
 
 #[test]
@@ -216,7 +307,7 @@ fn every_limit_answers_with_an_http_error_and_is_counted() {
 
     let big_body = raw(
         tcp,
-        b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n{}",
+        b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n{}",
     )
     .unwrap();
     assert_eq!(big_body.status, 413);
@@ -238,7 +329,11 @@ fn every_limit_answers_with_an_http_error_and_is_counted() {
             .status,
         400
     );
-    let not_allowed = raw(tcp, b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let not_allowed = raw(
+        tcp,
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(not_allowed.status, 405);
     assert_eq!(not_allowed.header("allow"), Some("GET"));
     send_some(40);
@@ -321,7 +416,7 @@ fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
     // A body that never comes.
     let mut stalled = TcpStream::connect(relay.tcp).unwrap();
     stalled
-        .write_all(b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        .write_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let sent: Vec<String> = (0..50).map(segment).collect();
@@ -470,6 +565,7 @@ fn metrics_count_exactly_what_was_sent() {
     for s in &sent {
         relay.send_segment(s);
     }
+    // Refused; uploaded for X-Ray to judge (as the original does); ignored, not even counted.
     for junk in [
         &b"no header"[..],
         b"{\"format\":\"json\",\"version\":1}\n{broken",
@@ -477,19 +573,19 @@ fn metrics_count_exactly_what_was_sent() {
     ] {
         relay.send(junk);
     }
-    assert_eq!(xray.wait_for_documents(sent.len(), WAIT).len(), 37);
+    assert_eq!(xray.wait_for_documents(38, WAIT).len(), 38);
     // The counters settle once the upload has been counted.
     let deadline = Instant::now() + WAIT;
     let metrics = loop {
         let metrics = http_get(relay.tcp, "/metrics").text();
-        if metric(&metrics, "xray_relay_segments_sent_total") == 37.0 || Instant::now() > deadline {
+        if metric(&metrics, "xray_relay_segments_sent_total") == 38.0 || Instant::now() > deadline {
             break metrics;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(metric(&metrics, "xray_relay_segments_received_total"), 40.0);
-    assert_eq!(metric(&metrics, "xray_relay_segments_rejected_total"), 3.0);
-    assert_eq!(metric(&metrics, "xray_relay_segments_sent_total"), 37.0);
+    assert_eq!(metric(&metrics, "xray_relay_segments_received_total"), 39.0);
+    assert_eq!(metric(&metrics, "xray_relay_segments_rejected_total"), 1.0);
+    assert_eq!(metric(&metrics, "xray_relay_segments_sent_total"), 38.0);
     assert_eq!(metric(&metrics, "xray_relay_segments_spillover_total"), 0.0);
     assert_eq!(metric(&metrics, "xray_relay_segments_dropped_total"), 0.0);
     let uploads = xray
@@ -529,8 +625,8 @@ fn metrics_count_exactly_what_was_sent() {
     let health = http_get(relay.tcp, "/healthz");
     assert_eq!(health.status, 200);
     let body = health.json();
-    assert_eq!(body["segments"]["received"], 40);
-    assert_eq!(body["segments"]["sent"], 37);
+    assert_eq!(body["segments"]["received"], 39);
+    assert_eq!(body["segments"]["sent"], 38);
     assert!(body["last_success"].as_f64().unwrap() > 1.6e9);
     assert!(body["last_error"].is_null());
 }
@@ -671,4 +767,131 @@ fn a_tcp_address_in_use_ends_the_relay_with_a_clear_message() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(!stdout.contains("Listening on UDP") && !stderr.contains("Listening on UDP"));
+}
+
+/// The original forwards to the endpoint's scheme and host with the request's own path: its
+/// reverse proxy drops an endpoint's path prefix (pkg/proxy/server.go sets only Scheme and
+/// Host), while its SDK's uploads keep it.
+#[test]
+fn an_endpoint_path_prefix_is_dropped_by_the_proxy_as_by_the_original() {
+    let xray = sampling_mock();
+    let relay = Relay::start(RelayOptions::uploading_to(&format!(
+        "{}/prefix/",
+        xray.endpoint()
+    )));
+    let rules = http_post(relay.tcp, "/GetSamplingRules?x=1", "{}");
+    assert_eq!(rules.status, 200, "{}", rules.text());
+    relay.send_segment(&segment(1));
+    let uploaded =
+        |requests: &[support::Request]| requests.iter().any(|r| r.path == "/prefix/TraceSegments");
+    let deadline = Instant::now() + WAIT;
+    while !uploaded(&xray.requests()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let requests = xray.requests();
+    let forwarded = requests
+        .iter()
+        .find(|r| r.path.contains("GetSamplingRules"))
+        .expect("forwarded");
+    assert_eq!(forwarded.path, "/GetSamplingRules?x=1");
+    assert_signature_verifies(forwarded);
+    assert!(
+        uploaded(&requests),
+        "{:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}
+
+/// Reads the status line of the one answer to `request`.
+fn status_line(address: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = String::new();
+    let mut reader = BufReader::new(stream);
+    std::io::BufRead::read_line(&mut reader, &mut answer).unwrap();
+    answer.trim_end().to_owned()
+}
+
+/// Statuses X-Ray answers with pass with Go's reason phrase (what the original's server
+/// writes), and unknown ones as Go writes them.
+#[test]
+fn forwarded_statuses_get_gos_reason_phrases() {
+    let xray = MockXRay::with_responder(Arc::new(|request| {
+        let status = request
+            .path
+            .trim_start_matches("/status/")
+            .parse()
+            .unwrap_or(200);
+        (status, "{}".to_string())
+    }));
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    for (status, expected) in [
+        (200, "HTTP/1.1 200 OK"),
+        (413, "HTTP/1.1 413 Request Entity Too Large"),
+        (429, "HTTP/1.1 429 Too Many Requests"),
+        (501, "HTTP/1.1 501 Not Implemented"),
+        (507, "HTTP/1.1 507 Insufficient Storage"),
+        (599, "HTTP/1.1 599 status code 599"),
+    ] {
+        let request = format!(
+            "POST /status/{status} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        assert_eq!(status_line(relay.tcp, request.as_bytes()), expected);
+    }
+}
+
+/// Go's server (the original's) refuses an HTTP/1.1 request without `Host` with 400 and a
+/// well-formed version other than 1.x with 505; HTTP/1.0 needs no `Host`, and 1.2 to 1.9 are
+/// served as 1.1.
+#[test]
+fn a_missing_host_is_400_and_an_unknown_version_505() {
+    let xray = sampling_mock();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    let tcp = relay.tcp;
+    let no_host = raw(
+        tcp,
+        b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .unwrap();
+    assert_eq!(no_host.status, 400);
+    assert_eq!(no_host.json()["message"], "missing required Host header");
+    for version in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"] {
+        let request = format!("GET /healthz {version}\r\nHost: x\r\n\r\n");
+        let answer = raw(tcp, request.as_bytes()).unwrap();
+        assert_eq!(answer.status, 505, "{version}");
+        assert_eq!(answer.json()["message"], "unsupported protocol version");
+    }
+    assert_eq!(
+        status_line(tcp, b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n"),
+        "HTTP/1.1 505 HTTP Version Not Supported"
+    );
+    let old = raw(
+        tcp,
+        b"POST /GetSamplingRules HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .unwrap();
+    assert_eq!(old.status, 200);
+    let newer = raw(
+        tcp,
+        b"POST /GetSamplingRules HTTP/1.2\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .unwrap();
+    assert_eq!((newer.status, newer.text()), (200, RULES.to_string()));
+    assert_eq!(
+        raw(tcp, b"GET /healthz HTTP/1.10\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .status,
+        400
+    );
+    let metrics = http_get(tcp, "/metrics").text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "xray_relay_proxy_refused_total{reason=\"bad_request\"}"
+        ),
+        6.0
+    );
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Assembles the image build context from a release directory: the Containerfile, the
-# non-root user, and each linux-ARCH zip unpacked under Docker's arch name (amd64,
+# non-root user, the image's cfg.yaml, and each linux-ARCH zip unpacked under Docker's arch name (amd64,
 # arm64, arm), so `docker buildx --platform ...` picks the right binary via TARGETARCH.
 #   packaging/container/context.sh DIST OUT
 set -euo pipefail
@@ -9,7 +9,7 @@ dist=$1 out=$2 here=$(dirname "$0")
 declare -A docker=([x86_64]=amd64 [aarch64]=arm64 [armv7]=arm)
 mkdir -p "$out"
 cp "$here/Containerfile" "$out/Dockerfile"
-cp "$here/passwd" "$here/group" "$out/"
+cp "$here/passwd" "$here/group" "$here/cfg.yaml" "$out/"
 shopt -s nullglob
 n=0
 for z in "$dist"/xray-relay-*-linux-*.zip; do

@@ -34,7 +34,8 @@ pub struct ClientSettings {
     pub endpoint: String,
     /// The region requests are signed for.
     pub region: String,
-    /// `-p` / cfg `ProxyAddress`; None or empty falls back to `HTTPS_PROXY`.
+    /// `-p` / cfg `ProxyAddress`; None or empty falls back to the environment's proxy for the
+    /// endpoint's scheme (see [`proxy_for_endpoint`]).
     pub proxy_address: Option<String>,
     /// Skip TLS certificate verification (cfg `NoVerifySSL`).
     pub no_verify_ssl: bool,
@@ -96,7 +97,7 @@ pub struct Response {
 pub struct ForwardRequest {
     /// The method as received (`POST`).
     pub method: String,
-    /// Path and query as received (`/GetSamplingRules`), appended to the endpoint URL.
+    /// Path and query as received (`/GetSamplingRules`), sent to the endpoint's scheme and host.
     pub target: String,
     /// The headers to send and sign: no hop-by-hop headers, `Host`, `Content-Length` or
     /// signature headers (the client adds its own).
@@ -134,7 +135,7 @@ pub struct XRayClient {
 }
 
 impl XRayClient {
-    /// Builds the client; `env` supplies `HTTPS_PROXY`, `NO_PROXY` and `AWS_EXECUTION_ENV`.
+    /// Builds the client; `env` supplies the proxy variables and `AWS_EXECUTION_ENV`.
     pub fn new(
         settings: &ClientSettings,
         credentials: Arc<CredentialsProvider>,
@@ -269,7 +270,9 @@ impl XRayClient {
         request: &ForwardRequest,
         timeout: Duration,
     ) -> Result<ForwardResponse, BackendError> {
-        let url = self.endpoint.url_for(&request.target);
+        // As the original: the endpoint's scheme and host, the request's own path (an
+        // endpoint's path prefix applies to the relay's uploads, not to forwarded requests).
+        let url = self.endpoint.origin_url_for(&request.target);
         let credentials = self
             .credentials
             .credentials()
@@ -414,13 +417,19 @@ pub fn xray_timestamp(time: SystemTime) -> String {
     )
 }
 
-/// `xray-relay/<version> exec-env/<AWS_EXECUTION_ENV or UNKNOWN> OS/<os>-<arch>`, with Go's
-/// names for OS and architecture as the original reports them.
+/// `xray-relay/<version> xray-agent/xray-daemon/3.6.6 exec-env/<AWS_EXECUTION_ENV or UNKNOWN>
+/// OS/<os>-<arch>`, with Go's names for OS and architecture.
+///
+/// The original appends `xray-agent/xray-daemon/<its version> exec-env/… OS/…` to its SDK's
+/// product token; X-Ray's side tells daemon traffic by that agent token, so the relay sends it
+/// unchanged, claiming the daemon version whose behaviour it reproduces, with its own product
+/// token in the SDK's place.
 pub fn user_agent(env: &Env) -> String {
     let exec_env = env.get("AWS_EXECUTION_ENV").unwrap_or("UNKNOWN");
     format!(
-        "xray-relay/{} exec-env/{exec_env} OS/{}-{}",
+        "xray-relay/{} xray-agent/xray-daemon/{} exec-env/{exec_env} OS/{}-{}",
         env!("CARGO_PKG_VERSION"),
+        crate::cli::DAEMON_VERSION,
         go_os_name(std::env::consts::OS),
         go_arch_name(std::env::consts::ARCH)
     )

@@ -72,7 +72,7 @@ const FIPS_REGIONS: &[&str] = &[
 /// region's default, using the FIPS host when `AWS_USE_FIPS_ENDPOINT=true` and one exists.
 pub fn xray_endpoint(configured: Option<&str>, region: &str, env: &Env) -> String {
     if let Some(endpoint) = configured.map(str::trim).filter(|e| !e.is_empty()) {
-        log::debug!("Using Endpoint: {endpoint}");
+        log::debug!("Using Endpoint read from Config file: {endpoint}");
         return endpoint.to_owned();
     }
     if !env.is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
@@ -221,6 +221,18 @@ impl EndpointUrl {
             self.scheme.as_str(),
             self.authority(),
             self.base_path,
+        )
+    }
+
+    /// The URL of `target` (path and query) at the endpoint's scheme and host, without its
+    /// base path: where the original's sampling proxy sends an SDK's request (its reverse
+    /// proxy takes only the scheme and host from the endpoint and keeps the request's path).
+    pub fn origin_url_for(&self, target: &str) -> String {
+        let separator = if target.starts_with('/') { "" } else { "/" };
+        format!(
+            "{}://{}{separator}{target}",
+            self.scheme.as_str(),
+            self.authority()
         )
     }
 }
@@ -384,6 +396,10 @@ mod tests {
             "http://localhost:2000/prefix/TraceSegments"
         );
         assert_eq!(url.url_for(""), "http://localhost:2000/prefix");
+        assert_eq!(
+            url.origin_url_for("/GetSamplingRules?x=1"),
+            "http://localhost:2000/GetSamplingRules?x=1"
+        );
 
         let url = EndpointUrl::parse("http://127.0.0.1:80").unwrap();
         assert_eq!(url.authority(), "127.0.0.1");

@@ -13,6 +13,7 @@
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6` selects `http://[fd00:ec2::254]`.
 
 use super::env::Env;
+use super::proxy::EnvProxies;
 use super::small_http::{SmallHttp, Unreachable};
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -127,7 +128,13 @@ impl ImdsClient {
         ImdsClient {
             endpoint,
             v1_disabled: env.is_true("AWS_EC2_METADATA_V1_DISABLED"),
-            http: SmallHttp::new(timeout, IMDS_ATTEMPTS, None, "xray-relay-imds"),
+            http: SmallHttp::new(
+                timeout,
+                IMDS_ATTEMPTS,
+                // Instance metadata is link-local and never proxied.
+                EnvProxies::none(),
+                "xray-relay-imds",
+            ),
             token: Mutex::new(Token::None),
             unreachable: Mutex::new(None),
         }

@@ -1,39 +1,127 @@
-//! Which outbound proxy, if any, to use for the X-Ray endpoint.
+//! Which outbound proxy, if any, each outbound call goes through.
 //!
-//! The relay talks to one endpoint, so the decision is made once: the `-p` / cfg
-//! `ProxyAddress` when given, else `HTTPS_PROXY` / `https_proxy` unless `NO_PROXY` /
-//! `no_proxy` names the endpoint host.
+//! The rules of Go's `http.ProxyFromEnvironment`, which every HTTP client on the host is
+//! likely to follow: `HTTPS_PROXY` / `https_proxy` for https URLs, `HTTP_PROXY` /
+//! `http_proxy` for http URLs (the upper-case spelling wins), never for `localhost` or a
+//! loopback address, and not for hosts `NO_PROXY` / `no_proxy` names. For the X-Ray endpoint
+//! the `-p` / cfg `ProxyAddress` comes first and is always used, as in the original daemon.
 
-use super::endpoint::EndpointUrl;
+use super::endpoint::{EndpointUrl, Scheme};
 use super::env::Env;
+use std::fmt;
 use std::net::IpAddr;
 
-/// The proxy URL to use for `endpoint`, or None to connect directly.
+/// The proxy URL to use for the X-Ray `endpoint`, or None to connect directly.
 ///
-/// An explicit `configured` proxy is always used, as in the original daemon; `NO_PROXY`
-/// only filters the proxy taken from the environment.
+/// An explicit `configured` proxy is always used, as in the original daemon; otherwise the
+/// environment's proxy for the endpoint's scheme, as [`EnvProxies::proxy_for`] decides.
 pub fn proxy_for_endpoint(
     configured: Option<&str>,
     endpoint: &EndpointUrl,
     env: &Env,
 ) -> Option<String> {
-    if let Some(proxy) = configured.map(str::trim).filter(|proxy| !proxy.is_empty()) {
-        log::debug!("Using proxy address: {}", redact_user_info(proxy));
+    let configured = configured.map(str::trim).filter(|proxy| !proxy.is_empty());
+    // The original's line, with the -p / ProxyAddress value (empty when none is given).
+    log::debug!(
+        "Using proxy address: {}",
+        configured.map(redact_user_info).unwrap_or_default()
+    );
+    if let Some(proxy) = configured {
         return Some(proxy.to_owned());
     }
-    let proxy = env.get_first(&["HTTPS_PROXY", "https_proxy"])?;
-    if let Some(no_proxy) = env.get_first(&["NO_PROXY", "no_proxy"])
-        && no_proxy_matches(no_proxy, endpoint.bare_host(), endpoint.port)
-    {
-        log::debug!(
-            "Not using proxy {} for {}: NO_PROXY matches",
-            redact_user_info(proxy),
-            endpoint.host
-        );
-        return None;
-    }
-    log::debug!("Using proxy address: {}", redact_user_info(proxy));
+    let proxies = EnvProxies::from_env(env);
+    let proxy = proxies.proxy_for(endpoint.scheme, endpoint.bare_host(), endpoint.port)?;
+    log::debug!(
+        "Using proxy {} from the environment for {}",
+        redact_user_info(proxy),
+        endpoint.host
+    );
     Some(proxy.to_owned())
+}
+
+/// The environment's proxy variables, read once.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvProxies {
+    http: Option<String>,
+    https: Option<String>,
+    no_proxy: Option<String>,
+}
+
+impl EnvProxies {
+    /// Reads `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`, each upper case first, then lower.
+    pub fn from_env(env: &Env) -> Self {
+        let first = |names: &[&str]| env.get_first(names).map(str::trim).map(str::to_owned);
+        EnvProxies {
+            http: first(&["HTTP_PROXY", "http_proxy"]),
+            https: first(&["HTTPS_PROXY", "https_proxy"]),
+            no_proxy: first(&["NO_PROXY", "no_proxy"]),
+        }
+    }
+
+    /// No proxy for anything: for instance metadata, which is never proxied.
+    pub fn none() -> Self {
+        EnvProxies::default()
+    }
+
+    /// The proxy for a URL with this scheme, host (IPv6 without brackets) and port, or None
+    /// to connect directly.
+    pub fn proxy_for(&self, scheme: Scheme, host: &str, port: u16) -> Option<&str> {
+        let proxy = match scheme {
+            Scheme::Http => self.http.as_deref(),
+            Scheme::Https => self.https.as_deref(),
+        }
+        .filter(|proxy| !proxy.is_empty())?;
+        if is_local(host) {
+            return None;
+        }
+        if let Some(no_proxy) = &self.no_proxy
+            && no_proxy_matches(no_proxy, host, port)
+        {
+            return None;
+        }
+        Some(proxy)
+    }
+
+    /// [`proxy_for`](Self::proxy_for) a whole URL; None for URLs that are not http(s).
+    pub fn proxy_for_url(&self, url: &str) -> Option<&str> {
+        let uri = url.parse::<ureq::http::Uri>().ok()?;
+        let scheme = match uri.scheme_str()?.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            _ => return None,
+        };
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(scheme.default_port());
+        self.proxy_for(scheme, host, port)
+    }
+}
+
+/// Proxy URLs can hold a password, so Debug shows them redacted.
+impl fmt::Debug for EnvProxies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |proxy: &Option<String>| proxy.as_deref().map(redact_user_info);
+        f.debug_struct("EnvProxies")
+            .field("http", &redacted(&self.http))
+            .field("https", &redacted(&self.https))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// Go's rule: `localhost` and loopback addresses (IPv4-mapped ones included) never go
+/// through a proxy, whatever `NO_PROXY` says.
+fn is_local(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(address)) => address.is_loopback(),
+        Ok(IpAddr::V6(address)) => {
+            address.is_loopback() || address.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 /// `http://user:password@host:3128` → `http://***@host:3128`, for log lines.
@@ -250,5 +338,126 @@ mod tests {
         ]);
         assert_eq!(proxy_for_endpoint(None, &local, &env), None);
         assert_eq!(proxy_for_endpoint(None, &xray, &Env::from_pairs([])), None);
+    }
+
+    #[test]
+    fn each_scheme_takes_its_own_variable() {
+        let both = EnvProxies::from_env(&Env::from_pairs([
+            ("HTTPS_PROXY", "http://secure:3128"),
+            ("http_proxy", "http://plain:3128"),
+        ]));
+        assert_eq!(
+            both.proxy_for(Scheme::Https, "sts.amazonaws.com", 443),
+            Some("http://secure:3128")
+        );
+        assert_eq!(
+            both.proxy_for(Scheme::Http, "169.254.170.2", 80),
+            Some("http://plain:3128")
+        );
+        // Go's rule, unlike a fallback: an http URL does not use HTTPS_PROXY.
+        let https_only =
+            EnvProxies::from_env(&Env::from_pairs([("https_proxy", "http://secure:3128")]));
+        assert_eq!(https_only.proxy_for(Scheme::Http, "localstack", 4566), None);
+        let http_only = EnvProxies::from_env(&Env::from_pairs([("HTTP_PROXY", "http://p:1")]));
+        assert_eq!(http_only.proxy_for(Scheme::Https, "xray.aws", 443), None);
+        let upper_wins = EnvProxies::from_env(&Env::from_pairs([
+            ("HTTP_PROXY", "http://upper:1"),
+            ("http_proxy", "http://lower:1"),
+        ]));
+        assert_eq!(
+            upper_wins.proxy_for(Scheme::Http, "h", 80),
+            Some("http://upper:1")
+        );
+    }
+
+    #[test]
+    fn localhost_and_loopback_are_never_proxied() {
+        let proxies = EnvProxies::from_env(&Env::from_pairs([
+            ("HTTPS_PROXY", "http://secure:3128"),
+            ("HTTP_PROXY", "http://plain:3128"),
+        ]));
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert_eq!(proxies.proxy_for(Scheme::Http, host, 4566), None, "{host}");
+            assert_eq!(proxies.proxy_for(Scheme::Https, host, 443), None, "{host}");
+        }
+        // Only the name localhost itself: its subdomains are ordinary names.
+        assert_eq!(
+            proxies.proxy_for(Scheme::Http, "app.localhost.example", 80),
+            Some("http://plain:3128")
+        );
+        assert_eq!(
+            proxies.proxy_for(Scheme::Http, "10.0.0.1", 80),
+            Some("http://plain:3128")
+        );
+        assert_eq!(EnvProxies::none().proxy_for(Scheme::Http, "h", 80), None);
+    }
+
+    #[test]
+    fn whole_urls_are_split_for_the_decision() {
+        let proxies = EnvProxies::from_env(&Env::from_pairs([
+            ("HTTPS_PROXY", "http://secure:3128"),
+            ("HTTP_PROXY", "http://plain:3128"),
+            ("NO_PROXY", "169.254.170.2"),
+        ]));
+        assert_eq!(
+            proxies.proxy_for_url("https://sts.us-east-1.amazonaws.com/"),
+            Some("http://secure:3128")
+        );
+        assert_eq!(
+            proxies.proxy_for_url("http://agent.internal:8080/v2/credentials?x=1"),
+            Some("http://plain:3128")
+        );
+        assert_eq!(
+            proxies.proxy_for_url("http://169.254.170.2/v2/credentials"),
+            None
+        );
+        assert_eq!(proxies.proxy_for_url("http://[::1]:1234/creds"), None);
+        assert_eq!(proxies.proxy_for_url("http://localhost:4566/"), None);
+        assert_eq!(proxies.proxy_for_url("ftp://example.com/"), None);
+        assert_eq!(proxies.proxy_for_url("not a url"), None);
+    }
+
+    #[test]
+    fn a_local_http_endpoint_is_reached_directly_under_a_corporate_https_proxy() {
+        let env = Env::from_pairs([("HTTPS_PROXY", "http://corporate:3128")]);
+        for url in [
+            "http://localhost:4566",
+            "http://127.0.0.1:2000",
+            "http://localstack:4566",
+        ] {
+            assert_eq!(
+                proxy_for_endpoint(None, &endpoint(url), &env),
+                None,
+                "{url}"
+            );
+        }
+        let env = Env::from_pairs([("HTTP_PROXY", "http://corporate:3128")]);
+        assert_eq!(
+            proxy_for_endpoint(None, &endpoint("http://localstack:4566"), &env).as_deref(),
+            Some("http://corporate:3128")
+        );
+        assert_eq!(
+            proxy_for_endpoint(None, &endpoint("http://localhost:4566"), &env),
+            None
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_proxy_passwords() {
+        let proxies = EnvProxies::from_env(&Env::from_pairs([(
+            "HTTPS_PROXY",
+            "http://me:secret@p:3128",
+        )]));
+        let shown = format!("{proxies:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("http://***@p:3128"), "{shown}");
     }
 }

@@ -1,6 +1,8 @@
 //! The blocking HTTP calls of the credential and metadata sources: small requests, small
-//! answers, short timeouts, one retry on a transport error or a 5xx.
+//! answers, short timeouts, one retry on a transport error or a 5xx, each URL through the
+//! proxy the environment names for it.
 
+use super::proxy::{EnvProxies, redact_user_info};
 use std::time::Duration;
 
 /// Answers larger than this are refused: credentials and metadata are a few KiB.
@@ -37,29 +39,41 @@ impl std::fmt::Display for Unreachable {
 pub struct SmallHttp {
     agent: ureq::Agent,
     attempts: u32,
+    proxies: EnvProxies,
 }
 
 impl SmallHttp {
-    /// `timeout` covers one whole attempt; `attempts` ≥ 1; `proxy` None connects directly
-    /// (ureq would otherwise read proxy variables itself).
-    pub fn new(
-        timeout: Duration,
-        attempts: u32,
-        proxy: Option<ureq::Proxy>,
-        user_agent: &str,
-    ) -> Self {
+    /// `timeout` covers one whole attempt; `attempts` ≥ 1; `proxies` decides per URL which
+    /// proxy, if any, a request goes through ([`EnvProxies::none`]: always directly).
+    pub fn new(timeout: Duration, attempts: u32, proxies: EnvProxies, user_agent: &str) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
             .timeout_global(Some(timeout))
-            .proxy(proxy)
+            // Requests connect directly unless `proxies` names one (ureq would otherwise
+            // read the proxy variables itself, with other rules).
+            .proxy(None)
             .user_agent(user_agent)
             .build();
         SmallHttp {
             agent: ureq::Agent::new_with_config(config),
             attempts: attempts.max(1),
+            proxies,
         }
+    }
+
+    /// The proxy for `url`, if any; an unusable proxy URL fails the request, as in Go.
+    fn proxy_for(&self, url: &str) -> Result<Option<ureq::Proxy>, Unreachable> {
+        let Some(proxy) = self.proxies.proxy_for_url(url) else {
+            return Ok(None);
+        };
+        ureq::Proxy::new(proxy).map(Some).map_err(|_| {
+            Unreachable(format!(
+                "invalid proxy address {} for {url}",
+                redact_user_info(proxy)
+            ))
+        })
     }
 
     /// Sends the request, retrying once more (up to `attempts`) after a transport error or
@@ -94,9 +108,13 @@ impl SmallHttp {
         body: Option<&[u8]>,
     ) -> Result<Reply, Unreachable> {
         let failed = |error: ureq::Error| Unreachable(format!("{method} {url}: {error}"));
+        let proxy = self.proxy_for(url)?;
         let response = match method {
             "GET" => {
                 let mut request = self.agent.get(url);
+                if proxy.is_some() {
+                    request = request.config().proxy(proxy).build();
+                }
                 for (name, value) in headers {
                     request = request.header(*name, *value);
                 }
@@ -108,6 +126,9 @@ impl SmallHttp {
                 } else {
                     self.agent.post(url)
                 };
+                if proxy.is_some() {
+                    request = request.config().proxy(proxy).build();
+                }
                 for (name, value) in headers {
                     request = request.header(*name, *value);
                 }
@@ -146,7 +167,7 @@ mod tests {
                 (200, "ok".to_owned())
             }
         });
-        let http = SmallHttp::new(Duration::from_secs(2), 2, None, "test");
+        let http = SmallHttp::new(Duration::from_secs(2), 2, EnvProxies::none(), "test");
         let reply = http
             .send("GET", &server.url(), &[("X-Test", "1")], None)
             .unwrap();
@@ -165,7 +186,7 @@ mod tests {
     #[test]
     fn client_errors_are_not_retried() {
         let server = TestServer::start(|_| (404, "nope".to_owned()));
-        let http = SmallHttp::new(Duration::from_secs(2), 2, None, "test");
+        let http = SmallHttp::new(Duration::from_secs(2), 2, EnvProxies::none(), "test");
         let reply = http.send("PUT", &server.url(), &[], Some(b"x")).unwrap();
         assert_eq!(reply.status, 404);
         assert!(!reply.is_success());
@@ -180,9 +201,68 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let http = SmallHttp::new(Duration::from_millis(500), 2, None, "test");
+        let http = SmallHttp::new(Duration::from_millis(500), 2, EnvProxies::none(), "test");
         let url = format!("http://127.0.0.1:{port}/x");
         let error = http.send("GET", &url, &[], None).unwrap_err();
         assert!(error.0.contains(&url), "{error}");
+    }
+
+    #[test]
+    fn http_urls_go_through_http_proxy_and_localhost_never_does() {
+        use crate::aws::env::Env;
+        use crate::aws::test_http::TestProxy;
+        let server = TestServer::start(|_| (200, "creds".to_owned()));
+        let proxy = TestProxy::start("agent.test-only.invalid", server.port);
+        let env = Env::from_pairs([("HTTP_PROXY", proxy.url().as_str())]);
+        let http = SmallHttp::new(Duration::from_secs(2), 1, EnvProxies::from_env(&env), "t");
+        // A name only the proxy knows: the answer can only have come through it.
+        let reply = http
+            .send(
+                "GET",
+                "http://agent.test-only.invalid:8080/creds",
+                &[],
+                None,
+            )
+            .unwrap();
+        assert_eq!(reply.body, "creds");
+        assert_eq!(proxy.connects(), ["agent.test-only.invalid:8080"]);
+        // Loopback is reached directly, HTTP_PROXY or not.
+        let direct = http.send("GET", &server.url(), &[], None).unwrap();
+        assert_eq!(direct.body, "creds");
+        assert_eq!(proxy.connects().len(), 1);
+        assert_eq!(server.seen().len(), 2);
+    }
+
+    #[test]
+    fn an_https_proxy_leaves_plain_http_calls_alone() {
+        use crate::aws::env::Env;
+        use crate::aws::test_http::TestProxy;
+        let server = TestServer::start(|_| (200, "ok".to_owned()));
+        let proxy = TestProxy::start("agent.test-only.invalid", server.port);
+        let env = Env::from_pairs([("HTTPS_PROXY", proxy.url().as_str())]);
+        let http = SmallHttp::new(Duration::from_secs(2), 1, EnvProxies::from_env(&env), "t");
+        let local = format!("http://localhost:{}/x", server.port);
+        assert_eq!(http.send("GET", &local, &[], None).unwrap().body, "ok");
+        // The made-up name cannot be resolved without the proxy, so the call fails: it was
+        // not tunnelled through the HTTPS proxy.
+        assert!(
+            http.send("GET", "http://agent.test-only.invalid:8080/x", &[], None)
+                .is_err()
+        );
+        assert!(proxy.connects().is_empty(), "{:?}", proxy.connects());
+    }
+
+    #[test]
+    fn an_unusable_proxy_fails_the_call_and_says_so() {
+        use crate::aws::env::Env;
+        let env = Env::from_pairs([("HTTP_PROXY", "http://me:pw@[bad")]);
+        let http = SmallHttp::new(Duration::from_secs(1), 1, EnvProxies::from_env(&env), "t");
+        let error = http
+            .send("GET", "http://agent.example:8080/x", &[], None)
+            .unwrap_err();
+        assert!(
+            error.0.starts_with("invalid proxy address http://***@[bad"),
+            "{error}"
+        );
     }
 }

@@ -10,9 +10,9 @@
 
 use super::client::user_agent;
 use super::credentials::Credentials;
-use super::endpoint::{EndpointUrl, Partition};
+use super::endpoint::Partition;
 use super::env::Env;
-use super::proxy::{proxy_for_endpoint, redact_user_info};
+use super::proxy::EnvProxies;
 use super::signing::{RequestToSign, Signer};
 use super::small_http::SmallHttp;
 use super::timestamp::parse_rfc3339;
@@ -85,24 +85,12 @@ pub struct StsClient {
 impl StsClient {
     /// A client for STS in `region`, configured from `env`.
     pub fn new(region: &str, env: &Env) -> Self {
-        let endpoint = sts_endpoint(region, env);
-        let proxy = EndpointUrl::parse(&endpoint)
-            .ok()
-            .and_then(|url| proxy_for_endpoint(None, &url, env))
-            .and_then(|proxy| match ureq::Proxy::new(&proxy) {
-                Ok(proxy) => Some(proxy),
-                Err(_) => {
-                    log::warn!(
-                        "Ignoring the unusable proxy {} for STS",
-                        redact_user_info(&proxy)
-                    );
-                    None
-                }
-            });
         StsClient {
-            endpoint,
+            endpoint: sts_endpoint(region, env),
             signer: Signer::new(region, STS_SERVICE),
-            http: SmallHttp::new(STS_TIMEOUT, 2, proxy, &user_agent(env)),
+            // The environment's proxies, as for the original's SDK STS client; the -p proxy is
+            // for X-Ray only there too.
+            http: SmallHttp::new(STS_TIMEOUT, 2, EnvProxies::from_env(env), &user_agent(env)),
         }
     }
 

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 server on 127.0.0.1 for unit tests of the metadata, container and STS
-//! clients: every request is recorded and answered by a closure.
+//! clients: every request is recorded and answered by a closure. Also a tiny CONNECT proxy
+//! that knows one made-up host name, to show which calls go through a proxy.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -128,4 +129,87 @@ fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<()> {
             Some(())
         }
     }
+}
+
+/// A CONNECT proxy on 127.0.0.1 that records every CONNECT target and tunnels those naming
+/// its made-up host to a local port; other targets get 502.
+pub struct TestProxy {
+    pub port: u16,
+    connects: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestProxy {
+    /// Tunnels `CONNECT made_up_host:<any port>` to `127.0.0.1:target_port`.
+    pub fn start(made_up_host: &'static str, target_port: u16) -> TestProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connects = Arc::new(Mutex::new(Vec::new()));
+        let recorded = connects.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let recorded = recorded.clone();
+                thread::spawn(move || tunnel(stream, made_up_host, target_port, &recorded));
+            }
+        });
+        TestProxy { port, connects }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The CONNECT targets (`host:port`) so far.
+    pub fn connects(&self) -> Vec<String> {
+        self.connects.lock().unwrap().clone()
+    }
+}
+
+fn tunnel(
+    mut client: TcpStream,
+    made_up_host: &str,
+    target_port: u16,
+    recorded: &Mutex<Vec<String>>,
+) {
+    let mut buffer = Vec::new();
+    let Some(request) = read_request(&mut client, &mut buffer) else {
+        return;
+    };
+    if request.method != "CONNECT" {
+        let _ = client.write_all(b"HTTP/1.1 405 Only CONNECT\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    recorded.lock().unwrap().push(request.path.clone());
+    let known = request
+        .path
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host == made_up_host);
+    let upstream = known
+        .then(|| TcpStream::connect(("127.0.0.1", target_port)).ok())
+        .flatten();
+    let Some(mut upstream) = upstream else {
+        let _ = client.write_all(b"HTTP/1.1 502 Unknown Host\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    // Bytes the client sent after the CONNECT head belong to the tunnel.
+    if !buffer.is_empty() && upstream.write_all(&buffer).is_err() {
+        return;
+    }
+    let (Ok(mut client_reader), Ok(mut upstream_writer)) =
+        (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut client_reader, &mut upstream_writer);
+        let _ = upstream_writer.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream, &mut client);
 }

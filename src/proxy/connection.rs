@@ -51,11 +51,14 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             }
         };
         first = false;
-        log::debug!(
-            "Received request on HTTP Proxy server : {} {}",
-            head.method,
-            head.target
-        );
+        // Go's server (the original's) refuses an HTTP/1.1 request without a Host header.
+        if head.version == 1 && head.header("host").is_none() {
+            let answer = Answer::error(400, "BadRequestException", "missing required Host header");
+            refuse(&stream, &shared, Refusal::BadRequest, answer).await;
+            return;
+        }
+        // The original's line: the request target only.
+        log::debug!("Received request on HTTP Proxy server : {}", head.target);
         let offline = matches!(shared.upstream, Upstream::Offline);
         let route = local::route(&head.method, head.path(), offline);
         if route == Route::NotAllowed {
@@ -87,6 +90,17 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             return;
         };
         let after = match route {
+            Route::Forward
+                if shared.sampling_only && !local::is_sampling_api(&head.method, head.path()) =>
+            {
+                shared.stats.proxy.refused(Refusal::NotSampling);
+                log::debug!(
+                    "Proxy: not forwarding {} {} (Proxy.SamplingOnly)",
+                    head.method,
+                    head.path()
+                );
+                answer(&mut output, &shared, not_sampling(), head.keep_alive).await
+            }
             Route::Forward => match &shared.upstream {
                 Upstream::XRay(upstream) => {
                     let request = forward::outbound(&head, body);
@@ -214,6 +228,14 @@ fn head_refusal(error: &HeadError) -> (Refusal, Answer) {
             Refusal::BadRequest,
             Answer::error(400, "BadRequestException", why),
         ),
+        HeadError::VersionNotSupported => (
+            Refusal::BadRequest,
+            Answer::error(
+                505,
+                "HttpVersionNotSupportedException",
+                "unsupported protocol version",
+            ),
+        ),
         HeadError::LengthRequired => (
             Refusal::LengthRequired,
             Answer::error(
@@ -233,6 +255,15 @@ fn unavailable(head: &Head) -> Answer {
             "the relay runs offline (local sink): there is no X-Ray to send {} to",
             head.path()
         ),
+    )
+}
+
+/// The answer to an X-Ray API other than sampling when only sampling is forwarded.
+fn not_sampling() -> Answer {
+    Answer::error(
+        403,
+        "AccessDeniedException",
+        "this relay forwards only GetSamplingRules, GetSamplingTargets and GetSamplingStatisticSummaries",
     )
 }
 

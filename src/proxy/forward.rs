@@ -279,29 +279,36 @@ fn pump(
 
 /// The relay's answer when X-Ray gave none: 503 without credentials (nothing is sent
 /// unsigned), 504 on a timeout, 502 otherwise.
+///
+/// The body is generic: any process that can reach the proxy port reads it, and the error
+/// may name a `credential_process` command line, a file path or a proxy address. The details
+/// go to the relay's log.
 fn failure_answer(shared: &Shared, target: &str, error: &BackendError) -> Answer {
     shared.stats.proxy.upstream_error(error.class());
-    log::warn!("Proxy: cannot forward {target} to X-Ray: {error}");
+    // The original's words where it has them: operators search for these.
+    match error {
+        BackendError::Credentials(_) => log::error!("Unable to retrieve credentials: {error}"),
+        BackendError::Signing(_) => log::error!("Unable to sign request: {error}"),
+        _ => log::warn!("Proxy: cannot forward {target} to X-Ray: {error}"),
+    }
     match error {
         BackendError::Credentials(_) => Answer::error(
             503,
             "MissingAuthenticationTokenException",
-            &format!("the relay has no AWS credentials to sign {target} with: {error}"),
+            "the relay has no AWS credentials to sign the request with (its log says why)",
         ),
         BackendError::Signing(_) => Answer::error(
             500,
             "InternalFailure",
-            &format!("cannot sign {target}: {error}"),
+            "the relay cannot sign the request (its log says why)",
         ),
-        _ if error.class() == ErrorClass::Timeout => Answer::error(
-            504,
-            "GatewayTimeout",
-            &format!("X-Ray did not answer {target} in time: {error}"),
-        ),
+        _ if error.class() == ErrorClass::Timeout => {
+            Answer::error(504, "GatewayTimeout", "X-Ray did not answer in time")
+        }
         _ => Answer::error(
             502,
             "BadGateway",
-            &format!("cannot reach X-Ray for {target}: {error}"),
+            "the relay cannot reach X-Ray (its log says why)",
         ),
     }
 }

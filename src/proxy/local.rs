@@ -48,6 +48,16 @@ pub fn route(method: &str, path: &str, offline: bool) -> Route {
     }
 }
 
+/// The X-Ray APIs an SDK calls through the proxy: `GetSamplingRules`, `GetSamplingTargets`
+/// and `GetSamplingStatisticSummaries`. With `Proxy.SamplingOnly`, the only ones forwarded.
+pub fn is_sampling_api(method: &str, path: &str) -> bool {
+    method == "POST"
+        && matches!(
+            path,
+            "/GetSamplingRules" | "/SamplingTargets" | "/SamplingStatisticSummaries"
+        )
+}
+
 /// When `/healthz` says the relay does not work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HealthPolicy {

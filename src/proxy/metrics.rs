@@ -394,6 +394,7 @@ xray_relay_proxy_refused_total{reason="length_required"} 0
 xray_relay_proxy_refused_total{reason="bad_request"} 0
 xray_relay_proxy_refused_total{reason="method_not_allowed"} 0
 xray_relay_proxy_refused_total{reason="busy"} 0
+xray_relay_proxy_refused_total{reason="not_sampling_api"} 0
 # HELP xray_relay_proxy_upstream_errors_total Forwarded requests that got no answer from X-Ray, by class.
 # TYPE xray_relay_proxy_upstream_errors_total counter
 xray_relay_proxy_upstream_errors_total{class="timeout"} 1

@@ -116,6 +116,8 @@ pub struct Proxy {
     pub stats: Arc<Stats>,
     /// The segment buffer, for its fill.
     pub pool: Arc<Pool>,
+    /// Forward only the sampling APIs ([`local::is_sampling_api`]); others get 403.
+    pub sampling_only: bool,
 }
 
 /// State shared by the connections.
@@ -125,6 +127,7 @@ struct Shared {
     health: HealthPolicy,
     stats: Arc<Stats>,
     pool: Arc<Pool>,
+    sampling_only: bool,
     started: Instant,
     started_at: SystemTime,
     forward_slots: Arc<Semaphore>,
@@ -255,6 +258,7 @@ pub fn spawn(listener: Listener, proxy: Proxy) -> io::Result<Running> {
         health: proxy.health,
         stats: proxy.stats,
         pool: proxy.pool,
+        sampling_only: proxy.sampling_only,
         started: Instant::now(),
         started_at: SystemTime::now(),
         refusing: AtomicU64::new(0),

@@ -76,6 +76,9 @@ pub enum HeadError {
     Malformed(String),
     /// The body is framed by `Transfer-Encoding`, which the proxy does not take.
     LengthRequired,
+    /// A well-formed HTTP version other than 1.x (`HTTP/2.0`, `HTTP/0.9`): Go's server, and
+    /// so the original, answers 505.
+    VersionNotSupported,
 }
 
 /// Why a body was not read.
@@ -222,10 +225,53 @@ fn parse(bytes: &[u8], max_headers: usize) -> Result<Option<(Head, usize)>, Head
         Ok(httparse::Status::Partial) => Ok(None),
         Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&request)?, used))),
         Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) => other_version(bytes, max_headers),
         Err(error) => Err(HeadError::Malformed(format!(
             "not an HTTP/1.x request: {error}"
         ))),
     }
+}
+
+/// A request line whose version httparse does not take (it knows 1.0 and 1.1 only), judged
+/// as Go's server judges it: `HTTP/x.y` with one digit each is well-formed; major version 1
+/// is served as HTTP/1.1, any other is answered 505; anything else is malformed.
+fn other_version(bytes: &[u8], max_headers: usize) -> Result<Option<(Head, usize)>, HeadError> {
+    // httparse, like Go, skips empty lines before the request line.
+    let start = bytes
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(bytes.len());
+    let rest = &bytes[start..];
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+    let malformed = || HeadError::Malformed("malformed HTTP version".to_owned());
+    // Go takes the version as everything after the second space.
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = *version else {
+        return Err(malformed());
+    };
+    if !major.is_ascii_digit() || !minor.is_ascii_digit() {
+        return Err(malformed());
+    }
+    if (method, target, version) == (b"PRI", b"*", b"HTTP/2.0") {
+        // HTTP/2's preface, which Go lets through to the handler: its target is no path.
+        return Err(HeadError::Malformed(
+            "the request target must be a path".to_owned(),
+        ));
+    }
+    if major != b'1' {
+        return Err(HeadError::VersionNotSupported);
+    }
+    // HTTP/1.2 to 1.9: parsed again as 1.1, which is what Go serves them as.
+    let mut as_one_one = bytes.to_vec();
+    as_one_one[start + line.len() - 1] = b'1';
+    parse(&as_one_one, max_headers)
 }
 
 fn head_of(request: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
@@ -414,6 +460,51 @@ mod tests {
             read_head(b"GET / HTTP/1.1\r\nX: \xff\xfe\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    /// Go's server (the original's) on versions httparse does not know: `HTTP/x.y` with a
+    /// major version other than 1 is answered 505, 1.2 to 1.9 are served as 1.1, anything
+    /// else is malformed (400).
+    #[test]
+    fn versions_other_than_1_0_and_1_1_are_judged_as_go_judges_them() {
+        for unsupported in [
+            &b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n"[..],
+            b"GET /healthz HTTP/0.9\r\n\r\n",
+            b"POST /GetSamplingRules HTTP/3.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+            b"GET / HTTP/9.9\n\n",
+            b"\r\nGET / HTTP/2.0\r\n\r\n",
+        ] {
+            assert!(
+                matches!(read_head(unsupported), Err(HeadError::VersionNotSupported)),
+                "{}",
+                String::from_utf8_lossy(unsupported)
+            );
+        }
+        let newer = read_head(b"GET /healthz HTTP/1.7\r\nHost: x\r\nX-A: 1\r\n\r\n").unwrap();
+        assert_eq!(
+            (newer.version, newer.path(), newer.keep_alive),
+            (1, "/healthz", true)
+        );
+        assert_eq!(newer.header("x-a"), Some("1"));
+        let after_blank_lines = read_head(b"\r\n\r\nGET /x HTTP/1.5\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(
+            (after_blank_lines.version, after_blank_lines.path()),
+            (1, "/x")
+        );
+        for malformed in [
+            &b"GET / HTTP/1.10\r\n\r\n"[..],
+            b"GET / HTTP/2\r\n\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"GET / HTTP/x.1\r\n\r\n",
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"GET /\r\n\r\n",
+        ] {
+            assert!(
+                matches!(read_head(malformed), Err(HeadError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
     }
 
     #[test]

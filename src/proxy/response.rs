@@ -76,7 +76,12 @@ pub fn encode_head<'a>(
     framing: Framing,
     keep_alive: bool,
 ) -> Vec<u8> {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
+    let mut head = match reason(status) {
+        Some(reason) => format!("HTTP/1.1 {status} {reason}\r\n"),
+        // What Go's server (the original's) writes for a status it has no phrase for.
+        None => format!("HTTP/1.1 {status:03} status code {status}\r\n"),
+    }
+    .into_bytes();
     for (name, value) in headers {
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
@@ -125,28 +130,74 @@ pub fn chunk(data: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// The reason phrase of a status.
-pub fn reason(status: u16) -> &'static str {
-    match status {
+/// The reason phrase of a status: Go's `http.StatusText`, which the original's server writes
+/// (`413 Request Entity Too Large` rather than RFC 9110's `Content Too Large`, for one).
+pub fn reason(status: u16) -> Option<&'static str> {
+    Some(match status {
         100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
-        413 => "Content Too Large",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Entity",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
-        _ => "Status",
-    }
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -167,6 +218,37 @@ mod tests {
                 body.len()
             )
         );
+    }
+
+    /// Status lines as Go's server writes them (the original forwards X-Ray's status through
+    /// it): every status Go knows with its phrase, any other as `status code N`.
+    #[test]
+    fn status_lines_are_gos() {
+        let line = |status| {
+            let head = encode_head(status, std::iter::empty(), Framing::NoBody, true);
+            String::from_utf8(head)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        for (status, expected) in [
+            (200, "HTTP/1.1 200 OK"),
+            (400, "HTTP/1.1 400 Bad Request"),
+            (413, "HTTP/1.1 413 Request Entity Too Large"),
+            (414, "HTTP/1.1 414 Request URI Too Long"),
+            (418, "HTTP/1.1 418 I'm a teapot"),
+            (501, "HTTP/1.1 501 Not Implemented"),
+            (505, "HTTP/1.1 505 HTTP Version Not Supported"),
+            (511, "HTTP/1.1 511 Network Authentication Required"),
+            (299, "HTTP/1.1 299 status code 299"),
+            (599, "HTTP/1.1 599 status code 599"),
+        ] {
+            assert_eq!(line(status), expected);
+        }
+        let known = (100..=599).filter(|&s| reason(s).is_some()).count();
+        assert_eq!(known, 62);
     }
 
     #[test]

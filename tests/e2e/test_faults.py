@@ -135,7 +135,10 @@ def test_partial_answers_resend_transient_and_log_permanent(start_relay, front, 
     by_id = {s["id"]: s for s in segments}
     for segment_id in permanent:
         trace = by_id[segment_id]["trace_id"]
-        assert f"Unprocessed trace {trace}, segment: {segment_id}" in log, relay.report(lines=80)
+        # The original's shape: the entry as the AWS SDK for Go prints it, over several lines.
+        entry = (f'Unprocessed trace {trace}, segment: {{\n  ErrorCode: "InvalidSegmentException",\n'
+                 f'  Id: "{segment_id}",\n  Message: "injected permanent refusal"\n}}\n')
+        assert entry in log, relay.report(lines=80)
     assert "Resending" in log
 
 

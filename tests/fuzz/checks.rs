@@ -14,7 +14,7 @@ use xray_relay::aws::backend_error::BackendError;
 use xray_relay::aws::credentials::{Credentials, parse_credentials_document, parse_process_output};
 use xray_relay::aws::profile::{ProfileFileKind, parse_profile_file};
 use xray_relay::aws::sts::{parse_credentials, parse_error};
-use xray_relay::batch::{parse_put_trace_segments_reply, segment_ids};
+use xray_relay::batch::{parse_put_trace_segments_reply, push_json_string, segment_ids};
 use xray_relay::cli::parse;
 use xray_relay::config::{SUPPORTED_VERSIONS, load_text, validate_text};
 use xray_relay::datagram::segment_body;
@@ -22,9 +22,11 @@ use xray_relay::proxy::request::{HeadLimits, Reader};
 use xray_relay::retry::{unprocessed_is_transient, verdict};
 use xray_relay::spool::{crc32, read_bytes};
 
-/// The UDP datagram split (`datagram::segment_body`): any bytes a local process sends to :2000.
-/// Invariant: an accepted body is the datagram's tail after the first newline, UTF-8, and
-/// braced like a JSON object (what the relay promises X-Ray).
+/// The UDP datagram split (`datagram::segment_body`): any bytes a local process sends to :2000,
+/// and the upload's escaping of the body it keeps (`batch::push_json_string`).
+/// Invariants: an accepted body is the datagram's non-empty tail after the first newline, kept
+/// whatever it holds (as the original daemon keeps it); escaped, any body is one valid JSON
+/// string holding its text with one U+FFFD for each byte that is not UTF-8 (as Go's does).
 pub fn datagram(data: &[u8]) {
     if let Ok(body) = segment_body(data) {
         let newline = data
@@ -36,13 +38,23 @@ pub fn datagram(data: &[u8]) {
             &data[newline + 1..],
             "the body is not the tail after the first newline"
         );
-        let text = std::str::from_utf8(body).expect("accepted a body that is not UTF-8");
-        let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
-        assert!(
-            trimmed.starts_with('{') && trimmed.ends_with('}'),
-            "accepted a body that is not an object: {text:?}"
-        );
+        assert!(!body.is_empty(), "accepted an empty body");
     }
+    let mut escaped = Vec::new();
+    push_json_string(&mut escaped, data);
+    let decoded: String =
+        serde_json::from_slice(&escaped).expect("the escaped document is not a JSON string");
+    let expected: String = data
+        .utf8_chunks()
+        .flat_map(|chunk| {
+            let replaced = "\u{FFFD}".repeat(chunk.invalid().len());
+            [chunk.valid().to_owned(), replaced]
+        })
+        .collect();
+    assert_eq!(
+        decoded, expected,
+        "the escaped document decodes to other text"
+    );
 }
 
 /// cfg.yaml: loading (types, defaults, Version) and the strict key validation of `-c`.

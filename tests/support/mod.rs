@@ -308,7 +308,8 @@ impl Relay {
             dir,
             sender: UdpSocket::bind("127.0.0.1:0").unwrap(),
         };
-        relay.wait_for_log("Listening on UDP", Duration::from_secs(20));
+        // The original's last start-up line: both sockets are bound by then.
+        relay.wait_for_log("Starting proxy http server on", Duration::from_secs(20));
         relay
     }
 

@@ -151,8 +151,9 @@ fn posts_signed_json_with_the_original_headers() {
         Some(format!("127.0.0.1:{port}").as_str())
     );
     let user_agent = captured.header("user-agent").unwrap();
+    // The original's agent token, as X-Ray's side recognises daemon traffic by it.
     let expected_prefix = format!(
-        "xray-relay/{} exec-env/AWS_ECS_EC2 OS/",
+        "xray-relay/{} xray-agent/xray-daemon/3.6.6 exec-env/AWS_ECS_EC2 OS/",
         env!("CARGO_PKG_VERSION")
     );
     assert!(user_agent.starts_with(&expected_prefix), "{user_agent}");
@@ -512,7 +513,10 @@ fn the_user_agent_uses_go_names() {
     assert_eq!(go_os_name("linux"), "linux");
     assert_eq!(go_os_name("macos"), "darwin");
     let agent = user_agent(&Env::from_pairs([]));
-    assert!(agent.contains(" exec-env/UNKNOWN OS/"), "{agent}");
+    assert!(
+        agent.contains(" xray-agent/xray-daemon/3.6.6 exec-env/UNKNOWN OS/"),
+        "{agent}"
+    );
     let arch = go_arch_name(std::env::consts::ARCH);
     assert!(agent.ends_with(&format!("-{arch}")), "{agent}");
 }
@@ -618,4 +622,50 @@ fn resolved_addresses_are_reused_per_host() {
     let c = resolver.resolve(&other, &config, timeout).unwrap();
     assert_eq!(c[0].ip().to_string(), "127.0.0.2");
     assert_eq!(resolver.cache.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_plain_http_endpoint_uses_http_proxy_not_https_proxy() {
+    use crate::aws::test_http::TestProxy;
+    let (port, server) = serve(vec![Answer::new(200, "{}")]);
+    let proxy = TestProxy::start("xray.test-only.invalid", port);
+    let endpoint = format!("http://xray.test-only.invalid:{port}");
+    // Only HTTPS_PROXY: the plain-http endpoint is called directly, so the made-up name fails
+    // to resolve and the proxy sees nothing.
+    let https_only = client_with(
+        ClientSettings::new(endpoint.clone(), "us-west-2"),
+        &[("HTTPS_PROXY", proxy.url().as_str())],
+    );
+    assert!(https_only.post_json("/TraceSegments", b"{}").is_err());
+    assert!(proxy.connects().is_empty(), "{:?}", proxy.connects());
+    // HTTP_PROXY: the call goes through the proxy, the only one that knows the name.
+    let via_proxy = client_with(
+        ClientSettings::new(endpoint, "us-west-2"),
+        &[("http_proxy", proxy.url().as_str())],
+    );
+    let response = via_proxy.post_json("/TraceSegments", b"{}").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(proxy.connects(), [format!("xray.test-only.invalid:{port}")]);
+    assert_eq!(
+        server.join().unwrap()[0].request_line,
+        "POST /TraceSegments HTTP/1.1"
+    );
+}
+
+#[test]
+fn a_local_endpoint_is_never_proxied() {
+    let (port, server) = serve(vec![Answer::new(200, "{}")]);
+    // A proxy that does not exist: using it would fail the call.
+    let client = client_with(
+        ClientSettings::new(format!("http://localhost:{port}"), "us-west-2"),
+        &[
+            ("HTTPS_PROXY", "http://127.0.0.1:9"),
+            ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(
+        client.post_json("/TraceSegments", b"{}").unwrap().status,
+        200
+    );
+    assert_eq!(server.join().unwrap().len(), 1);
 }

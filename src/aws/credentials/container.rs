@@ -10,6 +10,7 @@
 
 use super::{Credentials, CredentialsError, CredentialsSource, parse_credentials_document};
 use crate::aws::env::Env;
+use crate::aws::proxy::EnvProxies;
 use crate::aws::small_http::SmallHttp;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -29,8 +30,15 @@ impl ContainerSource {
     /// A source reading its settings from `env`.
     pub fn new(env: Env) -> Self {
         ContainerSource {
+            // Proxied like any HTTP client's call: the ECS agent's 169.254.170.2 goes through
+            // HTTP_PROXY unless NO_PROXY names it, as for the original's Go SDK.
+            http: SmallHttp::new(
+                TIMEOUT,
+                2,
+                EnvProxies::from_env(&env),
+                "xray-relay-container-credentials",
+            ),
             env,
-            http: SmallHttp::new(TIMEOUT, 2, None, "xray-relay-container-credentials"),
         }
     }
 

@@ -14,7 +14,7 @@
 use crate::datagram;
 use crate::pool::{Pool, Spilled};
 use crate::reader::{DatagramReader, READ_AT_ONCE};
-use crate::spool::Spool;
+use crate::spool::{Spool, Unsent, count_lost, spool_or_count_lost};
 use crate::stats::Stats;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -200,11 +200,15 @@ fn receive(
     stopping: &AtomicBool,
 ) {
     let budget = receive_buffer(socket) / 8;
+    if let Err(err) = crate::reader::count_kernel_drops(socket) {
+        log::warn!("Cannot count the kernel's drops on the UDP socket (SO_RXQ_OVFL): {err}");
+    }
     let mut receiver = Receiver {
         pool,
         stats,
         spool,
         spilled: Spilled::new(),
+        kernel_drops_seen: 0,
         rejected_log: Throttled::new(),
         spillover_log: Throttled::new(),
         error_log: Throttled::new(),
@@ -282,6 +286,8 @@ struct Receiver<'a> {
     stats: &'a Stats,
     spool: Option<&'a Spool>,
     spilled: Spilled,
+    /// The socket's drop counter at the last read (it wraps at 2^32).
+    kernel_drops_seen: u32,
     rejected_log: Throttled,
     spillover_log: Throttled,
     error_log: Throttled,
@@ -303,10 +309,31 @@ impl Receiver<'_> {
         }
     }
 
-    /// Checks and stores every datagram of the last read.
+    /// Checks and stores every datagram of the last read, then hands what the pool pushed
+    /// out to the spool's queue in one go (no disk I/O, no waiting: see [`crate::spool`]).
     fn handle_all(&mut self, reader: &DatagramReader) {
         for datagram in reader.datagrams() {
             self.handle(datagram);
+        }
+        if let Some(drops) = reader.kernel_drops() {
+            let new = drops.wrapping_sub(self.kernel_drops_seen);
+            self.kernel_drops_seen = drops;
+            Stats::add(&self.stats.kernel_drops, u64::from(new));
+        }
+        if self.spilled.is_empty() {
+            return;
+        }
+        let lost = spool_or_count_lost(
+            self.spool,
+            self.stats,
+            Unsent::Evicted,
+            self.spilled.documents(),
+        );
+        self.spilled.clear();
+        if lost > 0 {
+            self.spillover_log.warn(|| {
+                format!("Segment dropped ({lost} oldest to make room, the spool's queue is full). Consider increasing memory limit")
+            });
         }
     }
 
@@ -317,20 +344,17 @@ impl Receiver<'_> {
         match datagram::segment_body(datagram) {
             Ok(segment) => {
                 log::trace!("Segment: {}", String::from_utf8_lossy(segment));
-                let (pushed, spooled) = match self.spool {
-                    Some(spool) => {
-                        let pushed = self.pool.push_keeping_evicted(segment, &mut self.spilled);
-                        let appended = spool.append(self.spilled.documents());
-                        self.spilled.clear();
-                        Stats::add(&stats.spooled, appended.written);
-                        (pushed, appended.written)
-                    }
-                    None => (self.pool.push(segment), 0),
+                // With a spool, what the pool pushes out is kept for `handle_all`.
+                let pushed = match self.spool {
+                    Some(_) => self.pool.push_keeping_evicted(segment, &mut self.spilled),
+                    None => self.pool.push(segment),
                 };
-                let lost =
-                    (u64::from(pushed.evicted_waiting) - spooled) + u64::from(!pushed.stored);
+                let lost = match self.spool {
+                    Some(_) => 0,
+                    None => u64::from(pushed.evicted_waiting),
+                } + u64::from(!pushed.stored);
                 if lost > 0 {
-                    Stats::add(&stats.spillover, lost);
+                    count_lost(stats, Unsent::Evicted, lost);
                     self.spillover_log.warn(|| {
                         format!("Segment dropped ({lost} oldest to make room). Consider increasing memory limit")
                     });

@@ -5,7 +5,7 @@ use crate::proxy::{self, HealthPolicy, Upstream};
 use crate::settings::Settings;
 use crate::shutdown::Signal;
 use crate::sink::{Destination, LocalSink, PostJson};
-use crate::spool::Spool;
+use crate::spool::{Spool, Unsent, spool_or_count_lost};
 use crate::stats::Stats;
 use crate::telemetry::{self, Reporter, Telemetry};
 use crate::upload::Courier;
@@ -148,7 +148,8 @@ fn start(
     let spool = match &settings.spool_dir {
         Some(dir) => {
             let max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
-            let spool = Spool::open(dir, max_bytes).map_err(|err| StartError(err.to_string()))?;
+            let spool = Spool::open(dir, max_bytes, stats.clone())
+                .map_err(|err| StartError(err.to_string()))?;
             log::info!(
                 "Spooling overflow and unsent segments to {} (at most {} MB; {} files waiting)",
                 dir.display(),
@@ -307,23 +308,25 @@ fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
     // which X-Ray ignores).
     let mut left = Spilled::new();
     if pool.take_all_unacknowledged(&mut left) > 0 {
-        match &courier.spool {
-            Some(spool) => {
-                let appended = spool.append(left.documents());
-                Stats::add(&courier.stats.spooled, appended.written);
-                Stats::add(&courier.stats.dropped, appended.lost);
-                log::warn!(
-                    "Spooled {} segments not uploaded before shutdown",
-                    appended.written
-                );
-            }
-            None => {
-                Stats::add(&courier.stats.dropped, left.len() as u64);
-                log::error!(
-                    "{} segments were not uploaded before shutdown (configure --spool-dir to keep them)",
-                    left.len()
-                );
-            }
+        let lost = spool_or_count_lost(
+            courier.spool.as_deref(),
+            &courier.stats,
+            Unsent::Unfinished,
+            left.documents(),
+        );
+        let kept = left.len() as u64 - lost;
+        if kept > 0 {
+            log::warn!("Spooling {kept} segments not uploaded before shutdown");
+        }
+        if lost > 0 {
+            log::error!(
+                "{lost} segments were not uploaded before shutdown ({})",
+                if courier.spool.is_some() {
+                    "the spool had no room for them"
+                } else {
+                    "configure --spool-dir to keep them"
+                }
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::batch::{self, Unprocessed};
 use crate::pool::{Batch, Pool};
 use crate::retry::{self, Backoff, Verdict};
 use crate::sink::Destination;
-use crate::spool::Spool;
+use crate::spool::{Spool, Unsent, spool_or_count_lost};
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
@@ -62,7 +62,8 @@ impl Uploaders {
 pub enum Delivery {
     /// X-Ray has every document it will ever take (refused ones were logged and counted).
     Done,
-    /// The failure could never pass; the documents were dropped and counted.
+    /// The failure could never pass; the documents are still in the batch, for the caller to
+    /// keep or count as lost.
     Dropped,
     /// Shutdown gave up while the batch was still failing; the documents are still in it.
     Abandoned,
@@ -85,29 +86,36 @@ impl Courier {
         let mut batch = Batch::new();
         let mut scratch = Vec::new();
         while self.pool.take_batch(&mut batch) {
-            if self.deliver(&mut batch, &mut scratch) == Delivery::Abandoned {
-                self.keep_for_later(&batch);
+            match self.deliver(&mut batch, &mut scratch) {
+                Delivery::Done => {}
+                Delivery::Dropped => self.keep_for_later(&batch, Unsent::Refused),
+                Delivery::Abandoned => self.keep_for_later(&batch, Unsent::Unfinished),
             }
             self.pool.release(&batch);
         }
     }
 
-    /// Puts an undeliverable batch in the spool, or counts it as lost when there is none.
-    pub fn keep_for_later(&self, batch: &Batch) {
-        match &self.spool {
-            Some(spool) => {
-                let appended = spool.append(batch.documents());
-                Stats::add(&self.stats.spooled, appended.written);
-                Stats::add(&self.stats.dropped, appended.lost);
-                log::warn!("Spooled {} unsent segments at shutdown", appended.written);
-            }
-            None => {
-                Stats::add(&self.stats.dropped, batch.len() as u64);
-                log::error!(
-                    "Dropping {} segments still unsent at the shutdown deadline (no spool configured)",
-                    batch.len()
-                );
-            }
+    /// Puts an undeliverable batch in the spool, or counts it as lost when there is none
+    /// (see [`spool_or_count_lost`]).
+    pub fn keep_for_later(&self, batch: &Batch, why: Unsent) {
+        let lost = spool_or_count_lost(self.spool.as_deref(), &self.stats, why, batch.documents());
+        let kept = batch.len() as u64 - lost;
+        let when = match why {
+            Unsent::Refused => "refused by X-Ray",
+            Unsent::Evicted | Unsent::Unfinished => "unsent at the shutdown deadline",
+        };
+        if kept > 0 {
+            log::warn!("Spooling {kept} segments {when}");
+        }
+        if lost > 0 {
+            log::error!(
+                "Dropping {lost} segments {when} ({})",
+                if self.spool.is_some() {
+                    "the spool had no room for them"
+                } else {
+                    "no spool configured"
+                }
+            );
         }
     }
 
@@ -173,9 +181,10 @@ impl Courier {
                     self.stats.record_failure(&err);
                     self.stats.backend_error(err.class());
                     if retry::verdict(&err) == Verdict::Drop {
-                        Stats::add(&self.stats.dropped, batch.len() as u64);
+                        // The caller keeps or counts the batch: the uploaders through the
+                        // spool, the replayer by keeping its file.
                         log::error!(
-                            "Sending segment batch failed with: {err}; dropping {} segments (this error does not pass with retries)",
+                            "Sending segment batch failed with: {err}; giving up on {} segments (this error does not pass with retries)",
                             batch.len()
                         );
                         return Delivery::Dropped;
@@ -420,10 +429,16 @@ mod tests {
     #[test]
     fn shutdown_gives_up_on_a_failing_batch_and_spools_it() {
         let dir = crate::test_support::TempDir::new("upload-spool");
-        let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024).unwrap());
         let answers = (0..1000).map(|_| Answer::Fail(unavailable)).collect();
         let fake = Arc::new(FakeXRay::scripted(answers));
-        let courier = courier(fake, Some(spool.clone()));
+        let courier = courier(fake, None);
+        let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024, courier.stats.clone()).unwrap());
+        let courier = Arc::new(Courier {
+            pool: courier.pool.clone(),
+            destination: courier.destination.clone(),
+            stats: courier.stats.clone(),
+            spool: Some(spool.clone()),
+        });
         let mut uploaders = spawn(2, courier.clone()).unwrap();
         for d in docs(5) {
             courier.pool.push(d.as_bytes());
@@ -432,6 +447,7 @@ mod tests {
         assert!(!uploaders.wait_until(Instant::now() + Duration::from_millis(500)));
         courier.pool.abandon();
         assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(5)));
+        spool.stop();
         let mut spooled = Vec::new();
         for file in spool.files() {
             crate::spool::read_file(&file, |d| {

@@ -316,7 +316,7 @@ fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier) {
         );
         let kept = left.len() as u64 - lost;
         if kept > 0 {
-            log::warn!("Spooling {kept} segments not uploaded before shutdown");
+            log::warn!("Spooled {kept} segments not uploaded before shutdown");
         }
         if lost > 0 {
             log::error!(

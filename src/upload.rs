@@ -105,7 +105,7 @@ impl Courier {
             Unsent::Evicted | Unsent::Unfinished => "unsent at the shutdown deadline",
         };
         if kept > 0 {
-            log::warn!("Spooling {kept} segments {when}");
+            log::warn!("Spooled {kept} segments {when}");
         }
         if lost > 0 {
             log::error!(

@@ -130,9 +130,13 @@ fn find_marker(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// CRC-32 (IEEE), as zlib and gzip compute it.
+///
+/// Eight bytes per step with eight tables ("slicing-by-8"): the spool writer checksums every
+/// byte it writes, and a table per byte made that its largest cost during an outage at
+/// 100,000 segments/s.
 pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
+    const TABLES: [[u32; 256]; 8] = {
+        let mut tables = [[0u32; 256]; 8];
         let mut i = 0;
         while i < 256 {
             let mut c = i as u32;
@@ -145,14 +149,37 @@ pub fn crc32(data: &[u8]) -> u32 {
                 };
                 k += 1;
             }
-            table[i] = c;
+            tables[0][i] = c;
             i += 1;
         }
-        table
+        let mut t = 1;
+        while t < 8 {
+            let mut i = 0;
+            while i < 256 {
+                let previous = tables[t - 1][i];
+                tables[t][i] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
+                i += 1;
+            }
+            t += 1;
+        }
+        tables
     };
     let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    let mut chunks = data.chunks_exact(8);
+    for chunk in &mut chunks {
+        let low = crc ^ u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let high = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+        crc = TABLES[7][(low & 0xff) as usize]
+            ^ TABLES[6][((low >> 8) & 0xff) as usize]
+            ^ TABLES[5][((low >> 16) & 0xff) as usize]
+            ^ TABLES[4][(low >> 24) as usize]
+            ^ TABLES[3][(high & 0xff) as usize]
+            ^ TABLES[2][((high >> 8) & 0xff) as usize]
+            ^ TABLES[1][((high >> 16) & 0xff) as usize]
+            ^ TABLES[0][(high >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }

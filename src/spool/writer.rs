@@ -90,7 +90,7 @@ pub(super) fn run(shared: &Shared, next_sequence: u64) {
         documents.clear();
         writer.write_out();
         if idle || flush || stopping {
-            writer.close();
+            writer.close(true);
         }
         let mut queue = shared.queue();
         queue.flushed = flush_asked;
@@ -122,7 +122,7 @@ impl Writer<'_> {
             .is_some_and(|c| c.size + self.out.len() as u64 + record_len > self.file_limit)
         {
             self.write_out();
-            self.close();
+            self.close(false);
         }
         let header = if self.current.is_none() {
             FILE_HEADER.len() as u64
@@ -233,7 +233,7 @@ impl Writer<'_> {
                 shared.total.fetch_sub(written, Ordering::Relaxed);
                 self.failed(&err, records);
                 // Whatever part of the write reached the file is read back as damaged.
-                self.close();
+                self.close(false);
             }
         }
     }
@@ -249,8 +249,12 @@ impl Writer<'_> {
         count_lost(&self.shared.stats, Unsent::Refused, documents);
     }
 
-    /// Closes the current file (synced) and hands it to the replayer.
-    fn close(&mut self) {
+    /// Closes the current file and hands it to the replayer. With `sync`, waits until it is
+    /// on disk first: when the queue went idle, and at shutdown. A file closed because it is
+    /// full is left to the kernel's writeback: waiting for the disk there stalled the writer
+    /// for tens of milliseconds per file while the queue overflowed (a `kill -9` loses
+    /// nothing either way; a power cut may lose what the kernel had not written yet).
+    fn close(&mut self, sync: bool) {
         self.write_out();
         let Some(current) = self.current.take() else {
             return;
@@ -263,7 +267,7 @@ impl Writer<'_> {
             .find(|e| e.key == current.key)
             .map(|e| e.path.clone());
         drop(index);
-        if let Err(err) = current.file.sync_data() {
+        if sync && let Err(err) = current.file.sync_data() {
             log::warn!(
                 "Cannot sync spool file {}: {err}",
                 path.unwrap_or_default().display()
@@ -294,7 +298,7 @@ impl Writer<'_> {
             if current_key.is_none() || current_key == replaying {
                 return false;
             }
-            self.close();
+            self.close(false);
             index = shared.index();
             victim = index
                 .files

@@ -424,16 +424,33 @@ impl Pool {
 
     /// Stores one document, dropping the oldest segments if there is no room.
     pub fn push(&self, document: &[u8]) -> Pushed {
-        self.push_inner(document, None)
+        self.push_inner(document, None, true)
     }
 
     /// Like [`Pool::push`], but copies the waiting documents dropped for room into `spilled`
     /// (for the spool) instead of losing them.
     pub fn push_keeping_evicted(&self, document: &[u8], spilled: &mut Spilled) -> Pushed {
-        self.push_inner(document, Some(spilled))
+        self.push_inner(document, Some(spilled), true)
     }
 
-    fn push_inner(&self, document: &[u8], mut spilled: Option<&mut Spilled>) -> Pushed {
+    /// Stores one document only if it fits without pushing out a segment that is waiting
+    /// or in flight; `false` if it did not (the receiver then spools it).
+    ///
+    /// With a spool, the document that does not fit goes to disk rather than the oldest one:
+    /// it is in the cache already (just received), where an evicted one would be read from
+    /// the far end of the arena; and the oldest are sent first when X-Ray is back.
+    pub fn push_if_room(&self, document: &[u8]) -> bool {
+        self.push_inner(document, None, false).stored
+    }
+
+    /// Stores `document`; without room, drops the oldest segments if `evict` (copying the
+    /// waiting ones into `spilled`, if given), or stores nothing.
+    fn push_inner(
+        &self,
+        document: &[u8],
+        mut spilled: Option<&mut Spilled>,
+        evict: bool,
+    ) -> Pushed {
         let mut pushed = Pushed::default();
         if document.len() > MAX_DOCUMENT {
             return pushed;
@@ -443,6 +460,9 @@ impl Pool {
         let offset = loop {
             if let Some(offset) = ring.place_for(document.len()) {
                 break offset;
+            }
+            if !evict {
+                return pushed;
             }
             let oldest = *ring.slot(ring.oldest);
             if ring.evict_oldest() == State::Waiting {
@@ -926,6 +946,32 @@ mod tests {
             pool.release(&batch);
         }
         assert_eq!(expected, 200 * BATCH_SIZE);
+    }
+
+    #[test]
+    fn push_if_room_never_pushes_out_a_waiting_or_in_flight_segment() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let mut stored = 0;
+        while pool.push_if_room(&doc(stored, 1024)) {
+            stored += 1;
+        }
+        assert!(stored > 2_000, "{stored}");
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        // In flight: still no room.
+        assert!(!pool.push_if_room(&doc(stored, 1024)));
+        pool.release(&batch);
+        assert!(pool.push_if_room(&doc(stored, 1024)));
+        pool.close();
+        let mut next = batch.len();
+        while pool.take_batch(&mut batch) {
+            for document in batch.documents() {
+                assert_eq!(document, doc(next, 1024));
+                next += 1;
+            }
+            pool.release(&batch);
+        }
+        assert_eq!(next, stored + 1);
     }
 
     #[test]

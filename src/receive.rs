@@ -309,8 +309,9 @@ impl Receiver<'_> {
         }
     }
 
-    /// Checks and stores every datagram of the last read, then hands what the pool pushed
-    /// out to the spool's queue in one go (no disk I/O, no waiting: see [`crate::spool`]).
+    /// Checks and stores every datagram of the last read, then hands the segments the pool
+    /// had no room for to the spool's queue in one go (no disk I/O, no waiting: see
+    /// [`crate::spool`]).
     fn handle_all(&mut self, reader: &DatagramReader) {
         for datagram in reader.datagrams() {
             self.handle(datagram);
@@ -332,7 +333,7 @@ impl Receiver<'_> {
         self.spilled.clear();
         if lost > 0 {
             self.spillover_log.warn(|| {
-                format!("Segment dropped ({lost} oldest to make room, the spool's queue is full). Consider increasing memory limit")
+                format!("Segment dropped ({lost} with the buffer and the spool's queue full). Consider increasing memory limit")
             });
         }
     }
@@ -344,15 +345,20 @@ impl Receiver<'_> {
         match datagram::segment_body(datagram) {
             Ok(segment) => {
                 log::trace!("Segment: {}", String::from_utf8_lossy(segment));
-                // With a spool, what the pool pushes out is kept for `handle_all`.
-                let pushed = match self.spool {
-                    Some(_) => self.pool.push_keeping_evicted(segment, &mut self.spilled),
-                    None => self.pool.push(segment),
-                };
+                // With a spool, a segment the full pool has no room for is kept for the
+                // spool (by `handle_all`); without, the oldest make room and are lost.
                 let lost = match self.spool {
-                    Some(_) => 0,
-                    None => u64::from(pushed.evicted_waiting),
-                } + u64::from(!pushed.stored);
+                    Some(_) => {
+                        if !self.pool.push_if_room(segment) {
+                            self.spilled.push(segment);
+                        }
+                        0
+                    }
+                    None => {
+                        let pushed = self.pool.push(segment);
+                        u64::from(pushed.evicted_waiting) + u64::from(!pushed.stored)
+                    }
+                };
                 if lost > 0 {
                     count_lost(stats, Unsent::Evicted, lost);
                     self.spillover_log.warn(|| {

@@ -4,7 +4,8 @@
 //! segments are packed back to back in a ring of bytes, in arrival order, with a fixed table of
 //! slots (offset, length, arrival time, state) beside it: 3 MB holds about 3,000 segments of 1 KB.
 //! Nothing is allocated per segment. When the arena or the slot table is full, the oldest segment
-//! makes room (spillover).
+//! makes room (spillover); with a spool, the new segment goes there instead
+//! ([`Pool::push_if_room`]).
 //!
 //! Uploaders take batches with [`Pool::take_batch`], which blocks until a batch is due: 50
 //! segments waiting, the oldest waiting for [`BATCH_DELAY`], the pool running low, or the pool

@@ -306,6 +306,41 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_record_is_counted_once_and_the_rest_delivered_before_the_file_goes() {
+        let dir = TempDir::new("replay-damaged");
+        let docs: Vec<Vec<u8>> = (0..10).map(doc).collect();
+        let (spool, stats) = spooled(&dir, &docs);
+        let file = spool.files().remove(0);
+        // Damage record 4's document, past its checksum's reach.
+        let mut bytes = std::fs::read(&file).unwrap();
+        let record = 10 + docs[0].len();
+        bytes[8 + 4 * record + 10 + 3] ^= 0xff;
+        std::fs::write(&file, &bytes).unwrap();
+        let xray = Arc::new(Refusing {
+            calls: AtomicU32::new(0),
+            refusals: 0,
+            accepted: Mutex::new(Vec::new()),
+        });
+        let courier = courier(xray.clone(), &spool, &stats);
+        let replayer = {
+            let (courier, spool) = (courier.clone(), spool.clone());
+            std::thread::spawn(move || run(&courier, &spool, Duration::from_millis(200)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        spool.stop();
+        replayer.join().unwrap();
+        let mut expected = docs.clone();
+        expected.remove(4);
+        assert_eq!(*xray.accepted.lock().unwrap(), expected);
+        assert!(!file.exists());
+        let counts = stats.snapshot();
+        assert_eq!((counts.replayed, counts.dropped), (9, 1));
+    }
+
+    #[test]
     fn a_file_that_cannot_be_read_for_now_stays() {
         let dir = TempDir::new("replay-unreadable");
         // Something named like a spool file that read() fails on (EISDIR), as it fails on

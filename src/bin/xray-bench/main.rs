@@ -204,6 +204,18 @@ fn print_setup(args: &Args, options: &RelayOptions) {
             ""
         }
     );
+    if args.outage || args.spool_mb.is_some() {
+        println!(
+            "outage: {}; spool: {}",
+            if args.outage {
+                "the sink answers uploads with 503 for the whole send, then accepts"
+            } else {
+                "none"
+            },
+            args.spool_mb
+                .map_or("none".to_string(), |mb| format!("{mb} MB"))
+        );
+    }
     println!(
         "latency: from the sender's send to the sink's answer, same clock; includes the relay's batching wait (a batch leaves at 50 segments or when its oldest is 1 s old)"
     );

@@ -4,7 +4,8 @@
 //! segments are packed back to back in a ring of bytes, in arrival order, with a fixed table of
 //! slots (offset, length, arrival time, state) beside it: 3 MB holds about 3,000 segments of 1 KB.
 //! Nothing is allocated per segment. When the arena or the slot table is full, the oldest segment
-//! makes room (spillover).
+//! makes room (spillover); with a spool, the new segment goes there instead
+//! ([`Pool::push_if_room`]).
 //!
 //! Uploaders take batches with [`Pool::take_batch`], which blocks until a batch is due: 50
 //! segments waiting, the oldest waiting for [`BATCH_DELAY`], the pool running low, or the pool
@@ -439,16 +440,33 @@ impl Pool {
 
     /// Stores one document, dropping the oldest segments if there is no room.
     pub fn push(&self, document: &[u8]) -> Pushed {
-        self.push_inner(document, None)
+        self.push_inner(document, None, true)
     }
 
     /// Like [`Pool::push`], but copies the waiting documents dropped for room into `spilled`
     /// (for the spool) instead of losing them.
     pub fn push_keeping_evicted(&self, document: &[u8], spilled: &mut Spilled) -> Pushed {
-        self.push_inner(document, Some(spilled))
+        self.push_inner(document, Some(spilled), true)
     }
 
-    fn push_inner(&self, document: &[u8], mut spilled: Option<&mut Spilled>) -> Pushed {
+    /// Stores one document only if it fits without pushing out a segment that is waiting
+    /// or in flight; `false` if it did not (the receiver then spools it).
+    ///
+    /// With a spool, the document that does not fit goes to disk rather than the oldest one:
+    /// it is in the cache already (just received), where an evicted one would be read from
+    /// the far end of the arena; and the oldest are sent first when X-Ray is back.
+    pub fn push_if_room(&self, document: &[u8]) -> bool {
+        self.push_inner(document, None, false).stored
+    }
+
+    /// Stores `document`; without room, drops the oldest segments if `evict` (copying the
+    /// waiting ones into `spilled`, if given), or stores nothing.
+    fn push_inner(
+        &self,
+        document: &[u8],
+        mut spilled: Option<&mut Spilled>,
+        evict: bool,
+    ) -> Pushed {
         let mut pushed = Pushed::default();
         if document.len() > MAX_DOCUMENT {
             return pushed;
@@ -458,6 +476,9 @@ impl Pool {
         let offset = loop {
             if let Some(offset) = ring.place_for(document.len()) {
                 break offset;
+            }
+            if !evict {
+                return pushed;
             }
             let (seq, oldest) = (ring.oldest, *ring.slot(ring.oldest));
             let bytes = oldest.offset as usize..oldest.offset as usize + oldest.len as usize;
@@ -619,11 +640,12 @@ impl Pool {
         evicted
     }
 
-    /// For an uploader giving up on `batch` at shutdown: releases it, unless shutdown already
-    /// took every unacknowledged segment (these included). Returns `true` if the caller still
-    /// has to keep the batch (spool it or count it lost), `false` if shutdown has it: the
-    /// segments are kept once, never twice, and never not at all.
-    pub fn release_abandoned(&self, batch: &Batch) -> bool {
+    /// For an uploader whose batch X-Ray did not take (refused for good, or given up at
+    /// shutdown): releases it, unless shutdown already took every unacknowledged segment
+    /// (these included). Returns `true` if the caller still has to keep the batch (spool it or
+    /// count it lost), `false` if shutdown has it: the segments are kept once, never twice,
+    /// and never not at all.
+    pub fn release_unsent(&self, batch: &Batch) -> bool {
         let mut ring = self.lock();
         if ring.taken_over {
             return false;
@@ -979,6 +1001,32 @@ mod tests {
     }
 
     #[test]
+    fn push_if_room_never_pushes_out_a_waiting_or_in_flight_segment() {
+        let pool = Pool::with_memory(MIN_POOL_BYTES);
+        let mut stored = 0;
+        while pool.push_if_room(&doc(stored, 1024)) {
+            stored += 1;
+        }
+        assert!(stored > 2_000, "{stored}");
+        let mut batch = Batch::new();
+        assert!(pool.take_batch(&mut batch));
+        // In flight: still no room.
+        assert!(!pool.push_if_room(&doc(stored, 1024)));
+        pool.release(&batch);
+        assert!(pool.push_if_room(&doc(stored, 1024)));
+        pool.close();
+        let mut next = batch.len();
+        while pool.take_batch(&mut batch) {
+            for document in batch.documents() {
+                assert_eq!(document, doc(next, 1024));
+                next += 1;
+            }
+            pool.release(&batch);
+        }
+        assert_eq!(next, stored + 1);
+    }
+
+    #[test]
     fn evicted_waiting_documents_can_be_kept_for_the_spool() {
         let pool = Pool::with_memory(MIN_POOL_BYTES);
         let capacity = pool.fill().capacity_bytes / 1024;
@@ -1074,7 +1122,7 @@ mod tests {
             expected.iter().map(Vec::as_slice).collect::<Vec<_>>()
         );
         assert!(
-            !pool.release_abandoned(&stuck),
+            !pool.release_unsent(&stuck),
             "shutdown has them: the uploader must not keep them again"
         );
     }
@@ -1083,10 +1131,7 @@ mod tests {
     fn a_released_batch_leaves_no_copy_behind() {
         let pool = Pool::with_memory(MIN_POOL_BYTES);
         let batch = in_flight_batch_evicted_for_room(&pool);
-        assert!(
-            pool.release_abandoned(&batch),
-            "the uploader keeps its batch"
-        );
+        assert!(pool.release_unsent(&batch), "the uploader keeps its batch");
         let held = pool.fill().segments;
         let mut out = Spilled::new();
         assert_eq!(pool.take_all_unacknowledged(&mut out), held);

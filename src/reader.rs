@@ -2,6 +2,10 @@
 //!
 //! Under load the receiver drains many queued datagrams after each nap; reading them one
 //! `recv` at a time paid the system call's entry, exit and file lookup for every datagram.
+//!
+//! With [`count_kernel_drops`] on the socket, each datagram also carries the socket's count of
+//! datagrams the kernel dropped because the receive buffer was full (`SO_RXQ_OVFL`): the only
+//! losses the relay cannot see otherwise.
 
 use std::io;
 use std::net::UdpSocket;
@@ -21,6 +25,34 @@ pub struct DatagramReader {
     buffers: Box<[u8]>,
     lens: [usize; READ_AT_ONCE],
     count: usize,
+    /// Room for each datagram's control messages (`u64`s for `cmsghdr` alignment).
+    control: [[u64; CONTROL_WORDS]; READ_AT_ONCE],
+    kernel_drops: Option<u32>,
+}
+
+/// Enough for the one `SO_RXQ_OVFL` control message (`CMSG_SPACE(4)` is 16 bytes on 32- and
+/// 64-bit Linux), with room to spare.
+const CONTROL_WORDS: usize = 8;
+
+/// Asks the kernel to report, with each datagram, how many it has dropped on `socket` because
+/// its receive buffer was full (see [`DatagramReader::kernel_drops`]).
+pub fn count_kernel_drops(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the socket is open; `on` outlives the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 impl DatagramReader {
@@ -30,6 +62,8 @@ impl DatagramReader {
             buffers: vec![0u8; READ_AT_ONCE * DATAGRAM_BUFFER_BYTES].into_boxed_slice(),
             lens: [0; READ_AT_ONCE],
             count: 0,
+            control: [[0; CONTROL_WORDS]; READ_AT_ONCE],
+            kernel_drops: None,
         }
     }
 
@@ -48,9 +82,15 @@ impl DatagramReader {
         });
         // SAFETY: mmsghdr is plain data (integers and pointers) for which all-zero is valid.
         let mut headers: [libc::mmsghdr; READ_AT_ONCE] = unsafe { std::mem::zeroed() };
-        for (header, iovec) in headers.iter_mut().zip(iovecs.iter_mut()) {
+        for ((header, iovec), control) in headers
+            .iter_mut()
+            .zip(iovecs.iter_mut())
+            .zip(self.control.iter_mut())
+        {
             header.msg_hdr.msg_iov = iovec;
             header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = control.as_mut_ptr().cast();
+            header.msg_hdr.msg_controllen = std::mem::size_of_val(control) as _;
         }
         // MSG_WAITFORONE: block for the first datagram only, then take what else is queued.
         let flags = if wait {
@@ -59,7 +99,8 @@ impl DatagramReader {
             libc::MSG_DONTWAIT
         };
         // SAFETY: the socket is open; each header points to one iovec, each iovec to its own
-        // 64 KB region of `self.buffers`, all of which outlive the call.
+        // 64 KB region of `self.buffers`, and to its own control buffer, all of which outlive
+        // the call.
         let read = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -79,8 +120,19 @@ impl DatagramReader {
         self.count = (read as usize).min(READ_AT_ONCE);
         for (len, header) in self.lens.iter_mut().zip(&headers[..self.count]) {
             *len = (header.msg_len as usize).min(DATAGRAM_BUFFER_BYTES);
+            if let Some(drops) = drop_count(&header.msg_hdr) {
+                self.kernel_drops = Some(drops);
+            }
         }
         Ok(self.count)
+    }
+
+    /// The socket's count of datagrams the kernel dropped for want of buffer, as of the
+    /// latest datagram read that carried it (it wraps at 2^32). `None` until a datagram
+    /// carried it: the kernel leaves it out while the count is 0, or without
+    /// [`count_kernel_drops`].
+    pub fn kernel_drops(&self) -> Option<u32> {
+        self.kernel_drops
     }
 
     /// The datagrams of the last read, in arrival order.
@@ -90,6 +142,24 @@ impl DatagramReader {
             &self.buffers[start..start + len]
         })
     }
+}
+
+/// The `SO_RXQ_OVFL` count in a received message's control data, if there is one.
+fn drop_count(message: &libc::msghdr) -> Option<u32> {
+    // SAFETY: the kernel filled msg_control up to msg_controllen with well-formed control
+    // messages; the CMSG macros stay within that length, and the value is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(message);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL {
+                return Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(cmsg).cast::<u32>(),
+                ));
+            }
+            cmsg = libc::CMSG_NXTHDR(message, cmsg);
+        }
+    }
+    None
 }
 
 impl Default for DatagramReader {
@@ -149,6 +219,45 @@ mod tests {
         assert_eq!(reader.read(&receiver, true).unwrap(), 3);
         let got: Vec<&[u8]> = reader.datagrams().collect();
         assert_eq!(got, [&largest[..], b"", b"after"]);
+    }
+
+    #[test]
+    fn the_kernels_drops_on_a_full_socket_are_reported() {
+        let (receiver, sender) = pair();
+        count_kernel_drops(&receiver).unwrap();
+        // The smallest receive buffer the kernel allows (it doubles and floors the value):
+        // a few KB, so most of 200 datagrams of 1 KB are dropped.
+        let small: libc::c_int = 1;
+        // SAFETY: the socket is open; `small` outlives the call.
+        unsafe {
+            libc::setsockopt(
+                receiver.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        let mut reader = DatagramReader::new();
+        sender.send(b"first").unwrap();
+        settle();
+        reader.read(&receiver, false).unwrap();
+        assert_eq!(reader.kernel_drops(), None, "nothing dropped yet");
+        for _ in 0..200 {
+            sender.send(&[b'x'; 1024]).unwrap();
+        }
+        settle();
+        let mut read = 0;
+        while reader.read(&receiver, false).unwrap() > 0 {
+            read += reader.datagrams().count() as u32;
+        }
+        // Sent after the drops, so it carries their count.
+        sender.send(b"last").unwrap();
+        settle();
+        reader.read(&receiver, false).unwrap();
+        let drops = reader.kernel_drops().expect("a drop count");
+        assert!(drops > 0);
+        assert_eq!(drops + read, 200);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use crate::datagram;
 use crate::pool::{Pool, Spilled};
 use crate::reader::{DatagramReader, READ_AT_ONCE};
-use crate::spool::Spool;
+use crate::spool::{Spool, Unsent, count_lost, spool_or_count_lost};
 use crate::stats::Stats;
 use crate::throttle::Throttled;
 use std::io;
@@ -174,11 +174,15 @@ fn receive(
     stopping: &AtomicBool,
 ) {
     let budget = receive_buffer(socket) / 8;
+    if let Err(err) = crate::reader::count_kernel_drops(socket) {
+        log::warn!("Cannot count the kernel's drops on the UDP socket (SO_RXQ_OVFL): {err}");
+    }
     let mut receiver = Receiver {
         pool,
         stats,
         spool,
         spilled: Spilled::new(),
+        kernel_drops_seen: 0,
         rejected_log: [Throttled::new(), Throttled::new(), Throttled::new()],
         spillover_log: Throttled::new(),
         error_log: Throttled::new(),
@@ -258,6 +262,8 @@ struct Receiver<'a> {
     stats: &'a Stats,
     spool: Option<&'a Spool>,
     spilled: Spilled,
+    /// The socket's drop counter at the last read (it wraps at 2^32).
+    kernel_drops_seen: u32,
     /// One per kind of rejection, so a flood of one kind hides no other.
     rejected_log: [Throttled; 3],
     spillover_log: Throttled,
@@ -280,10 +286,32 @@ impl Receiver<'_> {
         }
     }
 
-    /// Checks and stores every datagram of the last read.
+    /// Checks and stores every datagram of the last read, then hands the segments the pool
+    /// had no room for to the spool's queue in one go (no disk I/O, no waiting: see
+    /// [`crate::spool`]).
     fn handle_all(&mut self, reader: &DatagramReader) {
         for datagram in reader.datagrams() {
             self.handle(datagram);
+        }
+        if let Some(drops) = reader.kernel_drops() {
+            let new = drops.wrapping_sub(self.kernel_drops_seen);
+            self.kernel_drops_seen = drops;
+            Stats::add(&self.stats.kernel_drops, u64::from(new));
+        }
+        if self.spilled.is_empty() {
+            return;
+        }
+        let lost = spool_or_count_lost(
+            self.spool,
+            self.stats,
+            Unsent::Evicted,
+            self.spilled.documents(),
+        );
+        self.spilled.clear();
+        if lost > 0 {
+            self.spillover_log.warn(|| {
+                format!("Segment dropped ({lost} with the buffer and the spool's queue full). Consider increasing memory limit")
+            });
         }
     }
 
@@ -298,20 +326,18 @@ impl Receiver<'_> {
         match datagram::segment_body(datagram) {
             Ok(segment) => {
                 log::trace!("Segment: {}", String::from_utf8_lossy(segment));
-                let (pushed, spooled) = match self.spool {
-                    Some(spool) => {
-                        let pushed = self.pool.push_keeping_evicted(segment, &mut self.spilled);
-                        let appended = spool.append(self.spilled.documents());
-                        self.spilled.clear();
-                        Stats::add(&stats.spooled, appended.written);
-                        (pushed, appended.written)
+                // With a spool, a segment the full pool has no room for is kept for the
+                // spool (by `handle_all`); without, the oldest make room and are lost.
+                if self.spool.is_some() {
+                    if !self.pool.push_if_room(segment) {
+                        self.spilled.push(segment);
                     }
-                    None => (self.pool.push(segment), 0),
-                };
-                let lost =
-                    (u64::from(pushed.evicted_waiting) - spooled) + u64::from(!pushed.stored);
+                    return;
+                }
+                let pushed = self.pool.push(segment);
+                let lost = u64::from(pushed.evicted_waiting) + u64::from(!pushed.stored);
                 if lost > 0 {
-                    Stats::add(&stats.spillover, lost);
+                    count_lost(stats, Unsent::Evicted, lost);
                     // The original's two lines: oldest dropped from a full buffer, or the
                     // new segment itself dropped; our count only where it says more.
                     self.spillover_log.warn(|| match (pushed.stored, lost) {

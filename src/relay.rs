@@ -5,7 +5,7 @@ use crate::proxy::{self, HealthPolicy, Upstream};
 use crate::settings::Settings;
 use crate::shutdown::Signal;
 use crate::sink::{Destination, LocalSink, PostJson};
-use crate::spool::Spool;
+use crate::spool::{Spool, Unsent};
 use crate::stats::Stats;
 use crate::telemetry::{self, Reporter, Telemetry};
 use crate::upload::Courier;
@@ -171,7 +171,8 @@ fn start(
     let spool = match &settings.spool_dir {
         Some(dir) => {
             let max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
-            let spool = Spool::open(dir, max_bytes).map_err(|err| StartError(err.to_string()))?;
+            let spool = Spool::open(dir, max_bytes, stats.clone())
+                .map_err(|err| StartError(err.to_string()))?;
             log::info!(
                 "Spooling overflow and unsent segments to {} (at most {} MB; {} files waiting)",
                 dir.display(),
@@ -353,7 +354,12 @@ fn drain(pool: &Pool, uploaders: &mut upload::Uploaders, courier: &Courier, bega
     // that succeeds later makes a duplicate, which X-Ray ignores.
     let mut left = Spilled::new();
     pool.take_all_unacknowledged(&mut left);
-    courier.keep_for_later(left.documents(), left.len(), "not uploaded before shutdown");
+    courier.keep_for_later(
+        left.documents(),
+        left.len(),
+        Unsent::Unfinished,
+        "not uploaded before shutdown",
+    );
 }
 
 fn epoch_nanos() -> u128 {

@@ -1,198 +1,198 @@
 //! The durable spool (opt-in, `--spool-dir`): segments the pool has no room for, and those
-//! still unsent at shutdown, go to append-only files, and are replayed when X-Ray can be
+//! that could not be sent, go to append-only files, and are replayed when X-Ray can be
 //! reached again.
 //!
-//! File format: an 8-byte header `XRSPOOL1`, then records `"XR"`, length (u32 LE), CRC-32 of
-//! the document (u32 LE), document. Each record is one `write`, so a `kill -9` loses at most a
-//! record being written; a torn or corrupted record is detected by its length and checksum,
-//! skipped, and reading resumes at the next record marker.
+//! Nothing here touches the disk on the caller's thread: [`spool_or_count_lost`] copies the
+//! documents into a bounded queue in memory, and one writer thread ([`writer`]) turns them into
+//! records, keeps a running total of the spool's bytes (no directory listing), and deletes the
+//! oldest files when the spool would grow past its limit. An in-memory index of the files,
+//! locked only to read or change the list, is shared with the replayer, which reads and sends
+//! without holding anything the writer needs.
 //!
-//! Files are named by creation time, so replay goes oldest first. When the spool would grow
-//! past its size limit, the oldest file is deleted (its records counted as lost).
+//! Files are named by a sequence number that continues from the highest one found at start,
+//! so replay goes oldest first whatever the clock does. Files from versions that named them by
+//! the time of day are replayed before them. The record format is in [`format`]; a `kill -9`
+//! loses what was still queued (at most [`QUEUE_BYTES`]) and at most one torn record.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+mod format;
+mod writer;
+
+pub use format::{FILE_HEADER, ReadReport, crc32, read_bytes, read_file};
+
+use crate::pool::Spilled;
+use crate::stats::Stats;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-const FILE_HEADER: &[u8; 8] = b"XRSPOOL1";
-const RECORD_MARKER: &[u8; 2] = b"XR";
-const RECORD_HEADER_LEN: usize = 2 + 4 + 4;
-const MAX_RECORD: usize = 64 * 1024;
 const EXTENSION: &str = "spool";
 
-/// Files are closed at this size (or a quarter of the limit, if smaller) so that the oldest
-/// can be replayed and deleted while newer ones fill.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Documents queued for the writer, at most: beyond it, segments evicted from the pool are
+/// counted as lost rather than make the receiver wait.
+pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
-/// What reading a spool file found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ReadReport {
-    /// Records read intact.
-    pub records: u64,
-    /// Damaged stretches skipped (bad marker, length or checksum).
-    pub corrupt: u64,
-    /// `true` if the file ended in the middle of a record (a write cut short).
-    pub torn_tail: bool,
+/// How long the uploaders and shutdown wait for room in the queue (the receiver never waits).
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the writer to put the queue on disk.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Why documents leave the pool without being delivered; decides the counter of a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// Pushed out of the full pool by newer segments. Lost ones count as spillover.
+    Evicted,
+    /// Refused by X-Ray for a reason retries cannot fix. Lost ones count as dropped.
+    Refused,
+    /// Still unsent when shutdown gave up on them. Lost ones count as dropped.
+    Unfinished,
 }
 
-/// Reads every intact record of a spool file, calling `each` with each document.
-pub fn read_file(path: &Path, each: impl FnMut(&[u8])) -> io::Result<ReadReport> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    read_bytes(&bytes, each).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} is not a spool file (no XRSPOOL1 header)",
-                path.display()
-            ),
-        )
-    })
+/// Where lost documents are counted, the only place that counts losses.
+///
+/// `Evicted` losses, and those for want of room in the spool, are spillover (the telemetry
+/// record's `SegmentsSpilloverCount`): the spool is the buffer's extension on disk. The others
+/// are `dropped`.
+pub fn count_lost(stats: &Stats, why: Unsent, n: u64) {
+    if n == 0 {
+        return;
+    }
+    match why {
+        Unsent::Evicted => Stats::add(&stats.spillover, n),
+        Unsent::Refused | Unsent::Unfinished => Stats::add(&stats.dropped, n),
+    }
 }
 
-/// Reads every intact record of a spool file's contents, calling `each` with each document;
-/// `None` if `bytes` does not start with the spool header. Public for the fuzz target
-/// (`tests/fuzz`), which feeds it arbitrary bytes; [`read_file`] is the way in otherwise.
-pub fn read_bytes(bytes: &[u8], mut each: impl FnMut(&[u8])) -> Option<ReadReport> {
-    let mut report = ReadReport::default();
-    if !bytes.starts_with(FILE_HEADER) {
-        return None;
-    }
-    let mut at = FILE_HEADER.len();
-    let mut in_damage = false;
-    while at < bytes.len() {
-        match record_at(bytes, at) {
-            Record::Intact(document, next) => {
-                each(document);
-                report.records += 1;
-                at = next;
-                in_damage = false;
-            }
-            // A record running past the end is a torn tail only if no record marker follows:
-            // with one after it, its length field is damaged (found by fuzzing: the records
-            // behind such a record were all lost).
-            Record::Truncated if find_marker(bytes, at + 1).is_none() => {
-                report.torn_tail = true;
-                break;
-            }
-            Record::Truncated | Record::Damaged => {
-                if !in_damage {
-                    report.corrupt += 1;
-                    in_damage = true;
-                }
-                // Resynchronise on the next marker.
-                at = match find_marker(bytes, at + 1) {
-                    Some(next) => next,
-                    None => break,
-                };
-            }
-        }
-    }
-    Some(report)
-}
-
-enum Record<'a> {
-    Intact(&'a [u8], usize),
-    Truncated,
-    Damaged,
-}
-
-fn record_at(bytes: &[u8], at: usize) -> Record<'_> {
-    let rest = &bytes[at..];
-    if rest.len() < RECORD_HEADER_LEN {
-        return if RECORD_MARKER.starts_with(&rest[..rest.len().min(2)]) {
-            Record::Truncated
-        } else {
-            Record::Damaged
-        };
-    }
-    if &rest[..2] != RECORD_MARKER {
-        return Record::Damaged;
-    }
-    let len = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
-    let crc = u32::from_le_bytes([rest[6], rest[7], rest[8], rest[9]]);
-    if len == 0 || len > MAX_RECORD {
-        return Record::Damaged;
-    }
-    let Some(document) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
-        return Record::Truncated;
+/// The one decision for documents leaving the pool unsent: queue them for the spool, or
+/// count them as lost (no spool, or no room in its queue). Returns how many were lost.
+///
+/// For [`Unsent::Evicted`] (the receiver) it never waits; otherwise it waits up to two
+/// seconds for room in the queue. Whatever the writer later cannot keep (the spool full, a
+/// failed write) it counts through [`count_lost`] too.
+pub fn spool_or_count_lost<'a>(
+    spool: Option<&Spool>,
+    stats: &Stats,
+    why: Unsent,
+    documents: impl IntoIterator<Item = &'a [u8]>,
+) -> u64 {
+    let lost = match spool {
+        Some(spool) => spool.enqueue(documents, why != Unsent::Evicted),
+        None => documents.into_iter().count() as u64,
     };
-    if crc32(document) != crc {
-        return Record::Damaged;
-    }
-    Record::Intact(document, at + RECORD_HEADER_LEN + len)
+    count_lost(stats, why, lost);
+    lost
 }
 
-fn find_marker(bytes: &[u8], from: usize) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(2)
-        .position(|w| w == RECORD_MARKER)
-        .map(|p| from + p)
+/// Orders spool files: names from older versions (time of day) first, then by sequence.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Legacy(String),
+    Sequence(u64),
 }
 
-/// CRC-32 (IEEE), as zlib and gzip compute it.
-pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
+impl Key {
+    fn of(path: &Path) -> Option<Key> {
+        if path.extension().is_none_or(|e| e != EXTENSION) {
+            return None;
         }
-        table
-    };
-    let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+        let stem = path.file_stem()?.to_str()?;
+        Some(match stem.parse::<u64>() {
+            Ok(n) if stem.len() == 20 => Key::Sequence(n),
+            _ => Key::Legacy(stem.to_string()),
+        })
     }
-    !crc
+
+    fn file_name(sequence: u64) -> String {
+        format!("{sequence:020}.{EXTENSION}")
+    }
 }
 
-struct Writer {
-    file: Option<(File, PathBuf, u64)>,
-    /// The file the replayer is reading; never deleted for room.
-    replaying: Option<PathBuf>,
+/// One spool file as the index knows it.
+#[derive(Debug)]
+struct Entry {
+    key: Key,
+    path: PathBuf,
+    bytes: u64,
+    /// Intact records, once known (written by this run, or read by the replayer).
+    records: Option<u64>,
+    /// Records the replayer got X-Ray to accept (from the start of the file).
+    delivered: u64,
+    /// Still being written: not replayed until closed.
+    open: bool,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// Oldest first.
+    files: Vec<Entry>,
+    replaying: Option<Key>,
     stopped: bool,
-    /// Documents that could not be written since the last one that could: the first failure
-    /// of a run is logged with its cause, the recovery with the count, nothing in between.
-    failed_writes: u64,
 }
 
-/// The spool directory, shared by the receiver, the uploaders and the replayer.
-pub struct Spool {
+#[derive(Debug, Default)]
+struct Queue {
+    documents: Spilled,
+    bytes: usize,
+    stopping: bool,
+    writer_gone: bool,
+    flush_asked: u64,
+    flushed: u64,
+}
+
+/// State shared by the callers, the writer thread and the replayer.
+struct Shared {
     dir: PathBuf,
     max_bytes: u64,
-    writer: Mutex<Writer>,
-    sealed_or_stopped: Condvar,
+    stats: Arc<Stats>,
+    /// Bytes in spool files (and in the writer's buffer), kept as files grow and go.
+    total: AtomicU64,
+    queue: Mutex<Queue>,
+    /// The writer waits here for documents; callers wait here for room or a flush.
+    queue_changed: Condvar,
+    index: Mutex<Index>,
+    /// The replayer waits here for a closed file, or stop.
+    index_changed: Condvar,
 }
 
-/// What an append did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// Documents written.
-    pub written: u64,
-    /// Documents lost: deleted old files' records, or documents that could not be written.
-    pub lost: u64,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+}
+
+/// The spool directory, shared by the receiver, the uploaders, shutdown and the replayer.
+pub struct Spool {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A file handed to the replayer by [`Spool::next_file_to_replay`].
+#[derive(Debug)]
+pub struct Replaying {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Records from its start already accepted by X-Ray in this run: skip them.
+    pub delivered: u64,
+    key: Key,
 }
 
 impl Spool {
-    /// Opens (creating, mode 0700) the spool directory, limited to `max_bytes` of files.
-    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
+    /// Opens (creating, mode 0700) the spool directory, limited to `max_bytes` of files, and
+    /// starts its writer thread. Losses are counted in `stats`.
+    pub fn open(dir: &Path, max_bytes: u64, stats: Arc<Stats>) -> io::Result<Spool> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -213,20 +213,9 @@ impl Spool {
                 metadata.permissions().mode() & 0o777
             );
         }
-        let spool = Spool {
-            dir: dir.to_path_buf(),
-            max_bytes: max_bytes.max(2 * RECORD_HEADER_LEN as u64 + MAX_RECORD as u64),
-            writer: Mutex::new(Writer {
-                file: None,
-                replaying: None,
-                stopped: false,
-                failed_writes: 0,
-            }),
-            sealed_or_stopped: Condvar::new(),
-        };
         // Probe now, so an unwritable directory is reported at start and not at the first spill.
         let probe = dir.join(".write-test");
-        File::create(&probe)
+        fs::File::create(&probe)
             .and_then(|_| fs::remove_file(&probe))
             .map_err(|err| {
                 io::Error::new(
@@ -234,444 +223,290 @@ impl Spool {
                     format!("cannot write to spool directory {}: {err}", dir.display()),
                 )
             })?;
-        Ok(spool)
+        let files = existing_files(dir)?;
+        let next_sequence = files
+            .iter()
+            .filter_map(|e| match e.key {
+                Key::Sequence(n) => Some(n + 1),
+                Key::Legacy(_) => None,
+            })
+            .max()
+            .unwrap_or(1);
+        let total = files.iter().map(|e| e.bytes).sum();
+        let min_bytes = 2 * (format::RECORD_HEADER_LEN + format::MAX_RECORD) as u64;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            max_bytes: max_bytes.max(min_bytes),
+            stats,
+            total: AtomicU64::new(total),
+            queue: Mutex::new(Queue::default()),
+            queue_changed: Condvar::new(),
+            index: Mutex::new(Index {
+                files,
+                ..Index::default()
+            }),
+            index_changed: Condvar::new(),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("spool-writer".into())
+                .spawn(move || writer::run(&shared, next_sequence))
+                .map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("cannot start the spool writer thread: {err}"),
+                    )
+                })?
+        };
+        Ok(Spool {
+            shared,
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
-    fn lock(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Spool files, oldest first (including the one being written).
+    /// Spool files, oldest first (including one being written).
     pub fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == EXTENSION))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
-    }
-
-    /// Bytes held by all spool files.
-    pub fn total_bytes(&self) -> u64 {
-        self.files()
+        self.shared
+            .index()
+            .files
             .iter()
-            .filter_map(|p| fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
+            .map(|e| e.path.clone())
+            .collect()
     }
 
-    /// Appends documents; makes room by deleting the oldest files when over the limit.
-    pub fn append<'a>(&self, documents: impl IntoIterator<Item = &'a [u8]>) -> Appended {
-        let mut appended = Appended::default();
-        let mut writer = self.lock();
-        let mut total = self.total_bytes();
+    /// Bytes held by the spool files, from the running total.
+    pub fn total_bytes(&self) -> u64 {
+        self.shared.total.load(Ordering::Relaxed)
+    }
+
+    /// Queues documents for the writer; returns how many found no room (not counted here).
+    /// With `wait`, waits up to [`QUEUE_WAIT`] for room; without, takes only what fits now.
+    fn enqueue<'a>(&self, documents: impl IntoIterator<Item = &'a [u8]>, wait: bool) -> u64 {
+        let shared = &self.shared;
+        let deadline = Instant::now() + QUEUE_WAIT;
+        let mut lost = 0;
+        let mut queue = shared.queue();
+        let mut wake_writer = false;
         for document in documents {
-            if document.is_empty() || document.len() > MAX_RECORD {
-                appended.lost += 1;
-                continue;
-            }
-            let record_len = (RECORD_HEADER_LEN + document.len()) as u64;
-            while total + record_len + FILE_HEADER.len() as u64 > self.max_bytes {
-                match self.delete_oldest(&mut writer) {
-                    Some((freed, records)) => {
-                        total = total.saturating_sub(freed);
-                        appended.lost += records;
-                    }
-                    None => break,
+            loop {
+                if queue.writer_gone {
+                    lost += 1;
+                    break;
                 }
-            }
-            if total + record_len + FILE_HEADER.len() as u64 > self.max_bytes {
-                appended.lost += 1;
-                continue;
-            }
-            match self.write_record(&mut writer, document) {
-                Ok(grew) => {
-                    total += grew;
-                    appended.written += 1;
-                    if writer.failed_writes > 0 {
-                        log::warn!(
-                            "Spool {} is writable again; {} segments could not be written to it and were lost",
-                            self.dir.display(),
-                            writer.failed_writes
-                        );
-                        writer.failed_writes = 0;
-                    }
+                if queue.bytes + document.len() <= QUEUE_BYTES || queue.documents.is_empty() {
+                    // The writer waits only on an empty queue.
+                    wake_writer |= queue.documents.is_empty();
+                    queue.documents.push(document);
+                    queue.bytes += document.len();
+                    break;
                 }
-                Err(err) => {
-                    if writer.failed_writes == 0 {
-                        log::error!(
-                            "Cannot write to spool {}: {err}; segments for it are lost until it can be written again",
-                            self.dir.display()
-                        );
-                    }
-                    writer.failed_writes += 1;
-                    writer.file = None;
-                    appended.lost += 1;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !wait || left.is_zero() {
+                    lost += 1;
+                    break;
                 }
+                if wake_writer {
+                    shared.queue_changed.notify_all();
+                    wake_writer = false;
+                }
+                queue = shared
+                    .queue_changed
+                    .wait_timeout(queue, left)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|p| p.into_inner().0);
             }
         }
-        drop(writer);
-        if appended.written > 0 {
-            self.sealed_or_stopped.notify_all();
+        drop(queue);
+        if wake_writer {
+            shared.queue_changed.notify_all();
         }
-        appended
+        lost
     }
 
-    fn write_record(&self, writer: &mut Writer, document: &[u8]) -> io::Result<u64> {
-        let file_limit = MAX_FILE_BYTES.min(self.max_bytes / 4).max(64 * 1024);
-        if writer
-            .file
-            .as_ref()
-            .is_some_and(|(_, _, size)| *size >= file_limit)
-        {
-            self.seal(writer);
+    /// Waits until everything queued so far is written and the current file closed (so the
+    /// replayer can take it). For tests and tools; the writer also closes a file after a
+    /// second without new documents.
+    pub fn flush(&self) {
+        let shared = &self.shared;
+        let mut queue = shared.queue();
+        queue.flush_asked += 1;
+        let asked = queue.flush_asked;
+        shared.queue_changed.notify_all();
+        let deadline = Instant::now() + STOP_WAIT;
+        while queue.flushed < asked && !queue.writer_gone {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::warn!("The spool writer did not finish within {STOP_WAIT:?}");
+                return;
+            }
+            queue = shared
+                .queue_changed
+                .wait_timeout(queue, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
-        let mut grew = 0;
-        if writer.file.is_none() {
-            let (mut file, path) = self.create_file()?;
-            file.write_all(FILE_HEADER)?;
-            grew += FILE_HEADER.len() as u64;
-            writer.file = Some((file, path, FILE_HEADER.len() as u64));
-        }
-        let mut record = Vec::with_capacity(RECORD_HEADER_LEN + document.len());
-        record.extend_from_slice(RECORD_MARKER);
-        record.extend_from_slice(&(document.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32(document).to_le_bytes());
-        record.extend_from_slice(document);
-        if let Some((file, _, size)) = writer.file.as_mut() {
-            file.write_all(&record)?;
-            *size += record.len() as u64;
-        }
-        Ok(grew + record.len() as u64)
     }
 
-    /// A new file named so that names sort by age: creation time, then a counter.
-    fn create_file(&self) -> io::Result<(File, PathBuf)> {
-        // Shared by every spool in the process, so two files made in the same millisecond
-        // still differ; the process id separates runs.
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
+    /// Waits for a file to replay: the oldest closed one not waiting out a pause. Returns
+    /// `None` once [`Spool::stop`] was called.
+    pub fn next_file_to_replay(&self) -> Option<Replaying> {
+        let shared = &self.shared;
+        let mut index = shared.index();
         loop {
-            let millis = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or_default();
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let name = format!("{millis:016}-{n:08}-{}.{EXTENSION}", std::process::id());
-            let path = self.dir.join(name);
-            match OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(file) => return Ok((file, path)),
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    fn seal(&self, writer: &mut Writer) {
-        if let Some((file, path, _)) = writer.file.take()
-            && let Err(err) = file.sync_data()
-        {
-            log::warn!("Cannot sync spool file {}: {err}", path.display());
-        }
-    }
-
-    /// Deletes the oldest file not being replayed; returns (bytes freed, records lost).
-    fn delete_oldest(&self, writer: &mut Writer) -> Option<(u64, u64)> {
-        let current = writer.file.as_ref().map(|(_, p, _)| p.clone());
-        let victim = self
-            .files()
-            .into_iter()
-            .find(|p| Some(p) != writer.replaying.as_ref() && Some(p) != current.as_ref())
-            .or_else(|| {
-                // Only the file being written is left: close it and let it go.
-                self.seal(writer);
-                current.filter(|p| Some(p) != writer.replaying.as_ref())
-            })?;
-        let size = fs::metadata(&victim).map(|m| m.len()).unwrap_or(0);
-        let records = read_file(&victim, |_| {}).map(|r| r.records).unwrap_or(0);
-        match fs::remove_file(&victim) {
-            Ok(()) => {
-                log::warn!(
-                    "Spool is full ({} bytes): deleted {} with {records} segments",
-                    self.max_bytes,
-                    victim.display()
-                );
-                Some((size, records))
-            }
-            Err(err) => {
-                log::error!("Cannot delete spool file {}: {err}", victim.display());
-                None
-            }
-        }
-    }
-
-    /// Waits for a file to replay: the oldest closed file, or the one being written (closed
-    /// first). Returns `None` once [`Spool::stop`] was called.
-    pub fn next_file_to_replay(&self) -> Option<PathBuf> {
-        let mut writer = self.lock();
-        loop {
-            if writer.stopped {
+            if index.stopped {
                 return None;
             }
-            if let Some(oldest) = self.files().into_iter().next() {
-                let is_current = writer.file.as_ref().is_some_and(|(_, p, _)| *p == oldest);
-                if is_current {
-                    self.seal(&mut writer);
-                }
-                writer.replaying = Some(oldest.clone());
-                return Some(oldest);
+            if let Some(entry) = index.files.first().filter(|e| !e.open) {
+                let file = Replaying {
+                    path: entry.path.clone(),
+                    delivered: entry.delivered,
+                    key: entry.key.clone(),
+                };
+                index.replaying = Some(file.key.clone());
+                return Some(file);
             }
-            writer = self
-                .sealed_or_stopped
-                .wait(writer)
+            index = shared
+                .index_changed
+                .wait(index)
                 .unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    /// The replayer is done with `path`: delete it (everything in it was delivered).
-    pub fn finished_replaying(&self, path: &Path) {
-        let mut writer = self.lock();
-        writer.replaying = None;
-        if let Err(err) = fs::remove_file(path) {
-            log::error!(
-                "Cannot delete replayed spool file {}: {err}",
-                path.display()
-            );
+    /// The replayer read `records` intact records in `file` and X-Ray has accepted the first
+    /// `delivered` of them: were the file deleted for room, only the rest would be lost.
+    pub fn replay_progress(&self, file: &mut Replaying, records: u64, delivered: u64) {
+        file.delivered = delivered;
+        let mut index = self.shared.index();
+        if let Some(entry) = index.files.iter_mut().find(|e| e.key == file.key) {
+            entry.records = Some(records);
+            entry.delivered = delivered;
         }
     }
 
-    /// The replayer gave up on `path` (shutdown): keep it for the next start.
-    pub fn abandon_replay(&self) {
-        self.lock().replaying = None;
+    /// Everything in `file` was accepted (or is damaged beyond repair): delete it.
+    pub fn finished_replaying(&self, file: Replaying) {
+        let shared = &self.shared;
+        let mut index = shared.index();
+        index.replaying = None;
+        let position = index.files.iter().position(|e| e.key == file.key);
+        let entry = position.map(|i| index.files.remove(i));
+        drop(index);
+        if let Some(entry) = entry {
+            shared.total.fetch_sub(entry.bytes, Ordering::Relaxed);
+        }
+        match fs::remove_file(&file.path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => log::error!(
+                "Cannot delete replayed spool file {}: {err}",
+                file.path.display()
+            ),
+        }
     }
 
-    /// Closes the current file (synced) and wakes the replayer to stop.
-    pub fn stop(&self) {
-        let mut writer = self.lock();
-        self.seal(&mut writer);
-        writer.stopped = true;
-        drop(writer);
-        self.sealed_or_stopped.notify_all();
+    /// The replayer stops working on `file` for now (a pause, or shutdown): it stays, and may
+    /// be deleted for room meanwhile.
+    pub fn release(&self, file: Replaying) {
+        let mut index = self.shared.index();
+        if index.replaying.as_ref() == Some(&file.key) {
+            index.replaying = None;
+        }
     }
+
+    /// Sleeps for `pause` unless the spool stops first; `false` if it did.
+    pub fn pause(&self, pause: Duration) -> bool {
+        let shared = &self.shared;
+        let deadline = Instant::now() + pause;
+        let mut index = shared.index();
+        while !index.stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            index = shared
+                .index_changed
+                .wait_timeout(index, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        false
+    }
+
+    /// Writes what is queued, closes the current file (synced), ends the writer and wakes
+    /// the replayer to stop. Later documents are counted as lost.
+    pub fn stop(&self) {
+        let shared = &self.shared;
+        {
+            let mut queue = shared.queue();
+            queue.stopping = true;
+            shared.queue_changed.notify_all();
+            let deadline = Instant::now() + STOP_WAIT;
+            while !queue.writer_gone {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    log::warn!(
+                        "The spool writer did not finish within {STOP_WAIT:?}; what it still held is lost"
+                    );
+                    break;
+                }
+                queue = shared
+                    .queue_changed
+                    .wait_timeout(queue, left)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+        if let Some(writer) = lock(&self.writer).take()
+            && shared.queue().writer_gone
+        {
+            let _ = writer.join();
+        }
+        shared.index().stopped = true;
+        shared.index_changed.notify_all();
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if lock(&self.writer).is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// The spool files already in `dir`, oldest first.
+fn existing_files(dir: &Path) -> io::Result<Vec<Entry>> {
+    let entries = fs::read_dir(dir).map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot list spool directory {}: {err}", dir.display()),
+        )
+    })?;
+    let mut files: Vec<Entry> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            let key = Key::of(&path)?;
+            let bytes = e.metadata().ok()?.len();
+            Some(Entry {
+                key,
+                path,
+                bytes,
+                records: None,
+                delivered: 0,
+                open: false,
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(files)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::TempDir as Dir;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn doc(i: usize, size: usize) -> Vec<u8> {
-        let mut d = format!("{{\"id\":\"{i:08}\",\"p\":\"").into_bytes();
-        d.resize(size - 2, b'x');
-        d.extend_from_slice(b"\"}");
-        d
-    }
-
-    fn read_all(path: &Path) -> (Vec<Vec<u8>>, ReadReport) {
-        let mut docs = Vec::new();
-        let report = read_file(path, |d| docs.push(d.to_vec())).unwrap();
-        (docs, report)
-    }
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
-    }
-
-    #[test]
-    fn documents_come_back_in_order_with_private_permissions() {
-        let scratch = Dir::new("order");
-        // A directory the spool creates itself, so it gets the spool's mode.
-        let dir = Dir(scratch.0.join("spool"));
-        let spool = Spool::open(&dir.0, 100 * 1024 * 1024).unwrap();
-        let docs: Vec<Vec<u8>> = (0..100).map(|i| doc(i, 500)).collect();
-        let appended = spool.append(docs.iter().map(Vec::as_slice));
-        assert_eq!(
-            appended,
-            Appended {
-                written: 100,
-                lost: 0
-            }
-        );
-        let file = spool.next_file_to_replay().unwrap();
-        let (read, report) = read_all(&file);
-        assert_eq!(read, docs);
-        assert_eq!(
-            report,
-            ReadReport {
-                records: 100,
-                corrupt: 0,
-                torn_tail: false
-            }
-        );
-        assert_eq!(
-            fs::metadata(&dir.0).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
-        assert_eq!(
-            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        spool.finished_replaying(&file);
-        assert!(spool.files().is_empty());
-    }
-
-    #[test]
-    fn a_torn_tail_and_a_corrupt_record_lose_only_themselves() {
-        let dir = Dir::new("damage");
-        let spool = Spool::open(&dir.0, 100 * 1024 * 1024).unwrap();
-        let docs: Vec<Vec<u8>> = (0..10).map(|i| doc(i, 300)).collect();
-        spool.append(docs.iter().map(Vec::as_slice));
-        spool.stop();
-        let file = spool.files().remove(0);
-        let mut bytes = fs::read(&file).unwrap();
-        // Flip a byte inside record 3's document, and cut record 9 short.
-        let record = RECORD_HEADER_LEN + 300;
-        bytes[FILE_HEADER.len() + 3 * record + RECORD_HEADER_LEN + 20] ^= 0xff;
-        bytes.truncate(bytes.len() - 100);
-        fs::write(&file, &bytes).unwrap();
-        let (read, report) = read_all(&file);
-        let expected: Vec<Vec<u8>> = docs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 3 && *i != 9)
-            .map(|(_, d)| d.clone())
-            .collect();
-        assert_eq!(read, expected);
-        assert_eq!(
-            report,
-            ReadReport {
-                records: 8,
-                corrupt: 1,
-                torn_tail: true
-            }
-        );
-    }
-
-    #[test]
-    fn garbage_in_the_middle_is_skipped() {
-        let dir = Dir::new("garbage");
-        let spool = Spool::open(&dir.0, 100 * 1024 * 1024).unwrap();
-        spool.append([doc(1, 200).as_slice()]);
-        spool.stop();
-        let file = spool.files().remove(0);
-        let mut bytes = fs::read(&file).unwrap();
-        bytes.extend_from_slice(b"XR\xff\xff\xff\xff garbage that looks like a marker");
-        let mut tail = Vec::new();
-        tail.extend_from_slice(RECORD_MARKER);
-        let d = doc(2, 200);
-        tail.extend_from_slice(&(d.len() as u32).to_le_bytes());
-        tail.extend_from_slice(&crc32(&d).to_le_bytes());
-        tail.extend_from_slice(&d);
-        bytes.extend_from_slice(&tail);
-        fs::write(&file, &bytes).unwrap();
-        let (read, report) = read_all(&file);
-        assert_eq!(read, vec![doc(1, 200), d]);
-        assert_eq!(report.corrupt, 1);
-    }
-
-    #[test]
-    fn the_size_limit_deletes_the_oldest_files_and_counts_their_records() {
-        let dir = Dir::new("limit");
-        let max = 512 * 1024;
-        let spool = Spool::open(&dir.0, max).unwrap();
-        let mut lost = 0;
-        let mut written = 0;
-        for i in 0..2_000 {
-            let a = spool.append([doc(i, 1000).as_slice()]);
-            lost += a.lost;
-            written += a.written;
-        }
-        assert_eq!(written, 2_000);
-        assert!(lost > 0);
-        assert!(spool.total_bytes() <= max, "{}", spool.total_bytes());
-        let mut remaining = 0;
-        for file in spool.files() {
-            remaining += read_all(&file).1.records;
-        }
-        assert_eq!(remaining + lost, 2_000);
-    }
-
-    #[test]
-    fn files_left_by_an_earlier_run_are_replayed_first() {
-        let dir = Dir::new("restart");
-        {
-            let spool = Spool::open(&dir.0, 10 * 1024 * 1024).unwrap();
-            spool.append([doc(1, 100).as_slice()]);
-            // No stop(): as after kill -9.
-        }
-        let spool = Spool::open(&dir.0, 10 * 1024 * 1024).unwrap();
-        spool.append([doc(2, 100).as_slice()]);
-        let first = spool.next_file_to_replay().unwrap();
-        assert_eq!(read_all(&first).0, vec![doc(1, 100)]);
-        spool.finished_replaying(&first);
-        let second = spool.next_file_to_replay().unwrap();
-        assert_eq!(read_all(&second).0, vec![doc(2, 100)]);
-    }
-
-    #[test]
-    fn an_unwritable_directory_is_reported_at_open() {
-        let dir = Dir::new("readonly");
-        fs::create_dir_all(&dir.0).unwrap();
-        fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o500)).unwrap();
-        let result = Spool::open(&dir.0, 1024 * 1024);
-        fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o700)).unwrap();
-        // Root ignores directory permissions; the check only bites for other users.
-        if unsafe { libc::geteuid() } != 0 {
-            let err = result.err().expect("unwritable directory");
-            assert!(
-                err.to_string().contains("cannot write to spool directory"),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn stop_wakes_a_waiting_replayer() {
-        let dir = Dir::new("stop");
-        let spool = std::sync::Arc::new(Spool::open(&dir.0, 1024 * 1024).unwrap());
-        let waiter = {
-            let spool = spool.clone();
-            std::thread::spawn(move || spool.next_file_to_replay())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        spool.stop();
-        assert_eq!(waiter.join().unwrap(), None);
-    }
-
-    /// The relay keeps any body after a valid header (as the original does), so the spool must
-    /// give back any bytes: not UTF-8, NUL, newlines, even its own record marker.
-    #[test]
-    fn any_bytes_come_back_exactly() {
-        let dir = Dir::new("bytes");
-        let spool = Spool::open(&dir.0, 1024 * 1024).unwrap();
-        let docs: Vec<Vec<u8>> = vec![
-            b"{\"name\":\"caf\xe9\"}".to_vec(),
-            b"{\"raw\":\"a\tb\"}\x00".to_vec(),
-            b"XR\x05\x00\x00\x00XRSPOOL1\r\n".to_vec(),
-            (0..=255u8).collect(),
-            b"x".to_vec(),
-        ];
-        let appended = spool.append(docs.iter().map(Vec::as_slice));
-        assert_eq!(appended.written, docs.len() as u64);
-        let file = spool.next_file_to_replay().unwrap();
-        let (read, report) = read_all(&file);
-        assert_eq!(read, docs);
-        assert_eq!((report.corrupt, report.torn_tail), (0, false));
-    }
-}
+mod tests;

@@ -75,12 +75,14 @@ pub struct Stats {
     /// Datagrams refused (no header, bad header, nothing after it) plus documents X-Ray reported
     /// as unprocessed.
     pub rejected: AtomicU64,
-    /// Segments dropped because the pool was full.
+    /// Segments lost for room: pushed out of the full pool with no spool to take them, or
+    /// lost with the spool full (its queue, or the files deleted for room).
     pub spillover: AtomicU64,
     /// Documents X-Ray accepted (or the local sink wrote).
     pub sent: AtomicU64,
     /// Documents dropped for good: the backend refused the whole batch for a reason retries
-    /// cannot fix, or shutdown gave up on them with no spool to keep them.
+    /// cannot fix, or shutdown gave up on them, with no spool to keep them; or the spool
+    /// could not write them, or found them damaged.
     pub dropped: AtomicU64,
     /// Documents sent again after a transient failure (each retry of each document counts).
     pub retried: AtomicU64,
@@ -88,6 +90,9 @@ pub struct Stats {
     pub spooled: AtomicU64,
     /// Documents read back from the spool and delivered.
     pub replayed: AtomicU64,
+    /// Datagrams the kernel dropped on the UDP socket because its receive buffer was full
+    /// (`SO_RXQ_OVFL`). Not in telemetry: X-Ray's record has no field for it.
+    pub kernel_drops: AtomicU64,
     /// Failed backend calls, by class.
     backend_errors: [AtomicU64; 6],
     /// Uploads waiting for their destination right now.

@@ -10,7 +10,7 @@ use crate::batch::{self, Unprocessed};
 use crate::pool::{Batch, Pool};
 use crate::retry::{self, Backoff, Verdict};
 use crate::sink::Destination;
-use crate::spool::Spool;
+use crate::spool::{Spool, Unsent, spool_or_count_lost};
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
@@ -62,7 +62,8 @@ impl Uploaders {
 pub enum Delivery {
     /// X-Ray has every document it will ever take (refused ones were logged and counted).
     Done,
-    /// The failure could never pass; the documents were dropped and counted.
+    /// The failure could never pass; the documents are still in the batch, for the caller to
+    /// keep or count as lost.
     Dropped,
     /// Shutdown gave up while the batch was still failing; the documents are still in it.
     Abandoned,
@@ -85,42 +86,51 @@ impl Courier {
         let mut batch = Batch::new();
         let mut scratch = Vec::new();
         while self.pool.take_batch(&mut batch) {
-            if self.deliver(&mut batch, &mut scratch) == Delivery::Abandoned {
-                if self.pool.release_abandoned(&batch) {
-                    self.keep_for_later(batch.documents(), batch.len(), "unsent at shutdown");
+            let why = match self.deliver(&mut batch, &mut scratch) {
+                Delivery::Done => {
+                    self.pool.release(&batch);
+                    continue;
                 }
-            } else {
-                self.pool.release(&batch);
+                Delivery::Dropped => Unsent::Refused,
+                Delivery::Abandoned => Unsent::Unfinished,
+            };
+            if self.pool.release_unsent(&batch) {
+                let what = match why {
+                    Unsent::Refused => "refused by X-Ray",
+                    Unsent::Evicted | Unsent::Unfinished => "unsent at shutdown",
+                };
+                self.keep_for_later(batch.documents(), batch.len(), why, what);
             }
         }
     }
 
     /// Puts documents X-Ray has not acknowledged in the spool, or counts them as lost when
-    /// there is none (or it cannot take them). Every shutdown path keeps documents through
-    /// here. `count` is how many `documents` yields; `what` says which in the log line.
+    /// there is none or it has no room (through [`spool_or_count_lost`], like every loss).
+    /// `count` is how many `documents` yields; `what` says which in the log line.
     pub fn keep_for_later<'a>(
         &self,
         documents: impl Iterator<Item = &'a [u8]>,
         count: usize,
+        why: Unsent,
         what: &str,
     ) {
-        let count = count as u64;
         if count == 0 {
             return;
         }
-        match &self.spool {
-            Some(spool) => {
-                let appended = spool.append(documents);
-                Stats::add(&self.stats.spooled, appended.written);
-                Stats::add(&self.stats.dropped, appended.lost);
-                log::warn!("Spooled {} segments {what}", appended.written);
-            }
-            None => {
-                Stats::add(&self.stats.dropped, count);
-                log::error!(
-                    "Dropping {count} segments {what} (configure --spool-dir to keep them)"
-                );
-            }
+        let lost = spool_or_count_lost(self.spool.as_deref(), &self.stats, why, documents);
+        let kept = count as u64 - lost;
+        if kept > 0 {
+            log::warn!("Spooled {kept} segments {what}");
+        }
+        if lost > 0 {
+            log::error!(
+                "Dropping {lost} segments {what} ({})",
+                if self.spool.is_some() {
+                    "the spool had no room for them"
+                } else {
+                    "configure --spool-dir to keep them"
+                }
+            );
         }
     }
 
@@ -200,9 +210,10 @@ impl Courier {
                         retry::report_clock_skew(skew, &err);
                     }
                     if retry::verdict(&err) == Verdict::Drop {
-                        Stats::add(&self.stats.dropped, batch.len() as u64);
+                        // The caller keeps or counts the batch: the uploaders through the
+                        // spool, the replayer by keeping its file.
                         log::error!(
-                            "Sending segment batch failed with: {err}; dropping {} segments (this error does not pass with retries)",
+                            "Sending segment batch failed with: {err}; giving up on {} segments (this error does not pass with retries)",
                             batch.len()
                         );
                         return Delivery::Dropped;
@@ -510,10 +521,16 @@ mod tests {
     #[test]
     fn shutdown_gives_up_on_a_failing_batch_and_spools_it() {
         let dir = crate::test_support::TempDir::new("upload-spool");
-        let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024).unwrap());
         let answers = (0..1000).map(|_| Answer::Fail(unavailable)).collect();
         let fake = Arc::new(FakeXRay::scripted(answers));
-        let courier = courier(fake, Some(spool.clone()));
+        let courier = courier(fake, None);
+        let spool = Arc::new(Spool::open(&dir.0, 10 * 1024 * 1024, courier.stats.clone()).unwrap());
+        let courier = Arc::new(Courier {
+            pool: courier.pool.clone(),
+            destination: courier.destination.clone(),
+            stats: courier.stats.clone(),
+            spool: Some(spool.clone()),
+        });
         let mut uploaders = spawn(2, courier.clone()).unwrap();
         for d in docs(5) {
             courier.pool.push(d.as_bytes());
@@ -522,6 +539,7 @@ mod tests {
         assert!(!uploaders.wait_until(Instant::now() + Duration::from_millis(500)));
         courier.pool.abandon();
         assert!(uploaders.wait_until(Instant::now() + Duration::from_secs(5)));
+        spool.stop();
         let mut spooled = Vec::new();
         for file in spool.files() {
             crate::spool::read_file(&file, |d| {

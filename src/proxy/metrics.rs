@@ -26,7 +26,7 @@ pub fn render(stats: &Stats, fill: &Fill, uptime: Duration) -> String {
         ),
         (
             "spillover",
-            "Segments dropped because the buffer was full.",
+            "Segments lost for room: the buffer was full, and the spool too if there is one.",
             counts.spillover,
         ),
         (
@@ -47,7 +47,7 @@ pub fn render(stats: &Stats, fill: &Fill, uptime: Duration) -> String {
         ),
         (
             "dropped",
-            "Documents dropped for good after failed uploads.",
+            "Documents lost for good: refused by X-Ray or unsent at shutdown with no spool, or unwritable to the spool.",
             counts.dropped,
         ),
     ];
@@ -56,6 +56,17 @@ pub fn render(stats: &Stats, fill: &Fill, uptime: Duration) -> String {
         header(&mut out, &name, help, "counter");
         let _ = writeln!(out, "{name} {value}");
     }
+    header(
+        &mut out,
+        "xray_relay_udp_kernel_drops_total",
+        "Datagrams the kernel dropped on the relay's UDP socket because its receive buffer was full.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "xray_relay_udp_kernel_drops_total {}",
+        stats.kernel_drops.load(Ordering::Relaxed)
+    );
 
     header(
         &mut out,
@@ -301,6 +312,7 @@ mod tests {
         let (stats, fill) = some_traffic();
         stats.proxy.upstream_error(ErrorClass::Timeout);
         Stats::add(&stats.credential_refresh_failures, 3);
+        Stats::add(&stats.kernel_drops, 4);
         let text = render(&stats, &fill, Duration::from_millis(3500));
         assert_eq!(text, EXPECTED_TEXT);
     }
@@ -311,7 +323,7 @@ xray_relay_segments_received_total 12
 # HELP xray_relay_segments_rejected_total Datagrams refused and documents X-Ray reported unprocessed.
 # TYPE xray_relay_segments_rejected_total counter
 xray_relay_segments_rejected_total 0
-# HELP xray_relay_segments_spillover_total Segments dropped because the buffer was full.
+# HELP xray_relay_segments_spillover_total Segments lost for room: the buffer was full, and the spool too if there is one.
 # TYPE xray_relay_segments_spillover_total counter
 xray_relay_segments_spillover_total 0
 # HELP xray_relay_segments_sent_total Documents X-Ray accepted (or the local sink wrote).
@@ -326,9 +338,12 @@ xray_relay_segments_spooled_total 0
 # HELP xray_relay_segments_replayed_total Documents read back from the spool and delivered.
 # TYPE xray_relay_segments_replayed_total counter
 xray_relay_segments_replayed_total 0
-# HELP xray_relay_segments_dropped_total Documents dropped for good after failed uploads.
+# HELP xray_relay_segments_dropped_total Documents lost for good: refused by X-Ray or unsent at shutdown with no spool, or unwritable to the spool.
 # TYPE xray_relay_segments_dropped_total counter
 xray_relay_segments_dropped_total 0
+# HELP xray_relay_udp_kernel_drops_total Datagrams the kernel dropped on the relay's UDP socket because its receive buffer was full.
+# TYPE xray_relay_udp_kernel_drops_total counter
+xray_relay_udp_kernel_drops_total 4
 # HELP xray_relay_buffer_fill_ratio Share of the segment buffer in use (the larger of bytes and slots).
 # TYPE xray_relay_buffer_fill_ratio gauge
 xray_relay_buffer_fill_ratio 0.25

@@ -76,9 +76,10 @@ def test_spool_survives_an_outage_and_a_kill(start_relay, front, xray, tmp_path)
         sender = Sender(port)
         started = time.monotonic()
         for i, segment in enumerate(batch):
-            due = started + i / RATE
-            if due > time.monotonic():
-                time.sleep(due - time.monotonic())
+            # One reading of the clock: two could see it pass `due` in between (a negative sleep).
+            left = started + i / RATE - time.monotonic()
+            if left > 0:
+                time.sleep(left)
             sender.send(datagram(segment))
         sender.close()
 

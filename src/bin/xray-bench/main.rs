@@ -10,6 +10,9 @@
 //!
 //!     cargo build --release && target/release/xray-bench
 //!
+//! `--outage --spool-mb 1024` measures an X-Ray outage during the whole send with a spool:
+//! what the spool costs the receiver, and whether everything arrives once X-Ray is back.
+//!
 //! `--runner qemu-aarch64-static --relay target/aarch64-unknown-linux-musl/release/xray` runs
 //! the aarch64 build under emulation: a functional check only, its timings mean nothing.
 
@@ -24,6 +27,7 @@ use relay::{Relay, RelayOptions};
 use sink::{Sink, SinkOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracker::{Tracker, percentile};
 
@@ -72,6 +76,13 @@ struct Args {
     /// an extra argument for the relay (repeatable), e.g. --relay-arg=-l --relay-arg=warn
     #[argh(option)]
     relay_arg: Vec<String>,
+    /// an X-Ray outage: the sink answers uploads with 503 for the whole send, then accepts;
+    /// the row then waits (up to 60 s without progress) for the relay to deliver what it kept
+    #[argh(switch)]
+    outage: bool,
+    /// give the relay a spool of this many MB (--spool-dir in the run's temp directory)
+    #[argh(option)]
+    spool_mb: Option<u64>,
     /// keep each run's cfg.yaml and relay log in the temp directory
     #[argh(switch)]
     keep_logs: bool,
@@ -124,6 +135,7 @@ fn main() {
         concurrency: args.concurrency,
         extra_args: args.relay_arg.clone(),
         keep_logs: args.keep_logs,
+        spool_mb: args.spool_mb,
     };
     print_setup(&args, &options);
 
@@ -192,6 +204,18 @@ fn print_setup(args: &Args, options: &RelayOptions) {
             ""
         }
     );
+    if args.outage || args.spool_mb.is_some() {
+        println!(
+            "outage: {}; spool: {}",
+            if args.outage {
+                "the sink answers uploads with 503 for the whole send, then accepts"
+            } else {
+                "none"
+            },
+            args.spool_mb
+                .map_or("none".to_string(), |mb| format!("{mb} MB"))
+        );
+    }
     println!(
         "latency: from the sender's send to the sink's answer, same clock; includes the relay's batching wait (a batch leaves at 50 segments or when its oldest is 1 s old)"
     );
@@ -216,12 +240,14 @@ fn run_point(
 ) -> std::io::Result<String> {
     let count = (rate * args.seconds).max(20_000);
     let tracker = Arc::new(Tracker::new(count));
+    let up = Arc::new(AtomicBool::new(!args.outage));
     let sink = Sink::start(
         tracker.clone(),
         SinkOptions {
             delay: Duration::from_millis(args.sink_delay_ms),
             verify_every: args.verify_every,
             segment_size: size,
+            up: up.clone(),
         },
     )?;
     let mut relay = Relay::start(
@@ -240,19 +266,26 @@ fn run_point(
 
     let mut segments = sender::Segments::new(size);
     let sent = sender::send(relay.udp, &mut segments, rate, count, &tracker)?;
+    // In an outage, X-Ray comes back once everything is sent: the relay delivers what it kept
+    // (uploaders back off up to 30 s, so wait longer for progress).
+    let back = Instant::now();
+    up.store(true, Ordering::Relaxed);
+    let quiet = if args.outage { 60 } else { 3 };
 
     // Wait for the last batch (at most 1 s old) and its upload; stop when nothing has come
-    // for 3 s.
+    // for `quiet` seconds.
     let mut last = (tracker.delivered(), Instant::now());
     while tracker.delivered() < count {
         std::thread::sleep(Duration::from_millis(50));
         let delivered = tracker.delivered();
         if delivered != last.0 {
             last = (delivered, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(3) {
+        } else if last.1.elapsed() > Duration::from_secs(quiet) {
             break;
         }
     }
+    let recovery = last.1.duration_since(back);
+    let metrics = relay.metrics();
     let cpu = procfs::cpu_time(pid).unwrap_or_default().since(cpu_before);
     let receiver_cpu = procfs::threads_cpu_us(pid, "receiver").saturating_sub(receiver_before);
     let uploaders_cpu = procfs::threads_cpu_us(pid, "uploader-").saturating_sub(uploaders_before);
@@ -274,15 +307,31 @@ fn run_point(
     let latencies = tracker.latencies_us();
     let cpu_per_segment = cpu.total_us() as f64 / count as f64;
     let mut notes = Vec::new();
-    let corrupt = tracker.corrupt.load(std::sync::atomic::Ordering::Relaxed);
+    let corrupt = tracker.corrupt.load(Ordering::Relaxed);
     if corrupt > 0 {
         notes.push(format!("{corrupt} CORRUPT bodies"));
     }
-    let duplicates = tracker
-        .duplicates
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let duplicates = tracker.duplicates.load(Ordering::Relaxed);
     if duplicates > 0 {
         notes.push(format!("{duplicates} duplicates"));
+    }
+    if args.outage {
+        notes.push(format!(
+            "outage: {} uploads refused, all delivered {:.1} s after X-Ray was back",
+            tracker.refused.load(Ordering::Relaxed),
+            recovery.as_secs_f64()
+        ));
+    }
+    if args.outage || args.spool_mb.is_some() || lost > 0 {
+        let m = |name: &str| metric(&metrics, name);
+        notes.push(format!(
+            "relay counted lost: spillover {} + dropped {} + kernel drops {}; spooled {}, replayed {}",
+            m("xray_relay_segments_spillover_total"),
+            m("xray_relay_segments_dropped_total"),
+            m("xray_relay_udp_kernel_drops_total"),
+            m("xray_relay_segments_spooled_total"),
+            m("xray_relay_segments_replayed_total"),
+        ));
     }
     if sent.send_errors > 0 {
         notes.push(format!("{} send errors", sent.send_errors));
@@ -324,6 +373,7 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
             delay: Duration::ZERO,
             verify_every: 1,
             segment_size: 1024,
+            up: Arc::new(AtomicBool::new(true)),
         },
     )?;
     let mut relay = Relay::start(options, &format!("http://{}", sink.address), "idle")?;
@@ -359,6 +409,14 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
         println!("    {thread}: {delta}");
     }
     Ok(())
+}
+
+/// A counter's value in the relay's `/metrics` text, or `?`.
+fn metric(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// The current time as `YYYY-MM-DD HH:MM`.

@@ -1,7 +1,7 @@
 //! The relay under test, as a child process with its own cfg.yaml, ports and log file.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ pub struct RelayOptions {
     pub extra_args: Vec<String>,
     /// Keep the relay's directory (cfg.yaml and log) after it stops.
     pub keep_logs: bool,
+    /// With a spool of this many MB (`--spool-dir` in the relay's directory).
+    pub spool_mb: Option<u64>,
 }
 
 /// A running relay.
@@ -28,6 +30,7 @@ pub struct Relay {
     child: Child,
     pub pid: u32,
     pub udp: SocketAddr,
+    pub tcp: SocketAddr,
     pub dir: PathBuf,
     log: PathBuf,
     keep_logs: bool,
@@ -84,6 +87,14 @@ impl Relay {
             .args(["-m", &options.memory_mb.to_string()])
             .arg("-f")
             .arg(&log)
+            .args(options.spool_mb.iter().flat_map(|mb| {
+                [
+                    "--spool-dir".to_string(),
+                    dir.join("spool").display().to_string(),
+                    "--spool-max-mb".to_string(),
+                    mb.to_string(),
+                ]
+            }))
             .args(&options.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -95,12 +106,24 @@ impl Relay {
             pid: child.id(),
             child,
             udp: format!("127.0.0.1:{udp_port}").parse().unwrap(),
+            tcp: format!("127.0.0.1:{tcp_port}").parse().unwrap(),
             dir,
             log,
             keep_logs: options.keep_logs,
         };
         relay.wait_for_log("Listening on UDP", Duration::from_secs(60))?;
         Ok(relay)
+    }
+
+    /// The relay's `/metrics` text (empty if it cannot be read).
+    pub fn metrics(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut stream) = TcpStream::connect(self.tcp) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n");
+            let _ = stream.read_to_string(&mut text);
+        }
+        text
     }
 
     pub fn log_text(&self) -> String {

@@ -24,6 +24,8 @@ pub struct SinkOptions {
     pub verify_every: u64,
     /// Size of the documents, to rebuild the expected ones.
     pub segment_size: usize,
+    /// While `false`, `PutTraceSegments` gets a 503 (an X-Ray outage) and counts nothing.
+    pub up: Arc<AtomicBool>,
 }
 
 /// A running sink; stops accepting when dropped.
@@ -153,6 +155,13 @@ fn serve(
         reader.read_exact(&mut body)?;
 
         let (status, reply): (u16, &[u8]) = match path.as_str() {
+            "/TraceSegments" if !options.up.load(Ordering::Relaxed) => {
+                tracker.refused.fetch_add(1, Ordering::Relaxed);
+                (
+                    503,
+                    b"{\"__type\":\"ServiceUnavailableException\",\"message\":\"outage\"}",
+                )
+            }
             "/TraceSegments" => {
                 ids.clear();
                 let unreadable = scan_ids(&body, &mut ids);
@@ -184,7 +193,12 @@ fn serve(
         }
         ids.clear();
         let response = format!(
-            "HTTP/1.1 {status} OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n{}\r\n",
+            match status {
+                200 => "OK",
+                404 => "Not Found",
+                _ => "Service Unavailable",
+            },
             reply.len(),
             if close { "Connection: close\r\n" } else { "" }
         );

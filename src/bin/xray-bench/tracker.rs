@@ -19,6 +19,8 @@ pub struct Tracker {
     pub requests: AtomicU64,
     /// `PutTelemetryRecords` calls.
     pub telemetry: AtomicU64,
+    /// `PutTraceSegments` calls answered 503 during an outage.
+    pub refused: AtomicU64,
     /// Bodies fully decoded and compared with what was sent.
     pub verified: AtomicU64,
     /// Bodies that were not valid or whose documents differed from what was sent.
@@ -37,6 +39,7 @@ impl Tracker {
             foreign: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             telemetry: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             verified: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
         }

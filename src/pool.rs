@@ -440,13 +440,7 @@ impl Pool {
 
     /// Stores one document, dropping the oldest segments if there is no room.
     pub fn push(&self, document: &[u8]) -> Pushed {
-        self.push_inner(document, None, true)
-    }
-
-    /// Like [`Pool::push`], but copies the waiting documents dropped for room into `spilled`
-    /// (for the spool) instead of losing them.
-    pub fn push_keeping_evicted(&self, document: &[u8], spilled: &mut Spilled) -> Pushed {
-        self.push_inner(document, Some(spilled), true)
+        self.push_inner(document, true)
     }
 
     /// Stores one document only if it fits without pushing out a segment that is waiting
@@ -456,17 +450,12 @@ impl Pool {
     /// it is in the cache already (just received), where an evicted one would be read from
     /// the far end of the arena; and the oldest are sent first when X-Ray is back.
     pub fn push_if_room(&self, document: &[u8]) -> bool {
-        self.push_inner(document, None, false).stored
+        self.push_inner(document, false).stored
     }
 
-    /// Stores `document`; without room, drops the oldest segments if `evict` (copying the
-    /// waiting ones into `spilled`, if given), or stores nothing.
-    fn push_inner(
-        &self,
-        document: &[u8],
-        mut spilled: Option<&mut Spilled>,
-        evict: bool,
-    ) -> Pushed {
+    /// Stores `document`; without room, drops the oldest segments if `evict` (keeping a copy
+    /// of those in flight for their uploader), or stores nothing.
+    fn push_inner(&self, document: &[u8], evict: bool) -> Pushed {
         let mut pushed = Pushed::default();
         if document.len() > MAX_DOCUMENT {
             return pushed;
@@ -483,12 +472,7 @@ impl Pool {
             let (seq, oldest) = (ring.oldest, *ring.slot(ring.oldest));
             let bytes = oldest.offset as usize..oldest.offset as usize + oldest.len as usize;
             match ring.evict_oldest() {
-                State::Waiting => {
-                    pushed.evicted_waiting += 1;
-                    if let Some(spilled) = spilled.as_deref_mut() {
-                        spilled.push(&ring.arena[bytes]);
-                    }
-                }
+                State::Waiting => pushed.evicted_waiting += 1,
                 State::InFlight => {
                     let copy = ring.arena[bytes].into();
                     ring.evicted_in_flight.push((seq, copy));
@@ -1024,21 +1008,6 @@ mod tests {
             pool.release(&batch);
         }
         assert_eq!(next, stored + 1);
-    }
-
-    #[test]
-    fn evicted_waiting_documents_can_be_kept_for_the_spool() {
-        let pool = Pool::with_memory(MIN_POOL_BYTES);
-        let capacity = pool.fill().capacity_bytes / 1024;
-        let mut spilled = Spilled::new();
-        for i in 0..capacity + 5 {
-            pool.push_keeping_evicted(&doc(i, 1024), &mut spilled);
-        }
-        let evicted: Vec<Vec<u8>> = spilled.documents().map(<[u8]>::to_vec).collect();
-        assert!(evicted.len() >= 5);
-        for (i, d) in evicted.iter().enumerate() {
-            assert_eq!(d, &doc(i, 1024));
-        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod datagram;
+pub mod http;
 pub mod logging;
 pub mod pool;
 pub mod proxy;

@@ -12,8 +12,8 @@ mod connection;
 pub mod forward;
 pub mod local;
 pub mod metrics;
-pub mod request;
-pub mod response;
+// Kept as `proxy::request` and `proxy::response`: they moved to `http` to be shared.
+pub use crate::http::{request, response};
 
 pub use forward::Forward;
 pub use local::HealthPolicy;

@@ -25,7 +25,7 @@ pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 22] = [
+const VALID_KEYS: [&str; 26] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -48,6 +48,10 @@ const VALID_KEYS: [&str; 22] = [
     "Spool.Directory",
     "Spool.MaxMB",
     "Health.FailAfterSeconds",
+    "OTLP.HTTPAddress",
+    "OTLP.Endpoint",
+    "OTLP.Destination",
+    "OTLP.Compression",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -110,6 +114,22 @@ pub struct Config {
     /// `Health.FailAfterSeconds` (ours): `/healthz` says 503 once uploads have failed this
     /// long without a success (default 60).
     pub health_fail_after_seconds: u64,
+    /// `OTLP.*` (ours): the OpenTelemetry receiver.
+    pub otlp: OtlpConfig,
+}
+
+/// The `OTLP` section (ours); every key empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// `OTLP.HTTPAddress`: where OTLP/HTTP is received (off when empty).
+    pub http_address: String,
+    /// `OTLP.Endpoint`: where spans go; empty for `/v1/traces` under the X-Ray endpoint.
+    pub endpoint: String,
+    /// `OTLP.Destination`: `otlp` (the only one so far); setting it also turns on
+    /// `POST /v1/traces` on the proxy port.
+    pub destination: String,
+    /// `OTLP.Compression`: `gzip` (the default) or `none` for requests to X-Ray.
+    pub compression: String,
 }
 
 impl Default for Config {
@@ -134,6 +154,7 @@ impl Default for Config {
             spool_directory: String::new(),
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             health_fail_after_seconds: DEFAULT_HEALTH_FAIL_AFTER_SECONDS,
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -316,6 +337,12 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .count("Health.FailAfterSeconds")?
             .filter(|&seconds| seconds != 0)
             .unwrap_or(defaults.health_fail_after_seconds),
+        otlp: OtlpConfig {
+            http_address: fields.text("OTLP.HTTPAddress")?.unwrap_or_default(),
+            endpoint: fields.text("OTLP.Endpoint")?.unwrap_or_default(),
+            destination: fields.text("OTLP.Destination")?.unwrap_or_default(),
+            compression: fields.text("OTLP.Compression")?.unwrap_or_default(),
+        },
     };
     // Checked after the types, as the original unmarshals before it looks at the version.
     if !SUPPORTED_VERSIONS.contains(&version) {
@@ -623,6 +650,7 @@ Version: 2"#,
                 spool_directory: "/var/spool/xray".into(),
                 spool_max_mb: 7,
                 health_fail_after_seconds: 30,
+                otlp: OtlpConfig::default(),
             }
         );
     }
@@ -726,6 +754,17 @@ Version: 2"#,
             path(),
         )
         .unwrap();
+        let otlp = "OTLP:\n  HTTPAddress: \"[::1]:4318\"\n  Endpoint: http://x/v1/traces\n  Destination: otlp\n  Compression: none\nVersion: 2";
+        validate_text(otlp, path()).unwrap();
+        assert_eq!(
+            load(otlp).unwrap().otlp,
+            OtlpConfig {
+                http_address: "[::1]:4318".into(),
+                endpoint: "http://x/v1/traces".into(),
+                destination: "otlp".into(),
+                compression: "none".into(),
+            }
+        );
     }
 
     #[test]

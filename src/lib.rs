@@ -10,6 +10,7 @@ pub mod config;
 pub mod datagram;
 pub mod http;
 pub mod logging;
+pub mod otlp;
 pub mod pool;
 pub mod proxy;
 pub mod reader;

@@ -40,6 +40,8 @@ pub enum Output {
         upstream: Arc<dyn proxy::Forward>,
         /// The credentials providers' count of failed refreshes, for `/metrics`.
         credential_refresh_failures: Arc<AtomicU64>,
+        /// Where OTLP spans go, when OTLP is on.
+        otlp: Option<Arc<dyn crate::otlp::forward::Export>>,
     },
     /// Offline mode: write segments to a local file or stdout.
     Local(LocalSink),
@@ -83,6 +85,8 @@ struct Started {
     proxy: proxy::Running,
     uploaders: upload::Uploaders,
     courier: Arc<Courier>,
+    /// The OTLP forwarders, when OTLP is on.
+    otlp: Option<crate::otlp::Running>,
     /// Signals the end of the spool replayer's thread.
     replayer_finished: Option<Receiver<()>>,
     /// Asks telemetry for its last record, and signals when it is sent.
@@ -104,6 +108,20 @@ fn start(
         } => Stats::with_credential_refresh_failures(credential_refresh_failures.clone()),
         Output::Local(_) => Stats::default(),
     });
+    // With OTLP on, the buffer is split between segments and OTLP (see otlp::share_buffer).
+    let (pool_bytes, otlp_bytes) = if settings.otlp.enabled() {
+        let (segments, otlp) = crate::otlp::share_buffer(pool_bytes);
+        (segments, Some(otlp))
+    } else {
+        (pool_bytes, None)
+    };
+    if let Some(destination) = settings.otlp.destination.as_deref()
+        && !destination.eq_ignore_ascii_case("otlp")
+    {
+        return Err(StartError(format!(
+            "OTLP.Destination {destination:?} is not known: the only destination is otlp"
+        )));
+    }
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
     log::info!(
@@ -120,6 +138,14 @@ fn start(
             settings.tcp_address
         ))
     })?;
+    let otlp_listener = match &settings.otlp.address {
+        Some(address) => Some(proxy::bind(address).map_err(|err| {
+            StartError(format!(
+                "Unable to start the OTLP receiver: {address}: {err}"
+            ))
+        })?),
+        None => None,
+    };
     if granted < receive::SOCKET_BUFFER_BYTES {
         log::info!(
             "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
@@ -129,21 +155,43 @@ fn start(
         log::debug!("UDP receive buffer is {granted} bytes");
     }
 
-    let (destination, telemetry, upstream): (Arc<dyn Destination>, _, _) = match output {
-        Output::XRay {
-            client,
-            reporter,
-            upstream,
-            credential_refresh_failures: _,
-        } => {
-            let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
-            (
-                Arc::new(crate::sink::XRaySegments::new(client)),
-                Some(telemetry),
-                Upstream::XRay(upstream),
-            )
+    let (destination, telemetry, upstream, otlp_destination): (Arc<dyn Destination>, _, _, _) =
+        match output {
+            Output::XRay {
+                client,
+                reporter,
+                upstream,
+                credential_refresh_failures: _,
+                otlp,
+            } => {
+                let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
+                (
+                    Arc::new(crate::sink::XRaySegments::new(client)),
+                    Some(telemetry),
+                    Upstream::XRay(upstream),
+                    otlp.map(crate::otlp::forward::Destination::Export),
+                )
+            }
+            Output::Local(sink) => {
+                let sink = Arc::new(sink);
+                (
+                    sink.clone(),
+                    None,
+                    Upstream::Offline,
+                    Some(crate::otlp::forward::Destination::Local(sink)),
+                )
+            }
+        };
+    let otlp = match (otlp_bytes, otlp_destination) {
+        (Some(bytes), Some(destination)) => {
+            let running = crate::otlp::start(bytes, destination)
+                .map_err(|err| StartError(format!("cannot start OTLP forwarders: {err}")))?;
+            log::info!(
+                "OTLP buffer: {bytes} bytes; segment buffer: {pool_bytes} bytes (--buffer-memory is shared)"
+            );
+            Some(running)
         }
-        Output::Local(sink) => (Arc::new(sink), None, Upstream::Offline),
+        _ => None,
     };
     let spool = match &settings.spool_dir {
         Some(dir) => {
@@ -185,8 +233,10 @@ fn start(
     };
 
     let proxy_address = listener.address();
-    let proxy = proxy::spawn(
+    let otlp_address = otlp_listener.as_ref().map(proxy::Listener::address);
+    let proxy = proxy::spawn_with_otlp(
         listener,
+        otlp_listener,
         proxy::Proxy {
             limits: proxy::Limits::default(),
             upstream,
@@ -196,10 +246,14 @@ fn start(
             },
             stats: stats.clone(),
             pool: pool.clone(),
+            otlp: otlp.as_ref().map(|running| running.receiver.clone()),
         },
     )
     .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
     log::info!("Starting proxy http server on {proxy_address}");
+    if let Some(address) = otlp_address {
+        log::info!("Receiving OpenTelemetry traces (OTLP/HTTP) on {address}/v1/traces");
+    }
     let started = Started {
         stats,
         pool,
@@ -207,6 +261,7 @@ fn start(
         proxy,
         uploaders,
         courier,
+        otlp,
         replayer_finished,
         telemetry,
     };
@@ -250,10 +305,19 @@ fn shut_down(relay: Started) {
         proxy,
         mut uploaders,
         courier,
+        otlp,
         replayer_finished,
         telemetry,
     } = relay;
     proxy.stop();
+    if let Some(otlp) = otlp {
+        let stats = otlp.receiver.stats.clone();
+        let left = otlp.shut_down(Instant::now() + DRAIN_DEADLINE);
+        if left > 0 {
+            crate::otlp::OtlpStats::add(&stats.spans_refused, left);
+            log::error!("{left} OTLP spans were not forwarded before shutdown");
+        }
+    }
 
     drain(&pool, &mut uploaders, &courier);
     if let (Some(spool), Some(replayer_finished)) = (&spool, replayer_finished) {

@@ -6,7 +6,7 @@ use super::forward::{self, After};
 use super::local::{self, HealthInput, Route};
 use super::request::{BodyError, Head, HeadError, Reader};
 use super::response::{self, Answer};
-use super::{Gauge, Shared, Upstream, metrics};
+use super::{Gauge, Role, Shared, Upstream, metrics, otlp};
 use crate::stats::Refusal;
 use async_net::TcpStream;
 use smol::io::AsyncReadExt;
@@ -26,7 +26,9 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// Serves `stream` until the client is done or a limit ends it; `_open` counts it as open.
-pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) {
+/// On the OTLP port (`role`) every request goes to the OTLP receiver; on the proxy port only
+/// `POST /v1/traces` does.
+pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge, role: Role) {
     let limits = shared.limits;
     let head_limits = limits.head();
     let mut reader = Reader::new();
@@ -51,6 +53,21 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             }
         };
         first = false;
+        if let Some(receiver) = &shared.otlp
+            && (role == Role::Otlp || head.path() == crate::otlp::receive::TRACES_PATH)
+        {
+            let after = otlp::serve(&stream, &shared, &mut reader, &head, receiver).await;
+            if after == After::Close {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            continue;
+        }
+        if head.chunked {
+            let (reason, answer) = head_refusal(&HeadError::LengthRequired);
+            refuse(&stream, &shared, reason, answer).await;
+            return;
+        }
         log::debug!(
             "Received request on HTTP Proxy server : {} {}",
             head.method,
@@ -167,7 +184,7 @@ async fn read_body(
     let mut input = stream.clone();
     match reader.body(&mut input, length, limits.body_timeout).await {
         Ok(body) => Some(body),
-        Err(BodyError::Closed) => None,
+        Err(BodyError::Closed | BodyError::TooLarge | BodyError::Malformed(_)) => None,
         Err(BodyError::Timeout) => {
             let answer = Answer::error(
                 408,
@@ -253,8 +270,16 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
             )
         }
         Route::Metrics => {
-            let text =
+            let mut text =
                 metrics::render(&shared.stats, &shared.pool.fill(), shared.started.elapsed());
+            if let Some(receiver) = &shared.otlp {
+                crate::otlp::stats::render_metrics(
+                    &receiver.stats,
+                    receiver.queue.used_bytes(),
+                    receiver.queue.capacity(),
+                    &mut text,
+                );
+            }
             Answer {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
@@ -270,7 +295,7 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
     }
 }
 
-async fn answer(
+pub(super) async fn answer(
     output: &mut TcpStream,
     shared: &Shared,
     answer: Answer,
@@ -291,6 +316,11 @@ pub(super) async fn refuse(stream: &TcpStream, shared: &Shared, reason: Refusal,
         answer.status,
         reason.label()
     );
+    close_with(stream, answer).await;
+}
+
+/// Sends `answer` and closes the connection gracefully.
+pub(super) async fn close_with(stream: &TcpStream, answer: Answer) {
     let mut output = stream.clone();
     if response::write_within(&mut output, &answer.encode(false), LINGER)
         .await

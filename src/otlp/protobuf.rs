@@ -278,14 +278,12 @@ fn write_value(field: &Field, value: Value<'_>, out: &mut String) {
             out.push('"');
         }
         (Kind::Int32, Value::Varint(v)) => {
-            // A negative enum or int32 is sign-extended to 64 bits on the wire; uint32 never is.
-            match u32::try_from(v) {
-                Ok(small) => {
-                    let _ = write!(out, "{small}");
-                }
-                Err(_) => {
-                    let _ = write!(out, "{}", v as i64);
-                }
+            // 32-bit fields keep the low 32 bits of the varint (as protobuf parsers do); a
+            // negative enum or int32 is sign-extended to 64 bits on the wire, uint32 never is.
+            if v >= 0xffff_ffff_8000_0000 {
+                let _ = write!(out, "{}", v as u32 as i32);
+            } else {
+                let _ = write!(out, "{}", v as u32);
             }
         }
         (Kind::Int64, Value::Varint(v)) => {
@@ -471,6 +469,21 @@ mod tests {
                 "ab".repeat(16)
             )
         );
+    }
+
+    #[test]
+    fn thirty_two_bit_fields_keep_their_low_bits_and_sign() {
+        let json_of = |v: u64| {
+            let mut bytes = Vec::new();
+            put_tag(&mut bytes, 6, VARINT);
+            put_varint(&mut bytes, v);
+            let mut json = String::new();
+            write_json(&bytes, &schema::SPAN, &mut json);
+            json
+        };
+        assert_eq!(json_of(-5i64 as u64), r#"{"kind":-5}"#);
+        assert_eq!(json_of(u32::MAX as u64), r#"{"kind":4294967295}"#);
+        assert_eq!(json_of((1 << 40) + 3), r#"{"kind":3}"#);
     }
 
     #[test]

@@ -184,8 +184,13 @@ fn start(
         };
     let otlp = match (otlp_bytes, otlp_destination) {
         (Some(bytes), Some(destination)) => {
-            let running = crate::otlp::start(bytes, destination)
-                .map_err(|err| StartError(format!("cannot start OTLP forwarders: {err}")))?;
+            let spool_max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
+            let spool = settings
+                .spool_dir
+                .as_deref()
+                .map(|dir| (dir, spool_max_bytes));
+            let running = crate::otlp::start(bytes, destination, spool)
+                .map_err(|err| StartError(format!("cannot start OTLP forwarding: {err}")))?;
             log::info!(
                 "OTLP buffer: {bytes} bytes; segment buffer: {pool_bytes} bytes (--buffer-memory is shared)"
             );
@@ -310,16 +315,14 @@ fn shut_down(relay: Started) {
         telemetry,
     } = relay;
     proxy.stop();
-    if let Some(otlp) = otlp {
-        let stats = otlp.receiver.stats.clone();
-        let left = otlp.shut_down(Instant::now() + DRAIN_DEADLINE);
-        if left > 0 {
-            crate::otlp::OtlpStats::add(&stats.spans_refused, left);
-            log::error!("{left} OTLP spans were not forwarded before shutdown");
-        }
-    }
+    // OTLP drains beside the segments, within the same deadline.
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    let otlp_drain = otlp.map(|otlp| std::thread::spawn(move || otlp.shut_down(deadline)));
 
     drain(&pool, &mut uploaders, &courier);
+    if let Some(otlp_drain) = otlp_drain {
+        let _ = otlp_drain.join();
+    }
     if let (Some(spool), Some(replayer_finished)) = (&spool, replayer_finished) {
         spool.stop();
         // A replay request in flight may take its whole timeout; its file stays on disk and

@@ -177,6 +177,9 @@ fn protobuf_and_json_gzip_or_not_arrive_signed_and_gzipped_at_x_rays_otlp_path()
         metric(&metrics, "xray_relay_otlp_spans_forwarded_total"),
         6.0
     );
+    let health = http_get(relay.relay.tcp, "/healthz").json();
+    assert_eq!(health["otlp"]["spans"]["forwarded"], 6);
+    assert_eq!(health["otlp"]["requests"]["200"], 3);
     assert_eq!(
         metric(&metrics, "xray_relay_otlp_requests_total{status=\"200\"}"),
         3.0
@@ -226,20 +229,21 @@ fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
     let answer = rpc_status(message);
     let xray = otlp_mock(Arc::new(move |_| (400, answer.clone())));
     let relay = start(&xray, "");
+    let calls = || {
+        xray.requests()
+            .iter()
+            .filter(|r| r.path == "/v1/traces")
+            .count()
+    };
+    // One at a time: requests waiting together would be merged into one call.
     for i in 0..3 {
         let proto = request_protobuf(&format!("r{i}"), 1, 10);
         assert_eq!(
             post(relay.otlp, "application/x-protobuf", None, &proto).status,
             200
         );
+        wait_for("a call", Duration::from_secs(10), || calls() > i);
     }
-    wait_for("3 calls", Duration::from_secs(10), || {
-        xray.requests()
-            .iter()
-            .filter(|r| r.path == "/v1/traces")
-            .count()
-            >= 3
-    });
     let log = relay.relay.wait_for_log(message, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -475,4 +479,42 @@ fn an_otlp_address_in_use_ends_the_relay_with_a_clear_message_and_none_opens_no_
     assert!(!relay.log_text().contains("OpenTelemetry"));
     let metrics = http_get(relay.tcp, "/metrics").text();
     assert!(!metrics.contains("xray_relay_otlp"));
+}
+
+#[test]
+fn spans_undelivered_at_shutdown_are_spooled_and_delivered_at_the_next_start() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let is_up = up.clone();
+    let xray = otlp_mock(Arc::new(move |_| {
+        if is_up.load(Ordering::SeqCst) {
+            (200, String::new())
+        } else {
+            (503, "down".into())
+        }
+    }));
+    let spool = support::TempDir::new("otlp-spool");
+    let spool_config = format!("Spool:\n  Directory: \"{}\"\n", spool.0.display());
+    let relay = start(&xray, &spool_config);
+    let proto = request_protobuf("kept", 50, 500);
+    assert_eq!(
+        post(relay.otlp, "application/x-protobuf", None, &proto).status,
+        200
+    );
+    let (status, log) = relay.relay.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("Spooled 50 OTLP spans"), "{log}");
+    up.store(true, Ordering::SeqCst);
+    let relay = start(&xray, &spool_config);
+    wait_for("50 replayed spans", Duration::from_secs(20), || {
+        forwarded_names(&xray).len() >= 50
+    });
+    let mut names = forwarded_names(&xray);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 50);
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_replayed_total"),
+        50.0
+    );
 }

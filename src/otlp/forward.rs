@@ -140,6 +140,17 @@ pub struct Forwarder {
     pub destination: Destination,
     /// Refusal messages already logged.
     pub logged: Mutex<Vec<String>>,
+    /// Chunks given up on at shutdown (to spool, or count as lost).
+    pub leftovers: Mutex<Vec<Chunk>>,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted, or refused for good (counted and logged).
+    Done,
+    /// Still failing when the queue was abandoned (shutdown): the chunks are not delivered.
+    Abandoned,
 }
 
 impl Forwarder {
@@ -150,7 +161,12 @@ impl Forwarder {
             .queue
             .take(MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, &mut chunks)
         {
-            self.deliver(&chunks);
+            if self.deliver(&chunks) == Delivery::Abandoned {
+                self.leftovers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(chunks.iter().cloned());
+            }
             self.queue.release(&chunks);
             chunks.clear();
         }
@@ -158,12 +174,12 @@ impl Forwarder {
 
     /// Delivers `chunks` (one request's worth), retrying transient failures until the queue
     /// is abandoned.
-    pub fn deliver(&self, chunks: &[Chunk]) {
+    pub fn deliver(&self, chunks: &[Chunk]) -> Delivery {
         let spans: u64 = chunks.iter().map(|c| u64::from(c.spans)).sum();
         let export = match &self.destination {
             Destination::Local(sink) => {
                 self.write_locally(sink, chunks, spans);
-                return;
+                return Delivery::Done;
             }
             Destination::Export(export) => export,
         };
@@ -184,7 +200,7 @@ impl Forwarder {
                             &format!("X-Ray refused {rejected} of {spans} spans"),
                         );
                     }
-                    return;
+                    return Delivery::Done;
                 }
                 Err(failure) => failure,
             };
@@ -195,7 +211,7 @@ impl Forwarder {
                     &failure.error.to_string(),
                     &format!("X-Ray's OTLP endpoint refused {spans} spans"),
                 );
-                return;
+                return Delivery::Done;
             }
             let delay = backoff
                 .next_delay()
@@ -206,12 +222,11 @@ impl Forwarder {
                 delay.as_secs_f64()
             );
             if self.queue.is_abandoned() || !self.queue.backoff_sleep(delay) {
-                OtlpStats::add(&self.stats.spans_refused, spans);
-                log::error!(
+                log::warn!(
                     "OTLP: {spans} spans were not delivered before shutdown: {}",
                     failure.error
                 );
-                return;
+                return Delivery::Abandoned;
             }
             OtlpStats::add(&self.stats.spans_retried, spans);
         }
@@ -288,6 +303,7 @@ mod tests {
             stats: Arc::new(OtlpStats::default()),
             destination: Destination::Export(scripted.clone()),
             logged: Mutex::new(Vec::new()),
+            leftovers: Mutex::new(Vec::new()),
         };
         (forwarder, scripted)
     }
@@ -337,9 +353,9 @@ mod tests {
     fn an_abandoned_queue_stops_retrying() {
         let (forwarder, scripted) = forwarder((0..100).map(|_| http(500, "down")).collect());
         forwarder.queue.abandon();
-        forwarder.deliver(&[chunk(1, 1)]);
+        assert_eq!(forwarder.deliver(&[chunk(1, 1)]), Delivery::Abandoned);
         assert_eq!(scripted.bodies.lock().unwrap().len(), 1);
-        assert_eq!(forwarder.stats.snapshot().spans_refused, 1);
+        assert_eq!(forwarder.stats.snapshot().spans_refused, 0);
     }
 
     #[test]

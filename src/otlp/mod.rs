@@ -16,6 +16,7 @@ pub mod queue;
 pub mod receive;
 pub mod schema;
 pub mod split;
+pub mod spool;
 pub mod stats;
 
 pub use stats::OtlpStats;
@@ -64,29 +65,70 @@ pub fn share_buffer(buffer_bytes: usize) -> (usize, usize) {
 pub struct Running {
     /// The receiver to serve requests with.
     pub receiver: Arc<Receiver>,
+    forwarder: Arc<Forwarder>,
     threads: Vec<JoinHandle<()>>,
+    spool: Option<(Arc<crate::spool::Spool>, JoinHandle<()>)>,
 }
 
 impl Running {
     /// Stops taking requests, forwards what is buffered until `deadline`, then gives up on
-    /// retries and waits a moment for the threads. Returns the spans left undelivered.
-    pub fn shut_down(self, deadline: Instant) -> u64 {
+    /// retries, and spools what is left (or counts it as lost, and says so).
+    pub fn shut_down(self, deadline: Instant) {
         let queue = &self.receiver.queue;
         queue.close();
-        while Instant::now() < deadline && self.threads.iter().any(|t| !t.is_finished()) {
+        let busy = |threads: &[JoinHandle<()>]| threads.iter().any(|t| !t.is_finished());
+        while Instant::now() < deadline && busy(&self.threads) {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let left = queue.waiting_spans();
         queue.abandon();
         for thread in self.threads {
             let _ = thread.join();
         }
-        left
+        let mut left = queue.take_waiting();
+        left.append(
+            &mut self
+                .forwarder
+                .leftovers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let spans: u64 = left.iter().map(|c| u64::from(c.spans)).sum();
+        let stats = &self.receiver.stats;
+        match self.spool {
+            Some((spool, replayer)) => {
+                let kept = spool::keep(&spool, &left);
+                OtlpStats::add(&stats.spans_spooled, kept.spooled);
+                OtlpStats::add(&stats.spans_refused, kept.lost);
+                if spans > 0 {
+                    log::warn!(
+                        "Spooled {} OTLP spans not forwarded before shutdown ({} lost)",
+                        kept.spooled,
+                        kept.lost
+                    );
+                }
+                // The replayer stops at its next delivery (the queue is abandoned) or wait.
+                spool.stop();
+                let _ = replayer.join();
+            }
+            None if spans > 0 => {
+                OtlpStats::add(&stats.spans_refused, spans);
+                log::error!(
+                    "{spans} OTLP spans were not forwarded before shutdown (configure --spool-dir to keep them)"
+                );
+            }
+            None => {}
+        }
     }
 }
 
-/// Starts [`FORWARDERS`] threads sending to `destination` from a buffer of `buffer_bytes`.
-pub fn start(buffer_bytes: usize, destination: Destination) -> std::io::Result<Running> {
+/// Starts [`FORWARDERS`] threads sending to `destination` from a buffer of `buffer_bytes`;
+/// with `spool_dir`, also the replay of what an earlier run spooled, limited to
+/// `spool_max_bytes`.
+pub fn start(
+    buffer_bytes: usize,
+    destination: Destination,
+    spool_dir: Option<(&std::path::Path, u64)>,
+) -> std::io::Result<Running> {
     let receiver = Arc::new(Receiver {
         queue: Arc::new(Queue::new(buffer_bytes)),
         stats: Arc::new(OtlpStats::default()),
@@ -97,6 +139,7 @@ pub fn start(buffer_bytes: usize, destination: Destination) -> std::io::Result<R
         stats: receiver.stats.clone(),
         destination,
         logged: Mutex::new(Vec::new()),
+        leftovers: Mutex::new(Vec::new()),
     });
     let mut threads = Vec::new();
     for n in 0..FORWARDERS {
@@ -107,7 +150,23 @@ pub fn start(buffer_bytes: usize, destination: Destination) -> std::io::Result<R
                 .spawn(move || forwarder.run())?,
         );
     }
-    Ok(Running { receiver, threads })
+    let spool = match spool_dir {
+        Some((dir, max_bytes)) => {
+            let spool = Arc::new(crate::spool::Spool::open(
+                &dir.join(spool::SUBDIRECTORY),
+                max_bytes,
+            )?);
+            let replayer = spool::spawn_replay(spool.clone(), forwarder.clone())?;
+            Some((spool, replayer))
+        }
+        None => None,
+    };
+    Ok(Running {
+        receiver,
+        forwarder,
+        threads,
+        spool,
+    })
 }
 
 /// The URL spans are sent to: `configured` (cfg `OTLP.Endpoint`), else `/v1/traces` under

@@ -125,6 +125,15 @@ impl Queue {
         false
     }
 
+    /// Removes and returns every waiting chunk (shutdown, after the forwarders stopped).
+    pub fn take_waiting(&self) -> Vec<Chunk> {
+        let mut state = self.lock();
+        let chunks: Vec<Chunk> = state.waiting.drain(..).collect();
+        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        state.bytes = state.bytes.saturating_sub(size);
+        chunks
+    }
+
     /// Bytes held (waiting and in flight).
     pub fn used_bytes(&self) -> usize {
         self.lock().bytes

@@ -24,6 +24,10 @@ pub struct OtlpStats {
     pub spans_backpressured: AtomicU64,
     /// Upstream requests that failed (any reason).
     pub forward_failures: AtomicU64,
+    /// Spans written to the spool at shutdown.
+    pub spans_spooled: AtomicU64,
+    /// Spans read back from the spool and delivered.
+    pub spans_replayed: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -43,6 +47,10 @@ pub struct OtlpSnapshot {
     pub spans_backpressured: u64,
     /// See [`OtlpStats::forward_failures`].
     pub forward_failures: u64,
+    /// See [`OtlpStats::spans_spooled`].
+    pub spans_spooled: u64,
+    /// See [`OtlpStats::spans_replayed`].
+    pub spans_replayed: u64,
 }
 
 impl OtlpStats {
@@ -77,8 +85,40 @@ impl OtlpStats {
             spans_retried: get(&self.spans_retried),
             spans_backpressured: get(&self.spans_backpressured),
             forward_failures: get(&self.forward_failures),
+            spans_spooled: get(&self.spans_spooled),
+            spans_replayed: get(&self.spans_replayed),
         }
     }
+}
+
+/// The `otlp` object of `/healthz`: requests by status, spans by fate, the buffer.
+pub fn health(stats: &OtlpStats, buffered: usize, capacity: usize) -> serde_json::Value {
+    let counts = stats.snapshot();
+    let requests: serde_json::Map<String, serde_json::Value> = counts
+        .answered
+        .iter()
+        .map(|(status, n)| {
+            let key = if *status == 0 {
+                "other".to_owned()
+            } else {
+                status.to_string()
+            };
+            (key, (*n).into())
+        })
+        .collect();
+    serde_json::json!({
+        "requests": requests,
+        "spans": {
+            "received": counts.spans_received,
+            "forwarded": counts.spans_forwarded,
+            "refused": counts.spans_refused,
+            "retried": counts.spans_retried,
+            "backpressured": counts.spans_backpressured,
+            "spooled": counts.spans_spooled,
+            "replayed": counts.spans_replayed,
+        },
+        "buffer": { "used_bytes": buffered, "capacity_bytes": capacity },
+    })
 }
 
 /// Appends the OTLP metrics in the Prometheus text format; `buffered` and `capacity` are the
@@ -130,6 +170,16 @@ pub fn render_metrics(stats: &OtlpStats, buffered: usize, capacity: usize, out: 
             "Spans in requests answered 503 because the OTLP buffer was full.",
             counts.spans_backpressured,
         ),
+        (
+            "spooled",
+            "Spans written to the spool at shutdown.",
+            counts.spans_spooled,
+        ),
+        (
+            "replayed",
+            "Spans read back from the spool and delivered.",
+            counts.spans_replayed,
+        ),
     ];
     for (name, help, value) in counters {
         let name = format!("xray_relay_otlp_spans_{name}_total");
@@ -176,5 +226,10 @@ mod tests {
         assert!(out.contains("xray_relay_otlp_requests_total{status=\"other\"} 1\n"));
         assert!(out.contains("xray_relay_otlp_spans_received_total 7\n"));
         assert!(out.contains("xray_relay_otlp_buffer_used_bytes 10\n"));
+        let health = health(&stats, 10, 100);
+        assert_eq!(health["requests"]["200"], 2);
+        assert_eq!(health["requests"]["other"], 1);
+        assert_eq!(health["spans"]["received"], 7);
+        assert_eq!(health["buffer"]["capacity_bytes"], 100);
     }
 }

@@ -259,7 +259,7 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
             let counts = shared.stats.snapshot();
             let fill = shared.pool.fill();
             let uploads = shared.stats.upload_health();
-            local::healthz(
+            let mut answer = local::healthz(
                 &shared.health,
                 &HealthInput {
                     uptime: shared.started.elapsed(),
@@ -267,7 +267,18 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
                     fill: &fill,
                     uploads: &uploads,
                 },
-            )
+            );
+            if let Some(receiver) = &shared.otlp
+                && let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            {
+                body["otlp"] = crate::otlp::stats::health(
+                    &receiver.stats,
+                    receiver.queue.used_bytes(),
+                    receiver.queue.capacity(),
+                );
+                answer.body = body.to_string().into_bytes();
+            }
+            answer
         }
         Route::Metrics => {
             let mut text =

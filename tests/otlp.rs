@@ -518,3 +518,30 @@ fn spans_undelivered_at_shutdown_are_spooled_and_delivered_at_the_next_start() {
         50.0
     );
 }
+
+#[test]
+fn cfg_otlp_destination_alone_takes_otlp_on_the_proxy_port_only() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options
+        .config
+        .push_str("OTLP:\n  Destination: otlp\n  Compression: none\n");
+    let relay = Relay::start(options);
+    assert!(!relay.log_text().contains("Receiving OpenTelemetry traces"));
+    let proto = request_protobuf("cfg", 2, 10);
+    assert_eq!(
+        post(relay.tcp, "application/x-protobuf", None, &proto).status,
+        200
+    );
+    wait_for("a call", Duration::from_secs(10), || {
+        xray.requests().iter().any(|r| r.path == "/v1/traces")
+    });
+    let call = xray
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/traces")
+        .unwrap();
+    // Compression: none sends the bytes as they are.
+    assert_eq!(call.header("content-encoding"), None);
+    assert_eq!(span_names(&call.body), ["cfg-0", "cfg-1"]);
+}

@@ -183,13 +183,21 @@ impl Forwarder {
             }
             Destination::Export(export) => export,
         };
-        let request: Vec<u8> = chunks
-            .iter()
-            .flat_map(|c| c.bytes.iter().copied())
-            .collect();
+        // Repeated fields concatenate: chunks joined are one request. One chunk is sent as is.
+        let joined;
+        let request: &[u8] = match chunks {
+            [one] => &one.bytes,
+            _ => {
+                joined = chunks
+                    .iter()
+                    .flat_map(|c| c.bytes.iter().copied())
+                    .collect::<Vec<u8>>();
+                &joined
+            }
+        };
         let mut backoff = Backoff::new(retry::seed());
         loop {
-            let failure = match export.export(&request) {
+            let failure = match export.export(request) {
                 Ok(exported) => {
                     let rejected = exported.rejected_spans.min(spans);
                     OtlpStats::add(&self.stats.spans_forwarded, spans - rejected);

@@ -189,7 +189,7 @@ fn start(
                 .spool_dir
                 .as_deref()
                 .map(|dir| (dir, spool_max_bytes));
-            let running = crate::otlp::start(bytes, destination, spool)
+            let running = crate::otlp::start(bytes, destination, spool, stats.clone())
                 .map_err(|err| StartError(format!("cannot start OTLP forwarding: {err}")))?;
             log::info!(
                 "OTLP buffer: {bytes} bytes; segment buffer: {pool_bytes} bytes (--buffer-memory is shared)"

@@ -142,6 +142,9 @@ pub struct Forwarder {
     pub logged: Mutex<Vec<String>>,
     /// Chunks given up on at shutdown (to spool, or count as lost).
     pub leftovers: Mutex<Vec<Chunk>>,
+    /// The relay's counters: failed calls count in its backend errors by class, which the
+    /// telemetry record reports (`BackendConnectionErrors`) as for segment uploads.
+    pub relay_stats: Option<Arc<crate::stats::Stats>>,
 }
 
 /// How a delivery ended.
@@ -213,6 +216,9 @@ impl Forwarder {
                 Err(failure) => failure,
             };
             OtlpStats::add(&self.stats.forward_failures, 1);
+            if let Some(relay_stats) = &self.relay_stats {
+                relay_stats.backend_error(failure.error.class());
+            }
             if retry::verdict(&failure.error) == Verdict::Drop {
                 OtlpStats::add(&self.stats.spans_refused, spans);
                 self.log_once(
@@ -312,6 +318,7 @@ mod tests {
             destination: Destination::Export(scripted.clone()),
             logged: Mutex::new(Vec::new()),
             leftovers: Mutex::new(Vec::new()),
+            relay_stats: Some(Arc::new(crate::stats::Stats::default())),
         };
         (forwarder, scripted)
     }
@@ -332,6 +339,9 @@ mod tests {
         let stats = forwarder.stats.snapshot();
         assert_eq!((stats.spans_forwarded, stats.spans_retried), (5, 10));
         assert_eq!(stats.forward_failures, 2);
+        let relay = forwarder.relay_stats.as_ref().unwrap().snapshot();
+        assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http5xx), 1);
+        assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http4xx), 1);
     }
 
     #[test]

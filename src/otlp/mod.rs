@@ -122,12 +122,13 @@ impl Running {
 }
 
 /// Starts [`FORWARDERS`] threads sending to `destination` from a buffer of `buffer_bytes`;
-/// with `spool_dir`, also the replay of what an earlier run spooled, limited to
-/// `spool_max_bytes`.
+/// with `spool_dir` (directory, most bytes), also the replay of what an earlier run spooled.
+/// Failed calls also count in `relay_stats`' backend errors.
 pub fn start(
     buffer_bytes: usize,
     destination: Destination,
     spool_dir: Option<(&std::path::Path, u64)>,
+    relay_stats: Arc<crate::stats::Stats>,
 ) -> std::io::Result<Running> {
     let receiver = Arc::new(Receiver {
         queue: Arc::new(Queue::new(buffer_bytes)),
@@ -140,6 +141,7 @@ pub fn start(
         destination,
         logged: Mutex::new(Vec::new()),
         leftovers: Mutex::new(Vec::new()),
+        relay_stats: Some(relay_stats),
     });
     let mut threads = Vec::new();
     for n in 0..FORWARDERS {

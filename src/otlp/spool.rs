@@ -168,6 +168,7 @@ mod tests {
             destination: Destination::Local(sink),
             logged: Mutex::new(Vec::new()),
             leftovers: Mutex::new(Vec::new()),
+            relay_stats: None,
         });
         let replayer = spawn_replay(spool.clone(), forwarder.clone()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -235,6 +235,23 @@ mod tests {
     }
 
     #[test]
+    fn doubles_keep_every_bit() {
+        for text in [
+            "8.96831017167883e-44",
+            "0.1",
+            "1.7976931348623157e308",
+            "5e-324",
+        ] {
+            let json = format!(
+                r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"d","value":{{"doubleValue":{text}}}}}]}}}}]}}"#
+            );
+            let bytes = to_protobuf(json.as_bytes(), &schema::REQUEST).unwrap();
+            let expected = text.parse::<f64>().unwrap().to_bits().to_le_bytes();
+            assert_eq!(&bytes[bytes.len() - 8..], &expected, "{text}");
+        }
+    }
+
+    #[test]
     fn bad_json_says_what_and_where() {
         let cases = [
             (r#"{"resourceSpans":"#, "not JSON"),

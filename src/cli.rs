@@ -73,6 +73,9 @@ pub struct Flags {
     /// the most megabytes the spool directory may hold (`--spool-max-mb`).
     #[argh(option)]
     pub spool_max_mb: Option<u64>,
+    /// the TCP address to receive OpenTelemetry traces on, OTLP/HTTP (`--otlp-address`).
+    #[argh(option)]
+    pub otlp_address: Option<String>,
 }
 
 impl Flags {
@@ -180,7 +183,7 @@ impl FlagSpec {
 
 /// Every flag, in the original's usage order, then ours. Long names equal the [`Flags`] field
 /// names with dashes, which is what argh derives.
-const FLAGS: [FlagSpec; 15] = [
+const FLAGS: [FlagSpec; 16] = [
     FlagSpec {
         long: "resource-arn",
         short: Some("a"),
@@ -270,6 +273,12 @@ const FLAGS: [FlagSpec; 15] = [
         short: None,
         kind: ValueKind::Count,
         usage: "Most MB the spool directory may hold (default 100).",
+    },
+    FlagSpec {
+        long: "otlp-address",
+        short: None,
+        kind: ValueKind::Text,
+        usage: "Receive OpenTelemetry traces (OTLP/HTTP, POST /v1/traces) on this TCP address.",
     },
 ];
 
@@ -578,6 +587,7 @@ mod tests {
             local_sink: None,
             spool_dir: None,
             spool_max_mb: None,
+            otlp_address: None,
         };
         assert_eq!(all_short, expected);
         assert_eq!(all_long, expected);
@@ -766,7 +776,8 @@ mod tests {
         assert!(lines[14].starts_with("\t\t--local-sink\t"));
         assert!(lines[15].starts_with("\t\t--spool-dir\t"));
         assert!(lines[16].starts_with("\t\t--spool-max-mb\t"));
-        assert_eq!(lines.len(), 17);
+        assert!(lines[17].starts_with("\t\t--otlp-address\t"));
+        assert_eq!(lines.len(), 18);
         assert!(text.ends_with('\n'));
     }
 

@@ -32,7 +32,7 @@ pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 23] = [
+const VALID_KEYS: [&str; 27] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -56,6 +56,10 @@ const VALID_KEYS: [&str; 23] = [
     "Spool.MaxMB",
     "Health.FailAfterSeconds",
     "Proxy.SamplingOnly",
+    "OTLP.HTTPAddress",
+    "OTLP.Endpoint",
+    "OTLP.Destination",
+    "OTLP.Compression",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -121,6 +125,22 @@ pub struct Config {
     /// `Proxy.SamplingOnly` (ours): the TCP proxy forwards the sampling APIs only
     /// (default false, as the original forwards every X-Ray API).
     pub proxy_sampling_only: bool,
+    /// `OTLP.*` (ours): the OpenTelemetry receiver.
+    pub otlp: OtlpConfig,
+}
+
+/// The `OTLP` section (ours); every key empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// `OTLP.HTTPAddress`: where OTLP/HTTP is received (off when empty).
+    pub http_address: String,
+    /// `OTLP.Endpoint`: where spans go; empty for `/v1/traces` under the X-Ray endpoint.
+    pub endpoint: String,
+    /// `OTLP.Destination`: `otlp` (the only one so far); setting it also turns on
+    /// `POST /v1/traces` on the proxy port.
+    pub destination: String,
+    /// `OTLP.Compression`: `gzip` (the default) or `none` for requests to X-Ray.
+    pub compression: String,
 }
 
 impl Default for Config {
@@ -146,6 +166,7 @@ impl Default for Config {
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             health_fail_after_seconds: DEFAULT_HEALTH_FAIL_AFTER_SECONDS,
             proxy_sampling_only: false,
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -323,6 +344,16 @@ static PROXY: Section = Section {
     fields: &[("SamplingOnly", Kind::Flag)],
 };
 
+static OTLP: Section = Section {
+    go_type: "struct { HTTPAddress string; Endpoint string; Destination string; Compression string }",
+    fields: &[
+        ("HTTPAddress", Kind::Text),
+        ("Endpoint", Kind::Text),
+        ("Destination", Kind::Text),
+        ("Compression", Kind::Text),
+    ],
+};
+
 /// The original's `Config` struct as go-yaml sees it, then our extensions.
 static CONFIG: Section = Section {
     go_type: "cfg.Config",
@@ -344,6 +375,7 @@ static CONFIG: Section = Section {
         ("Spool", Kind::Section(&SPOOL)),
         ("Health", Kind::Section(&HEALTH)),
         ("Proxy", Kind::Section(&PROXY)),
+        ("OTLP", Kind::Section(&OTLP)),
     ],
 };
 
@@ -406,6 +438,12 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
         proxy_sampling_only: decoded
             .flag("Proxy.SamplingOnly")
             .unwrap_or(defaults.proxy_sampling_only),
+        otlp: OtlpConfig {
+            http_address: decoded.text("OTLP.HTTPAddress"),
+            endpoint: decoded.text("OTLP.Endpoint"),
+            destination: decoded.text("OTLP.Destination"),
+            compression: decoded.text("OTLP.Compression"),
+        },
     })
 }
 
@@ -665,6 +703,7 @@ Version: 2"#,
                 spool_max_mb: 7,
                 health_fail_after_seconds: 30,
                 proxy_sampling_only: true,
+                otlp: OtlpConfig::default(),
             }
         );
     }
@@ -768,6 +807,17 @@ Version: 2"#,
             path(),
         )
         .unwrap();
+        let otlp = "OTLP:\n  HTTPAddress: \"[::1]:4318\"\n  Endpoint: http://x/v1/traces\n  Destination: otlp\n  Compression: none\nVersion: 2";
+        validate_text(otlp, path()).unwrap();
+        assert_eq!(
+            load(otlp).unwrap().otlp,
+            OtlpConfig {
+                http_address: "[::1]:4318".into(),
+                endpoint: "http://x/v1/traces".into(),
+                destination: "otlp".into(),
+                compression: "none".into(),
+            }
+        );
     }
 
     #[test]

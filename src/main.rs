@@ -149,11 +149,22 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     );
     log::debug!("Telemetry initiated");
     let client = Arc::new(client);
+    let otlp = settings.otlp.enabled().then(|| {
+        let url =
+            xray_relay::otlp::endpoint_url(settings.otlp.endpoint.as_deref(), client.endpoint());
+        log::info!("Using X-Ray OTLP endpoint: {url}");
+        Arc::new(xray_relay::otlp::forward::XRayOtlp {
+            client: client.clone(),
+            url,
+            gzip: settings.otlp.gzip,
+        }) as Arc<dyn xray_relay::otlp::forward::Export>
+    });
     Output::XRay {
         client: client.clone(),
         reporter,
         upstream: client,
         credential_refresh_failures: refresh_failures,
+        otlp,
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// After the drain deadline, how long uploaders get to spool what they hold.
-const ABANDON_GRACE: Duration = Duration::from_secs(2);
+pub const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for the last telemetry record (within [`SHUTDOWN_BOUND`]).
 const LAST_TELEMETRY_DEADLINE: Duration = Duration::from_secs(2);
@@ -44,6 +44,8 @@ pub enum Output {
         upstream: Arc<dyn proxy::Forward>,
         /// The credentials providers' count of failed refreshes, for `/metrics`.
         credential_refresh_failures: Arc<AtomicU64>,
+        /// Where OTLP spans go, when OTLP is on.
+        otlp: Option<Arc<dyn crate::otlp::forward::Export>>,
     },
     /// Offline mode: write segments to a local file or stdout.
     Local(LocalSink),
@@ -100,6 +102,8 @@ struct Started {
     proxy: proxy::Running,
     uploaders: upload::Uploaders,
     courier: Arc<Courier>,
+    /// The OTLP forwarders, when OTLP is on.
+    otlp: Option<crate::otlp::Running>,
     /// Signals the end of the spool replayer's thread.
     replayer_finished: Option<Receiver<()>>,
     /// Asks telemetry for its last record, and signals when it is sent.
@@ -121,6 +125,20 @@ fn start(
         } => Stats::with_credential_refresh_failures(credential_refresh_failures.clone()),
         Output::Local(_) => Stats::default(),
     });
+    // With OTLP on, the buffer is split between segments and OTLP (see otlp::share_buffer).
+    let (pool_bytes, otlp_bytes) = if settings.otlp.enabled() {
+        let (segments, otlp) = crate::otlp::share_buffer(pool_bytes);
+        (segments, Some(otlp))
+    } else {
+        (pool_bytes, None)
+    };
+    if let Some(destination) = settings.otlp.destination.as_deref()
+        && !destination.eq_ignore_ascii_case("otlp")
+    {
+        return Err(StartError(format!(
+            "OTLP.Destination {destination:?} is not known: the only destination is otlp"
+        )));
+    }
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
     log::info!("{} segment buffers allocated", fill.capacity_segments);
@@ -143,6 +161,14 @@ fn start(
             settings.tcp_address
         ))
     })?;
+    let otlp_listener = match &settings.otlp.address {
+        Some(address) => Some(proxy::bind(address).map_err(|err| {
+            StartError(format!(
+                "Unable to start the OTLP receiver: {address}: {err}"
+            ))
+        })?),
+        None => None,
+    };
     if granted < receive::SOCKET_BUFFER_BYTES {
         log::info!(
             "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
@@ -152,21 +178,48 @@ fn start(
         log::debug!("UDP receive buffer is {granted} bytes");
     }
 
-    let (destination, telemetry, upstream): (Arc<dyn Destination>, _, _) = match output {
-        Output::XRay {
-            client,
-            reporter,
-            upstream,
-            credential_refresh_failures: _,
-        } => {
-            let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
-            (
-                Arc::new(crate::sink::XRaySegments::new(client)),
-                Some(telemetry),
-                Upstream::XRay(upstream),
-            )
+    let (destination, telemetry, upstream, otlp_destination): (Arc<dyn Destination>, _, _, _) =
+        match output {
+            Output::XRay {
+                client,
+                reporter,
+                upstream,
+                credential_refresh_failures: _,
+                otlp,
+            } => {
+                let telemetry = Telemetry::new(client.clone(), stats.clone(), reporter);
+                (
+                    Arc::new(crate::sink::XRaySegments::new(client)),
+                    Some(telemetry),
+                    Upstream::XRay(upstream),
+                    otlp.map(crate::otlp::forward::Destination::Export),
+                )
+            }
+            Output::Local(sink) => {
+                let sink = Arc::new(sink);
+                (
+                    sink.clone(),
+                    None,
+                    Upstream::Offline,
+                    Some(crate::otlp::forward::Destination::Local(sink)),
+                )
+            }
+        };
+    let otlp = match (otlp_bytes, otlp_destination) {
+        (Some(bytes), Some(destination)) => {
+            let spool_max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
+            let spool = settings
+                .spool_dir
+                .as_deref()
+                .map(|dir| (dir, spool_max_bytes));
+            let running = crate::otlp::start(bytes, destination, spool, stats.clone())
+                .map_err(|err| StartError(format!("cannot start OTLP forwarding: {err}")))?;
+            log::info!(
+                "OTLP buffer: {bytes} bytes; segment buffer: {pool_bytes} bytes (--buffer-memory is shared)"
+            );
+            Some(running)
         }
-        Output::Local(sink) => (Arc::new(sink), None, Upstream::Offline),
+        _ => None,
     };
     let spool = match &settings.spool_dir {
         Some(dir) => {
@@ -209,8 +262,10 @@ fn start(
     };
 
     let listener_address = listener.address();
-    let proxy = proxy::spawn(
+    let otlp_address = otlp_listener.as_ref().map(proxy::Listener::address);
+    let proxy = proxy::spawn_with_otlp(
         listener,
+        otlp_listener,
         proxy::Proxy {
             limits: proxy::Limits::default(),
             upstream,
@@ -221,6 +276,7 @@ fn start(
             stats: stats.clone(),
             pool: pool.clone(),
             sampling_only: settings.proxy_sampling_only,
+            otlp: otlp.as_ref().map(|running| running.receiver.clone()),
         },
     )
     .map_err(|err| StartError(format!("cannot start the http proxy server: {err}")))?;
@@ -230,6 +286,9 @@ fn start(
     if settings.proxy_sampling_only {
         log::info!("The proxy forwards the sampling APIs only (Proxy.SamplingOnly)");
     }
+    if let Some(address) = otlp_address {
+        log::info!("Receiving OpenTelemetry traces (OTLP/HTTP) on {address}/v1/traces");
+    }
     let started = Started {
         stats,
         pool,
@@ -237,6 +296,7 @@ fn start(
         proxy,
         uploaders,
         courier,
+        otlp,
         replayer_finished,
         telemetry,
     };
@@ -284,12 +344,20 @@ fn shut_down(relay: Started, began: Instant) {
         proxy,
         mut uploaders,
         courier,
+        otlp,
         replayer_finished,
         telemetry,
     } = relay;
     proxy.stop();
+    // OTLP drains beside the segments, within the same deadline.
+    let deadline = began + DRAIN_DEADLINE;
+    let otlp_drain = otlp.map(|otlp| std::thread::spawn(move || otlp.shut_down(deadline)));
 
     drain(&pool, &mut uploaders, &courier, began);
+    if let Some(otlp_drain) = otlp_drain {
+        // Bounded: OTLP's shutdown leaves a forwarder stuck in a call behind.
+        let _ = otlp_drain.join();
+    }
     // The replayer and the last telemetry record share what is left of the bound.
     if let Some(spool) = &spool {
         spool.stop();

@@ -77,8 +77,41 @@ pub struct Settings {
     pub health_fail_after: Duration,
     /// The TCP proxy forwards only the sampling APIs (`Proxy.SamplingOnly`).
     pub proxy_sampling_only: bool,
+    /// The OpenTelemetry receiver (`--otlp-address`, `OTLP.*`).
+    pub otlp: OtlpSettings,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
+}
+
+/// The OpenTelemetry receiver's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpSettings {
+    /// Where OTLP/HTTP is received (`--otlp-address`, `OTLP.HTTPAddress`); `None`: no port.
+    pub address: Option<String>,
+    /// Where spans go (`OTLP.Endpoint`); `None`: `/v1/traces` under the X-Ray endpoint.
+    pub endpoint: Option<String>,
+    /// `OTLP.Destination`; `otlp` is the only one so far.
+    pub destination: Option<String>,
+    /// Compress requests to X-Ray (`OTLP.Compression` is not `none`).
+    pub gzip: bool,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        OtlpSettings {
+            address: None,
+            endpoint: None,
+            destination: None,
+            gzip: true,
+        }
+    }
+}
+
+impl OtlpSettings {
+    /// Whether OTLP is received at all: an address or a destination was given.
+    pub fn enabled(&self) -> bool {
+        self.address.is_some() || self.destination.is_some()
+    }
 }
 
 /// Why the process should end instead of running, with what it prints where.
@@ -242,6 +275,12 @@ impl Settings {
                 .unwrap_or(config.spool_max_mb),
             health_fail_after: Duration::from_secs(config.health_fail_after_seconds),
             proxy_sampling_only: config.proxy_sampling_only,
+            otlp: OtlpSettings {
+                address: non_empty(flags.otlp_address.unwrap_or(config.otlp.http_address)),
+                endpoint: non_empty(config.otlp.endpoint),
+                destination: non_empty(config.otlp.destination),
+                gzip: !config.otlp.compression.eq_ignore_ascii_case("none"),
+            },
             config_file,
         }
     }
@@ -452,6 +491,7 @@ mod tests {
             spool_max_mb: 100,
             health_fail_after: Duration::from_secs(60),
             proxy_sampling_only: false,
+            otlp: OtlpSettings::default(),
             config_file: None,
         }
     }
@@ -513,6 +553,7 @@ Version: 2
             spool_max_mb: 50,
             health_fail_after: Duration::from_secs(90),
             proxy_sampling_only: true,
+            otlp: OtlpSettings::default(),
             config_file: Some(file.clone()),
         };
         // Found at a default location, or named with -c: the same settings.
@@ -576,6 +617,7 @@ Version: 2
             unknown_log_level: None,
             health_fail_after: Duration::from_secs(90),
             proxy_sampling_only: true,
+            otlp: OtlpSettings::default(),
             config_file: Some(file),
         };
         assert_eq!(given, expected);

@@ -84,6 +84,14 @@ impl LocalSink {
         })
     }
 
+    /// Writes `line` (which ends with a newline) and flushes it, as one write under the lock
+    /// so that lines from different writers never interleave.
+    pub fn write_line(&self, line: &[u8]) -> io::Result<()> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        out.write_all(line)?;
+        out.flush()
+    }
+
     fn write_batch(&self, batch: &Batch, line: &mut Vec<u8>) -> io::Result<()> {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         for document in batch.documents() {

@@ -83,3 +83,13 @@ fn credential_process_inputs() {
 fn credentials_document_inputs() {
     replay("credentials_document", checks::credentials_document);
 }
+
+#[test]
+fn otlp_protobuf_inputs() {
+    replay("otlp_protobuf", checks::otlp_protobuf);
+}
+
+#[test]
+fn otlp_json_inputs() {
+    replay("otlp_json", checks::otlp_json);
+}

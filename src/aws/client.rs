@@ -261,6 +261,71 @@ impl XRayClient {
     }
 }
 
+/// Any answer to [`XRayClient::post_signed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// `Retry-After` in seconds, when given as a number.
+    pub retry_after: Option<u64>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl XRayClient {
+    /// POSTs `body` to `url` with `headers`, signed over the exact bytes; any status X-Ray
+    /// answers with is `Ok` (the OTLP endpoint answers errors with a protobuf
+    /// `google.rpc.Status`, which the caller reads).
+    pub fn post_signed(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<RawResponse, BackendError> {
+        let credentials = self
+            .credentials
+            .credentials()
+            .map_err(BackendError::Credentials)?;
+        let request = RequestToSign {
+            method: "POST",
+            url,
+            headers,
+            body,
+        };
+        let signature = self
+            .signer
+            .sign(&request, &credentials, SystemTime::now())
+            .map_err(BackendError::Signing)?;
+        let mut builder = self
+            .agent
+            .post(url)
+            .header("User-Agent", self.user_agent.as_str());
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        for (name, value) in &signature {
+            builder = builder.header(*name, value.as_str());
+        }
+        let mut response = builder.send(body).map_err(BackendError::from_transport)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
+        let body = response
+            .body_mut()
+            .read_to_vec()
+            .map_err(BackendError::from_transport)?;
+        log::debug!("POST {url}: HTTP {status}, {} bytes", body.len());
+        Ok(RawResponse {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
 impl XRayClient {
     /// Sends `request` to the endpoint (never anywhere else), signed with the relay's
     /// credentials and region, through the same agent as uploads (proxy, TLS settings), with

@@ -6,7 +6,7 @@ use super::forward::{self, After};
 use super::local::{self, HealthInput, Route};
 use super::request::{BodyError, Head, HeadError, Reader};
 use super::response::{self, Answer};
-use super::{Gauge, Shared, Upstream, metrics};
+use super::{Gauge, Role, Shared, Upstream, metrics, otlp};
 use crate::stats::Refusal;
 use async_net::TcpStream;
 use smol::io::AsyncReadExt;
@@ -26,7 +26,9 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// Serves `stream` until the client is done or a limit ends it; `_open` counts it as open.
-pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) {
+/// On the OTLP port (`role`) every request goes to the OTLP receiver; on the proxy port only
+/// `POST /v1/traces` does.
+pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge, role: Role) {
     let limits = shared.limits;
     let head_limits = limits.head();
     let mut reader = Reader::new();
@@ -55,6 +57,21 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
         if head.version == 1 && head.header("host").is_none() {
             let answer = Answer::error(400, "BadRequestException", "missing required Host header");
             refuse(&stream, &shared, Refusal::BadRequest, answer).await;
+            return;
+        }
+        if let Some(receiver) = &shared.otlp
+            && (role == Role::Otlp || head.path() == crate::otlp::receive::TRACES_PATH)
+        {
+            let after = otlp::serve(&stream, &shared, &mut reader, &head, receiver).await;
+            if after == After::Close {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            continue;
+        }
+        if head.chunked {
+            let (reason, answer) = head_refusal(&HeadError::LengthRequired);
+            refuse(&stream, &shared, reason, answer).await;
             return;
         }
         // The original's line: the request target only.
@@ -181,7 +198,7 @@ async fn read_body(
     let mut input = stream.clone();
     match reader.body(&mut input, length, limits.body_timeout).await {
         Ok(body) => Some(body),
-        Err(BodyError::Closed) => None,
+        Err(BodyError::Closed | BodyError::TooLarge | BodyError::Malformed(_)) => None,
         Err(BodyError::Timeout) => {
             let answer = Answer::error(
                 408,
@@ -273,7 +290,7 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
             let counts = shared.stats.snapshot();
             let fill = shared.pool.fill();
             let uploads = shared.stats.upload_health();
-            local::healthz(
+            let mut answer = local::healthz(
                 &shared.health,
                 &HealthInput {
                     uptime: shared.started.elapsed(),
@@ -281,11 +298,30 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
                     fill: &fill,
                     uploads: &uploads,
                 },
-            )
+            );
+            if let Some(receiver) = &shared.otlp
+                && let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            {
+                body["otlp"] = crate::otlp::stats::health(
+                    &receiver.stats,
+                    receiver.queue.used_bytes(),
+                    receiver.queue.capacity(),
+                );
+                answer.body = body.to_string().into_bytes();
+            }
+            answer
         }
         Route::Metrics => {
-            let text =
+            let mut text =
                 metrics::render(&shared.stats, &shared.pool.fill(), shared.started.elapsed());
+            if let Some(receiver) = &shared.otlp {
+                crate::otlp::stats::render_metrics(
+                    &receiver.stats,
+                    receiver.queue.used_bytes(),
+                    receiver.queue.capacity(),
+                    &mut text,
+                );
+            }
             Answer {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
@@ -301,7 +337,7 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
     }
 }
 
-async fn answer(
+pub(super) async fn answer(
     output: &mut TcpStream,
     shared: &Shared,
     answer: Answer,
@@ -322,6 +358,11 @@ pub(super) async fn refuse(stream: &TcpStream, shared: &Shared, reason: Refusal,
         answer.status,
         reason.label()
     );
+    close_with(stream, answer).await;
+}
+
+/// Sends `answer` and closes the connection gracefully.
+pub(super) async fn close_with(stream: &TcpStream, answer: Answer) {
     let mut output = stream.clone();
     if response::write_within(&mut output, &answer.encode(false), LINGER)
         .await

@@ -357,6 +357,7 @@ mod tests {
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
             content_length: 2,
+            chunked: false,
             keep_alive: true,
             expect_continue: true,
             connection_names: vec!["x-private".into()],

@@ -12,8 +12,9 @@ mod connection;
 pub mod forward;
 pub mod local;
 pub mod metrics;
-pub mod request;
-pub mod response;
+mod otlp;
+// Kept as `proxy::request` and `proxy::response`: they moved to `http` to be shared.
+pub use crate::http::{request, response};
 
 pub use forward::Forward;
 pub use local::HealthPolicy;
@@ -118,6 +119,17 @@ pub struct Proxy {
     pub pool: Arc<Pool>,
     /// Forward only the sampling APIs ([`local::is_sampling_api`]); others get 403.
     pub sampling_only: bool,
+    /// The OTLP receiver, when OTLP is on: `POST /v1/traces` goes there.
+    pub otlp: Option<Arc<crate::otlp::Receiver>>,
+}
+
+/// Which port a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The proxy's (`-t`).
+    Proxy,
+    /// The OTLP receiver's (`--otlp-address`).
+    Otlp,
 }
 
 /// State shared by the connections.
@@ -128,6 +140,8 @@ struct Shared {
     stats: Arc<Stats>,
     pool: Arc<Pool>,
     sampling_only: bool,
+    otlp: Option<Arc<crate::otlp::Receiver>>,
+    otlp_bodies: Arc<Semaphore>,
     started: Instant,
     started_at: SystemTime,
     forward_slots: Arc<Semaphore>,
@@ -248,8 +262,22 @@ impl Drop for Running {
 
 /// Starts serving `listener` on a thread named `proxy`.
 pub fn spawn(listener: Listener, proxy: Proxy) -> io::Result<Running> {
+    spawn_with_otlp(listener, None, proxy)
+}
+
+/// Starts serving `listener`, and `otlp_listener` (OTLP only) beside it, on a thread named
+/// `proxy`: both share the connection cap, the limits and the counters.
+pub fn spawn_with_otlp(
+    listener: Listener,
+    otlp_listener: Option<Listener>,
+    proxy: Proxy,
+) -> io::Result<Running> {
     let address = listener.address;
     let listener = TcpListener::try_from(listener.listener)?;
+    let otlp_listener = match otlp_listener {
+        Some(otlp) => Some((otlp.address, TcpListener::try_from(otlp.listener)?)),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         forward_slots: Arc::new(Semaphore::new(proxy.limits.forwards.max(1))),
         large_bodies: Arc::new(Semaphore::new(proxy.limits.large_bodies.max(1))),
@@ -259,6 +287,8 @@ pub fn spawn(listener: Listener, proxy: Proxy) -> io::Result<Running> {
         stats: proxy.stats,
         pool: proxy.pool,
         sampling_only: proxy.sampling_only,
+        otlp: proxy.otlp,
+        otlp_bodies: Arc::new(Semaphore::new(crate::otlp::BODIES_AT_ONCE)),
         started: Instant::now(),
         started_at: SystemTime::now(),
         refusing: AtomicU64::new(0),
@@ -268,8 +298,22 @@ pub fn spawn(listener: Listener, proxy: Proxy) -> io::Result<Running> {
         .name("proxy".into())
         .spawn(move || {
             let executor = smol::Executor::new();
+            let otlp_shared = shared.clone();
+            let both = smol::future::zip(
+                accept(listener, shared, &executor, address, Role::Proxy),
+                async {
+                    match otlp_listener {
+                        Some((address, listener)) => {
+                            accept(listener, otlp_shared, &executor, address, Role::Otlp).await
+                        }
+                        None => std::future::pending().await,
+                    }
+                },
+            );
             smol::block_on(executor.run(smol::future::or(
-                accept(listener, shared, &executor, address),
+                async {
+                    both.await;
+                },
                 async {
                     let _ = stopped.recv().await;
                 },
@@ -287,6 +331,7 @@ async fn accept(
     shared: Arc<Shared>,
     executor: &smol::Executor<'_>,
     address: SocketAddr,
+    role: Role,
 ) {
     let mut last_warning: Option<Instant> = None;
     loop {
@@ -312,7 +357,7 @@ async fn accept(
         }
         let _ = stream.set_nodelay(true);
         executor
-            .spawn(connection::serve(stream, shared.clone(), open))
+            .spawn(connection::serve(stream, shared.clone(), open, role))
             .detach();
     }
 }

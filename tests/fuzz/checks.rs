@@ -18,6 +18,7 @@ use xray_relay::batch::{parse_put_trace_segments_reply, push_json_string, segmen
 use xray_relay::cli::parse;
 use xray_relay::config::{SUPPORTED_VERSIONS, load_text, validate_text};
 use xray_relay::datagram::segment_body;
+use xray_relay::otlp::{gzip, json, protobuf, schema, split};
 use xray_relay::proxy::request::{HeadLimits, Reader};
 use xray_relay::retry::{unprocessed_is_transient, verdict};
 use xray_relay::spool::{crc32, read_bytes};
@@ -352,4 +353,64 @@ fn assert_usable(credentials: &Credentials) {
         assert!(!token.is_empty(), "empty session token kept");
     }
     let _ = format!("{credentials:?}");
+}
+
+/// OTLP protobuf bodies (`otlp::protobuf`, `otlp::split`, `otlp::gzip`): any bytes an OTLP
+/// client posts. Invariants: an accepted request renders as OTLP JSON that reads back to the
+/// same JSON; split chunks are valid requests holding every accepted span, within the limits
+/// whenever they hold more than one span; gunzip never passes its limit.
+pub fn otlp_protobuf(data: &[u8]) {
+    if let Ok(body) = gzip::gunzip(data, 64 * 1024) {
+        assert!(body.len() <= 64 * 1024, "gunzip passed its limit");
+    }
+    if protobuf::check(data, &schema::REQUEST).is_err() {
+        return;
+    }
+    let mut rendered = String::new();
+    protobuf::write_json(data, &schema::REQUEST, &mut rendered);
+    let again = json::to_protobuf(rendered.as_bytes(), &schema::REQUEST)
+        .unwrap_or_else(|error| panic!("our own JSON does not read back: {error}\n{rendered}"));
+    let mut rendered_again = String::new();
+    protobuf::write_json(&again, &schema::REQUEST, &mut rendered_again);
+    assert_eq!(
+        rendered, rendered_again,
+        "JSON round trip changed the request"
+    );
+    let (max_bytes, max_spans) = (2000, 7);
+    let cut = split::split(data, max_bytes, max_spans);
+    let mut spans = 0u64;
+    for chunk in &cut.chunks {
+        protobuf::check(&chunk.bytes, &schema::REQUEST).expect("a chunk is not a valid request");
+        assert!(
+            chunk.spans as usize <= max_spans,
+            "a chunk has too many spans"
+        );
+        assert!(
+            chunk.spans == 1 || chunk.bytes.len() <= max_bytes,
+            "a chunk of {} spans has {} bytes",
+            chunk.spans,
+            chunk.bytes.len()
+        );
+        spans += u64::from(chunk.spans);
+    }
+    assert_eq!(spans, cut.accepted, "spans lost or made up by the split");
+}
+
+/// OTLP JSON bodies (`otlp::json`). Invariants: whatever it accepts is a valid protobuf
+/// request whose JSON rendering reads back to the same rendering.
+pub fn otlp_json(data: &[u8]) {
+    let Ok(bytes) = json::to_protobuf(data, &schema::REQUEST) else {
+        return;
+    };
+    protobuf::check(&bytes, &schema::REQUEST).expect("accepted JSON made invalid protobuf");
+    let mut rendered = String::new();
+    protobuf::write_json(&bytes, &schema::REQUEST, &mut rendered);
+    let again = json::to_protobuf(rendered.as_bytes(), &schema::REQUEST)
+        .unwrap_or_else(|error| panic!("our own JSON does not read back: {error}\n{rendered}"));
+    let mut rendered_again = String::new();
+    protobuf::write_json(&again, &schema::REQUEST, &mut rendered_again);
+    assert_eq!(
+        rendered, rendered_again,
+        "JSON round trip changed the request"
+    );
 }

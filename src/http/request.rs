@@ -1,5 +1,6 @@
 //! Reading one request from a connection: the head with httparse, within a size, a header
-//! count and a deadline; then the body, by its `Content-Length` only.
+//! count and a deadline; then the body, by its `Content-Length` (or chunked, in
+//! [`super::chunked`], for the receivers that take it).
 
 use smol::io::{AsyncRead, AsyncReadExt};
 use std::io;
@@ -36,6 +37,8 @@ pub struct Head {
     pub headers: Vec<(String, String)>,
     /// The body length (0 without `Content-Length`).
     pub content_length: u64,
+    /// The body is sent with `Transfer-Encoding: chunked` (and has no `Content-Length`).
+    pub chunked: bool,
     /// Whether the client wants the connection kept open after the answer.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
@@ -74,7 +77,7 @@ pub enum HeadError {
     TooManyHeaders,
     /// Not an HTTP/1.x request, or a malformed one; says what is wrong.
     Malformed(String),
-    /// The body is framed by `Transfer-Encoding`, which the proxy does not take.
+    /// The body is framed by a `Transfer-Encoding` other than a single `chunked`.
     LengthRequired,
     /// A well-formed HTTP version other than 1.x (`HTTP/2.0`, `HTTP/0.9`): Go's server, and
     /// so the original, answers 505.
@@ -88,6 +91,10 @@ pub enum BodyError {
     Timeout,
     /// The client closed the connection or it failed before the body was complete.
     Closed,
+    /// A chunked body grew past the limit it is read within.
+    TooLarge,
+    /// A chunked body's framing is broken; says where.
+    Malformed(String),
 }
 
 /// A connection's read buffer: bytes received and not yet used (a pipelined next request
@@ -182,6 +189,39 @@ impl Reader {
         self.end - self.start
     }
 
+    /// The bytes received and not used yet.
+    pub(crate) fn unread(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    /// Marks `count` bytes of [`Reader::unread`] as used.
+    pub(crate) fn consume(&mut self, count: usize) {
+        self.start += count.min(self.end - self.start);
+    }
+
+    /// Reads more into the buffer (at most `max_bytes` held) by `deadline`.
+    pub(crate) async fn fill<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        max_bytes: usize,
+        deadline: Instant,
+    ) -> Result<(), BodyError> {
+        self.make_room(max_bytes);
+        if self.end >= self.buffer.len() {
+            return Err(BodyError::Malformed(format!(
+                "a chunk line longer than {max_bytes} bytes"
+            )));
+        }
+        match within(deadline, io.read(&mut self.buffer[self.end..])).await {
+            None => Err(BodyError::Timeout),
+            Some(Ok(0)) | Some(Err(_)) => Err(BodyError::Closed),
+            Some(Ok(count)) => {
+                self.end += count;
+                Ok(())
+            }
+        }
+    }
+
     /// Makes space to read into without letting the buffer grow past `max_bytes` (or the
     /// initial size).
     fn make_room(&mut self, max_bytes: usize) {
@@ -206,7 +246,7 @@ impl Reader {
 }
 
 /// Runs `read` until `deadline`; `None` if the deadline came first.
-async fn within<T>(
+pub(crate) async fn within<T>(
     deadline: Instant,
     read: impl std::future::Future<Output = io::Result<T>>,
 ) -> Option<io::Result<T>> {
@@ -286,6 +326,7 @@ fn head_of(request: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
         version,
         headers: Vec::with_capacity(request.headers.len()),
         content_length: 0,
+        chunked: false,
         keep_alive: version == 1,
         expect_continue: false,
         connection_names: Vec::new(),
@@ -307,7 +348,11 @@ fn head_of(request: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
             }
             length = Some(parsed);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(HeadError::LengthRequired);
+            // Only a single `chunked`: anything stacked on it would be ours to undo.
+            if head.chunked || !value.trim().eq_ignore_ascii_case("chunked") {
+                return Err(HeadError::LengthRequired);
+            }
+            head.chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(|t| t.trim().to_ascii_lowercase()) {
                 match token.as_str() {
@@ -321,6 +366,12 @@ fn head_of(request: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
             head.expect_continue |= value.trim().eq_ignore_ascii_case("100-continue");
         }
         head.headers.push((name.to_owned(), value.to_owned()));
+    }
+    if head.chunked && length.is_some() {
+        // Two framings disagree about where the body ends (request smuggling).
+        return Err(malformed(
+            "both Content-Length and Transfer-Encoding: chunked".to_owned(),
+        ));
     }
     head.content_length = length.unwrap_or(0);
     Ok(head)
@@ -423,10 +474,23 @@ mod tests {
     }
 
     #[test]
-    fn framing_other_than_one_content_length_is_refused() {
+    fn framing_other_than_one_content_length_or_chunked_is_refused() {
+        assert!(
+            read_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap()
+                .chunked
+        );
+        for other in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(matches!(read_head(other), Err(HeadError::LengthRequired)));
+        }
         assert!(matches!(
-            read_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(HeadError::LengthRequired)
+            read_head(
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+            ),
+            Err(HeadError::Malformed(_))
         ));
         for bad in [
             &b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n"[..],

@@ -1,0 +1,409 @@
+//! Forwarding: threads that take chunks from the OTLP buffer, merge them up to X-Ray's
+//! limits, and send them to X-Ray's OTLP endpoint (gzip, signed over the exact bytes), or
+//! write them to the local sink as OTLP JSON lines. Failures are retried like segment
+//! uploads ([`crate::retry`]); a refusal X-Ray explains (400) is logged once per message.
+
+use super::protobuf::{self, Value};
+use super::queue::Queue;
+use super::split::{Chunk, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
+use super::{OtlpStats, gzip, schema};
+use crate::aws::{BackendError, XRayClient};
+use crate::retry::{self, Backoff, Verdict};
+use crate::sink::LocalSink;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A `Retry-After` longer than this is cut to it.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// At most this many distinct refusal messages are remembered (and so logged once each).
+const REMEMBERED_MESSAGES: usize = 64;
+
+/// What X-Ray made of a request it accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exported {
+    /// Spans it refused (`partial_success.rejected_spans`).
+    pub rejected_spans: u64,
+    /// Why (`partial_success.error_message`).
+    pub message: String,
+}
+
+/// A failed export, with the wait X-Ray asked for.
+#[derive(Debug)]
+pub struct ExportError {
+    /// The failure, sorted like segment uploads' failures.
+    pub error: BackendError,
+    /// `Retry-After`, when X-Ray gave one.
+    pub retry_after: Option<Duration>,
+}
+
+/// Something that takes an `ExportTraceServiceRequest` in protobuf.
+pub trait Export: Send + Sync {
+    /// Sends `request`; `Ok` only when it was accepted (maybe partly).
+    fn export(&self, request: &[u8]) -> Result<Exported, ExportError>;
+}
+
+/// X-Ray's OTLP endpoint through the relay's signed client.
+pub struct XRayOtlp {
+    /// The client (credentials, region, proxy, TLS settings).
+    pub client: Arc<XRayClient>,
+    /// The full URL, `…/v1/traces`.
+    pub url: String,
+    /// Compress request bodies.
+    pub gzip: bool,
+}
+
+impl Export for XRayOtlp {
+    fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
+        let compressed;
+        let (body, mut headers) = if self.gzip {
+            compressed = gzip::gzip(request);
+            (&compressed[..], vec![("Content-Encoding", "gzip")])
+        } else {
+            (request, Vec::new())
+        };
+        headers.push(("Content-Type", "application/x-protobuf"));
+        let failed = |error| ExportError {
+            error,
+            retry_after: None,
+        };
+        let response = self
+            .client
+            .post_signed(&self.url, &headers, body)
+            .map_err(failed)?;
+        if (200..300).contains(&response.status) {
+            return Ok(partial_success(&response.body));
+        }
+        Err(ExportError {
+            error: error_of(response.status, &response.body),
+            retry_after: response.retry_after.map(Duration::from_secs),
+        })
+    }
+}
+
+/// Reads an `ExportTraceServiceResponse`'s partial success (nothing when it is unreadable).
+pub fn partial_success(body: &[u8]) -> Exported {
+    let mut exported = Exported::default();
+    for entry in protobuf::fields(body, "ExportTraceServiceResponse").flatten() {
+        if let (1, Value::Bytes(partial)) = (entry.number, entry.value) {
+            for field in protobuf::fields(partial, "ExportTracePartialSuccess").flatten() {
+                match (field.number, field.value) {
+                    (1, Value::Varint(n)) => exported.rejected_spans = n,
+                    (2, Value::Bytes(text)) => {
+                        exported.message = String::from_utf8_lossy(text).into_owned()
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    exported
+}
+
+/// The error for a non-2xx answer: its `google.rpc.Status` message verbatim when the body is
+/// one, else whatever the body says.
+pub fn error_of(status: u16, body: &[u8]) -> BackendError {
+    let mut message = None;
+    if protobuf::check(body, &schema::RPC_STATUS).is_ok() {
+        for entry in protobuf::fields(body, "Status").flatten() {
+            if let (2, Value::Bytes(text)) = (entry.number, entry.value) {
+                message = Some(String::from_utf8_lossy(text).into_owned());
+            }
+        }
+    }
+    match message {
+        Some(message) if !message.is_empty() => BackendError::Http {
+            status,
+            error_type: None,
+            message,
+        },
+        _ => BackendError::from_response(status, None, body),
+    }
+}
+
+/// Where chunks go.
+#[derive(Clone)]
+pub enum Destination {
+    /// X-Ray (or anything else that takes OTLP).
+    Export(Arc<dyn Export>),
+    /// The local sink, one OTLP JSON `ExportTraceServiceRequest` per line.
+    Local(Arc<LocalSink>),
+}
+
+/// One forwarder's view of the OTLP path.
+pub struct Forwarder {
+    /// The OTLP buffer.
+    pub queue: Arc<Queue>,
+    /// The counters.
+    pub stats: Arc<OtlpStats>,
+    /// Where chunks go.
+    pub destination: Destination,
+    /// Refusal messages already logged.
+    pub logged: Mutex<Vec<String>>,
+    /// Chunks given up on at shutdown (to spool, or count as lost).
+    pub leftovers: Mutex<Vec<Chunk>>,
+    /// The relay's counters: failed calls count in its backend errors by class, which the
+    /// telemetry record reports (`BackendConnectionErrors`) as for segment uploads.
+    pub relay_stats: Option<Arc<crate::stats::Stats>>,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted, or refused for good (counted and logged).
+    Done,
+    /// Still failing when the queue was abandoned (shutdown): the chunks are not delivered.
+    Abandoned,
+}
+
+impl Forwarder {
+    /// Forwards until the queue is closed and empty.
+    pub fn run(&self) {
+        let mut chunks = Vec::new();
+        while self
+            .queue
+            .take(MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, &mut chunks)
+        {
+            if self.deliver(&chunks) == Delivery::Abandoned {
+                self.leftovers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(chunks.iter().cloned());
+            }
+            self.queue.release(&chunks);
+            chunks.clear();
+        }
+    }
+
+    /// Delivers `chunks` (one request's worth), retrying transient failures until the queue
+    /// is abandoned.
+    pub fn deliver(&self, chunks: &[Chunk]) -> Delivery {
+        let spans: u64 = chunks.iter().map(|c| u64::from(c.spans)).sum();
+        let export = match &self.destination {
+            Destination::Local(sink) => {
+                self.write_locally(sink, chunks, spans);
+                return Delivery::Done;
+            }
+            Destination::Export(export) => export,
+        };
+        // Repeated fields concatenate: chunks joined are one request. One chunk is sent as is.
+        let joined;
+        let request: &[u8] = match chunks {
+            [one] => &one.bytes,
+            _ => {
+                joined = chunks
+                    .iter()
+                    .flat_map(|c| c.bytes.iter().copied())
+                    .collect::<Vec<u8>>();
+                &joined
+            }
+        };
+        let mut backoff = Backoff::new(retry::seed());
+        loop {
+            let failure = match export.export(request) {
+                Ok(exported) => {
+                    let rejected = exported.rejected_spans.min(spans);
+                    OtlpStats::add(&self.stats.spans_forwarded, spans - rejected);
+                    if rejected > 0 {
+                        OtlpStats::add(&self.stats.spans_refused, rejected);
+                        self.log_once(
+                            &exported.message,
+                            &format!("X-Ray refused {rejected} of {spans} spans"),
+                        );
+                    }
+                    return Delivery::Done;
+                }
+                Err(failure) => failure,
+            };
+            OtlpStats::add(&self.stats.forward_failures, 1);
+            if let Some(relay_stats) = &self.relay_stats {
+                relay_stats.backend_error(failure.error.class());
+            }
+            if retry::verdict(&failure.error) == Verdict::Drop {
+                OtlpStats::add(&self.stats.spans_refused, spans);
+                self.log_once(
+                    &failure.error.to_string(),
+                    &format!("X-Ray's OTLP endpoint refused {spans} spans"),
+                );
+                return Delivery::Done;
+            }
+            let delay = backoff
+                .next_delay()
+                .max(failure.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
+            log::warn!(
+                "OTLP: sending {spans} spans failed ({}); retrying in {:.1} s",
+                failure.error,
+                delay.as_secs_f64()
+            );
+            if self.queue.is_abandoned() || !self.queue.backoff_sleep(delay) {
+                log::warn!(
+                    "OTLP: {spans} spans were not delivered before shutdown: {}",
+                    failure.error
+                );
+                return Delivery::Abandoned;
+            }
+            OtlpStats::add(&self.stats.spans_retried, spans);
+        }
+    }
+
+    fn write_locally(&self, sink: &LocalSink, chunks: &[Chunk], spans: u64) {
+        for chunk in chunks {
+            let mut line = String::with_capacity(chunk.bytes.len() * 2);
+            protobuf::write_json(&chunk.bytes, &schema::REQUEST, &mut line);
+            line.push('\n');
+            if let Err(error) = sink.write_line(line.as_bytes()) {
+                log::error!("OTLP: cannot write spans to the local sink: {error}");
+                OtlpStats::add(&self.stats.spans_refused, u64::from(chunk.spans));
+                return;
+            }
+        }
+        OtlpStats::add(&self.stats.spans_forwarded, spans);
+    }
+
+    /// Logs `what: message` at error level the first time `message` is seen (later at debug).
+    fn log_once(&self, message: &str, what: &str) {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.iter().any(|seen| seen == message) {
+            log::debug!("OTLP: {what}: {message}");
+            return;
+        }
+        log::error!("OTLP: {what}: {message}");
+        if logged.len() < REMEMBERED_MESSAGES {
+            logged.push(message.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::protobuf::{put_bytes, put_tag, put_varint};
+    use std::collections::VecDeque;
+
+    struct Scripted {
+        answers: Mutex<VecDeque<Result<Exported, ExportError>>>,
+        bodies: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Export for Scripted {
+        fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
+            self.bodies.lock().unwrap().push(request.to_vec());
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(Exported::default()))
+        }
+    }
+
+    fn http(status: u16, message: &str) -> Result<Exported, ExportError> {
+        Err(ExportError {
+            error: BackendError::Http {
+                status,
+                error_type: None,
+                message: message.into(),
+            },
+            retry_after: None,
+        })
+    }
+
+    fn forwarder(answers: Vec<Result<Exported, ExportError>>) -> (Forwarder, Arc<Scripted>) {
+        let scripted = Arc::new(Scripted {
+            answers: Mutex::new(answers.into()),
+            bodies: Mutex::new(Vec::new()),
+        });
+        let forwarder = Forwarder {
+            queue: Arc::new(Queue::new(1 << 20)),
+            stats: Arc::new(OtlpStats::default()),
+            destination: Destination::Export(scripted.clone()),
+            logged: Mutex::new(Vec::new()),
+            leftovers: Mutex::new(Vec::new()),
+            relay_stats: Some(Arc::new(crate::stats::Stats::default())),
+        };
+        (forwarder, scripted)
+    }
+
+    fn chunk(tag: u8, spans: u32) -> Chunk {
+        let mut bytes = Vec::new();
+        put_bytes(&mut bytes, 1, &[tag]);
+        Chunk { bytes, spans }
+    }
+
+    #[test]
+    fn throttling_and_5xx_are_retried_then_merged_chunks_delivered() {
+        let (forwarder, scripted) = forwarder(vec![http(429, "slow down"), http(503, "busy")]);
+        forwarder.deliver(&[chunk(1, 2), chunk(2, 3)]);
+        let bodies = scripted.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 3);
+        assert_eq!(bodies[2], [10, 1, 1, 10, 1, 2]);
+        let stats = forwarder.stats.snapshot();
+        assert_eq!((stats.spans_forwarded, stats.spans_retried), (5, 10));
+        assert_eq!(stats.forward_failures, 2);
+        let relay = forwarder.relay_stats.as_ref().unwrap().snapshot();
+        assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http5xx), 1);
+        assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http4xx), 1);
+    }
+
+    #[test]
+    fn a_400_is_not_retried_and_its_message_logged_once() {
+        let search = "Transaction Search is not enabled for this account";
+        let (forwarder, scripted) = forwarder(vec![http(400, search), http(400, search)]);
+        forwarder.deliver(&[chunk(1, 4)]);
+        forwarder.deliver(&[chunk(2, 1)]);
+        assert_eq!(scripted.bodies.lock().unwrap().len(), 2);
+        assert_eq!(forwarder.stats.snapshot().spans_refused, 5);
+        assert_eq!(forwarder.logged.lock().unwrap().len(), 1);
+        assert!(forwarder.logged.lock().unwrap()[0].contains(search));
+    }
+
+    #[test]
+    fn partial_success_from_x_ray_is_counted() {
+        let (forwarder, _) = forwarder(vec![Ok(Exported {
+            rejected_spans: 2,
+            message: "too old".into(),
+        })]);
+        forwarder.deliver(&[chunk(1, 5)]);
+        let stats = forwarder.stats.snapshot();
+        assert_eq!((stats.spans_forwarded, stats.spans_refused), (3, 2));
+    }
+
+    #[test]
+    fn an_abandoned_queue_stops_retrying() {
+        let (forwarder, scripted) = forwarder((0..100).map(|_| http(500, "down")).collect());
+        forwarder.queue.abandon();
+        assert_eq!(forwarder.deliver(&[chunk(1, 1)]), Delivery::Abandoned);
+        assert_eq!(scripted.bodies.lock().unwrap().len(), 1);
+        assert_eq!(forwarder.stats.snapshot().spans_refused, 0);
+    }
+
+    #[test]
+    fn x_ray_answers_are_read() {
+        let mut partial = Vec::new();
+        put_tag(&mut partial, 1, protobuf::VARINT);
+        put_varint(&mut partial, 3);
+        put_bytes(&mut partial, 2, b"spans too old");
+        let mut body = Vec::new();
+        put_bytes(&mut body, 1, &partial);
+        assert_eq!(
+            partial_success(&body),
+            Exported {
+                rejected_spans: 3,
+                message: "spans too old".into()
+            }
+        );
+        let mut status = Vec::new();
+        put_tag(&mut status, 1, protobuf::VARINT);
+        put_varint(&mut status, 3);
+        put_bytes(&mut status, 2, b"Transaction Search is not enabled");
+        match error_of(400, &status) {
+            BackendError::Http { message, .. } => {
+                assert_eq!(message, "Transaction Search is not enabled")
+            }
+            other => panic!("{other:?}"),
+        }
+        match error_of(400, br#"{"message":"json error"}"#) {
+            BackendError::Http { message, .. } => assert_eq!(message, "json error"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! gzip bodies both ways: the gzip frame (RFC 1952) by hand around miniz_oxide's deflate, so
+//! decompression is bounded by a limit and a bomb stops at it.
+
+use miniz_oxide::inflate::{self, TINFLStatus};
+
+/// Why a gzip body was not decompressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GunzipError {
+    /// It decompresses to more than the limit.
+    TooLarge,
+    /// It is not valid gzip; says why.
+    Invalid(String),
+}
+
+const FHCRC: u8 = 2;
+const FEXTRA: u8 = 4;
+const FNAME: u8 = 8;
+const FCOMMENT: u8 = 16;
+
+/// Decompresses one gzip member of at most `max_bytes` decompressed. The size the trailer
+/// announces is checked first, so an honest bomb costs nothing and a lying one at most
+/// `max_bytes` of work.
+pub fn gunzip(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, GunzipError> {
+    let invalid = |why: &str| GunzipError::Invalid(format!("not gzip: {why}"));
+    if data.len() < 18 || data[0] != 0x1f || data[1] != 0x8b {
+        return Err(invalid("no gzip header"));
+    }
+    if data[2] != 8 {
+        return Err(invalid("compression method is not deflate"));
+    }
+    let flags = data[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let length = usize::from(u16::from_le_bytes([data[at], data[at + 1]]));
+        at += 2 + length;
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let end = data
+                .get(at..)
+                .and_then(|rest| rest.iter().position(|&b| b == 0))
+                .ok_or_else(|| invalid("unterminated header field"))?;
+            at += end + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    let trailer_at = data.len() - 8;
+    if at > trailer_at {
+        return Err(invalid("truncated"));
+    }
+    let trailer = &data[trailer_at..];
+    let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+    if size as usize > max_bytes {
+        return Err(GunzipError::TooLarge);
+    }
+    let body = inflate::decompress_to_vec_with_limit(&data[at..trailer_at], max_bytes).map_err(
+        |error| match error.status {
+            TINFLStatus::HasMoreOutput => GunzipError::TooLarge,
+            _ => invalid("corrupt or truncated deflate data"),
+        },
+    )?;
+    if body.len() as u32 != size || crc32(&body) != crc {
+        return Err(invalid("the trailer's size or CRC does not match the data"));
+    }
+    Ok(body)
+}
+
+/// Compresses `data` as one gzip member. Level 1: spans are repetitive, so the fastest level
+/// already takes most of the gain, and CPU per span matters more than the last bytes.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let deflated = miniz_oxide::deflate::compress_to_vec(data, 1);
+    let mut out = Vec::with_capacity(deflated.len() + 18);
+    // No name, no time; XFL 4 = fastest; OS 255 = unknown.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    out.extend_from_slice(&deflated);
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut n = 0;
+    while n < 256 {
+        let mut c = n as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[n] = c;
+        n += 1;
+    }
+    table
+};
+
+/// The CRC-32 gzip uses.
+pub fn crc32(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |crc, &byte| {
+        CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_the_crc_of_a_known_string() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        assert_eq!(gunzip(&gzip(&data), data.len()).unwrap(), data);
+        assert_eq!(gunzip(&gzip(b""), 0).unwrap(), b"");
+    }
+
+    #[test]
+    fn header_fields_are_skipped() {
+        let mut framed = gzip(b"hello");
+        framed[3] = FNAME | FCOMMENT;
+        let rest = framed.split_off(10);
+        framed.extend_from_slice(b"name\0comment\0");
+        framed.extend_from_slice(&rest);
+        assert_eq!(gunzip(&framed, 100).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit_even_when_its_trailer_lies() {
+        let zeros = vec![0u8; 10_000_000];
+        let mut bomb = gzip(&zeros);
+        assert!(bomb.len() < 100_000, "{}", bomb.len());
+        assert_eq!(gunzip(&bomb, 1_000_000), Err(GunzipError::TooLarge));
+        let n = bomb.len();
+        bomb[n - 4..].copy_from_slice(&100u32.to_le_bytes());
+        let started = std::time::Instant::now();
+        assert_eq!(gunzip(&bomb, 1_000_000), Err(GunzipError::TooLarge));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn corrupt_and_truncated_data_is_invalid() {
+        let good = gzip(b"hello, hello, hello");
+        for cut in [0, 5, 12, 17] {
+            assert!(
+                matches!(gunzip(&good[..cut], 100), Err(GunzipError::Invalid(_))),
+                "{cut}"
+            );
+        }
+        // Cut in the trailer, its size is garbage: refused either way.
+        assert!(gunzip(&good[..good.len() - 1], 100).is_err());
+        let mut flipped = good.clone();
+        let n = flipped.len();
+        flipped[n - 6] ^= 1;
+        assert!(matches!(
+            gunzip(&flipped, 100),
+            Err(GunzipError::Invalid(_))
+        ));
+        assert!(matches!(
+            gunzip(b"plain text, not gzip", 100),
+            Err(GunzipError::Invalid(_))
+        ));
+    }
+}

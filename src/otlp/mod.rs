@@ -1,0 +1,222 @@
+//! OpenTelemetry in: an OTLP/HTTP traces receiver (`POST /v1/traces`, protobuf or JSON,
+//! gzip or not) whose spans are kept in the OTLP share of the relay's buffer and forwarded,
+//! signed, to X-Ray's OTLP endpoint, or written to the local sink.
+//!
+//! The steps, one file each: [`receive`] (what a request may be and what it becomes),
+//! [`protobuf`] and [`json`] (decoding, driven by the tables in [`schema`]), [`split`]
+//! (within X-Ray's limits), [`queue`] (the buffer share and its backpressure), [`forward`].
+//! The HTTP side (heads, bodies, limits, connections) is the proxy's, in [`crate::http`]
+//! and [`crate::proxy`].
+
+pub mod forward;
+pub mod gzip;
+pub mod json;
+pub mod protobuf;
+pub mod queue;
+pub mod receive;
+pub mod schema;
+pub mod split;
+pub mod spool;
+pub mod stats;
+
+pub use stats::OtlpStats;
+
+use forward::{Destination, Forwarder};
+use queue::Queue;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// The largest OTLP request body taken, before and after decompression (413 above).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The OTLP share of the buffer is at least this (two of the largest requests).
+pub const MIN_BUFFER_BYTES: usize = 2 * MAX_BODY_BYTES;
+
+/// OTLP request bodies read at once (each up to [`MAX_BODY_BYTES`]); more wait, then 503.
+pub const BODIES_AT_ONCE: usize = 2;
+
+/// Forwarder threads: requests are merged up to X-Ray's limits, so a few carry a lot.
+pub const FORWARDERS: usize = 2;
+
+/// What the receiver needs while serving requests.
+#[derive(Debug)]
+pub struct Receiver {
+    /// The OTLP buffer.
+    pub queue: Arc<Queue>,
+    /// The counters.
+    pub stats: Arc<OtlpStats>,
+    /// See [`MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+}
+
+/// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
+/// at least [`MIN_BUFFER_BYTES`], the rest for segments. Returns (segments, OTLP).
+///
+/// Split rather than shared: segments arrive by UDP and cannot be asked to wait, so a burst
+/// of OTLP must not push them out; OTLP clients can, so they get a fixed share and a 503
+/// when it is full.
+pub fn share_buffer(buffer_bytes: usize) -> (usize, usize) {
+    let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES);
+    (buffer_bytes.saturating_sub(otlp), otlp)
+}
+
+/// The forwarders, running.
+pub struct Running {
+    /// The receiver to serve requests with.
+    pub receiver: Arc<Receiver>,
+    forwarder: Arc<Forwarder>,
+    threads: Vec<JoinHandle<()>>,
+    spool: Option<(Arc<crate::spool::Spool>, JoinHandle<()>)>,
+}
+
+impl Running {
+    /// Stops taking requests, forwards what is buffered until `deadline`, then gives up on
+    /// retries, and spools what is left (or counts it as lost, and says so).
+    pub fn shut_down(self, deadline: Instant) {
+        let queue = &self.receiver.queue;
+        queue.close();
+        let busy = |threads: &[JoinHandle<()>]| threads.iter().any(|t| !t.is_finished());
+        while Instant::now() < deadline && busy(&self.threads) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        queue.abandon();
+        // A forwarder stuck in a call (an endpoint that never answers) is left behind rather
+        // than stretch shutdown past its bound; the chunks it holds stay counted in the queue.
+        let grace = deadline + crate::relay::ABANDON_GRACE;
+        while Instant::now() < grace && busy(&self.threads) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for thread in self.threads.into_iter().filter(JoinHandle::is_finished) {
+            let _ = thread.join();
+        }
+        let mut left = queue.take_waiting();
+        left.append(
+            &mut self
+                .forwarder
+                .leftovers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let spans: u64 = left.iter().map(|c| u64::from(c.spans)).sum();
+        let stats = &self.receiver.stats;
+        match self.spool {
+            Some((spool, replayer)) => {
+                let kept = spool::keep(&spool, &left);
+                OtlpStats::add(&stats.spans_spooled, kept.spooled);
+                OtlpStats::add(&stats.spans_refused, kept.lost);
+                if spans > 0 {
+                    log::warn!(
+                        "Spooled {} OTLP spans not forwarded before shutdown ({} lost)",
+                        kept.spooled,
+                        kept.lost
+                    );
+                }
+                // The replayer stops at its next delivery (the queue is abandoned) or wait.
+                spool.stop();
+                while Instant::now() < grace && !replayer.is_finished() {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+            None if spans > 0 => {
+                OtlpStats::add(&stats.spans_refused, spans);
+                log::error!(
+                    "{spans} OTLP spans were not forwarded before shutdown (configure --spool-dir to keep them)"
+                );
+            }
+            None => {}
+        }
+    }
+}
+
+/// Starts [`FORWARDERS`] threads sending to `destination` from a buffer of `buffer_bytes`;
+/// with `spool_dir` (directory, most bytes), also the replay of what an earlier run spooled.
+/// Failed calls also count in `relay_stats`' backend errors.
+pub fn start(
+    buffer_bytes: usize,
+    destination: Destination,
+    spool_dir: Option<(&std::path::Path, u64)>,
+    relay_stats: Arc<crate::stats::Stats>,
+) -> std::io::Result<Running> {
+    let receiver = Arc::new(Receiver {
+        queue: Arc::new(Queue::new(buffer_bytes)),
+        stats: Arc::new(OtlpStats::default()),
+        max_body_bytes: MAX_BODY_BYTES,
+    });
+    let forwarder = Arc::new(Forwarder {
+        queue: receiver.queue.clone(),
+        stats: receiver.stats.clone(),
+        destination,
+        logged: Mutex::new(Vec::new()),
+        leftovers: Mutex::new(Vec::new()),
+        relay_stats: Some(relay_stats),
+    });
+    let mut threads = Vec::new();
+    for n in 0..FORWARDERS {
+        let forwarder = forwarder.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("otlp-{n}"))
+                .spawn(move || forwarder.run())?,
+        );
+    }
+    let spool = match spool_dir {
+        Some((dir, max_bytes)) => {
+            // Its losses are of requests, counted in spans by the OTLP counters, so the
+            // spool's own record counts stay out of the segment counters.
+            let spool = Arc::new(crate::spool::Spool::open(
+                &dir.join(spool::SUBDIRECTORY),
+                max_bytes,
+                Arc::new(crate::stats::Stats::default()),
+            )?);
+            let replayer = spool::spawn_replay(spool.clone(), forwarder.clone())?;
+            Some((spool, replayer))
+        }
+        None => None,
+    };
+    Ok(Running {
+        receiver,
+        forwarder,
+        threads,
+        spool,
+    })
+}
+
+/// The URL spans are sent to: `configured` (cfg `OTLP.Endpoint`), else `/v1/traces` under
+/// the relay's X-Ray endpoint, so region, partition, FIPS and `Endpoint` carry over.
+pub fn endpoint_url(configured: Option<&str>, xray: &crate::aws::EndpointUrl) -> String {
+    match configured.filter(|c| !c.is_empty()) {
+        Some(url) => url.to_owned(),
+        None => xray.url_for(receive::TRACES_PATH),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_is_shared_a_quarter_for_otlp_with_a_floor() {
+        assert_eq!(share_buffer(64 << 20), (48 << 20, 16 << 20));
+        assert_eq!(share_buffer(16 << 20), (8 << 20, 8 << 20));
+        assert_eq!(share_buffer(3 << 20), (0, MIN_BUFFER_BYTES));
+    }
+
+    #[test]
+    fn the_endpoint_follows_x_ray_unless_configured() {
+        let xray = crate::aws::EndpointUrl::parse("https://xray.us-east-1.amazonaws.com").unwrap();
+        assert_eq!(
+            endpoint_url(None, &xray),
+            "https://xray.us-east-1.amazonaws.com/v1/traces"
+        );
+        let local = crate::aws::EndpointUrl::parse("http://127.0.0.1:4000").unwrap();
+        assert_eq!(
+            endpoint_url(Some(""), &local),
+            "http://127.0.0.1:4000/v1/traces"
+        );
+        assert_eq!(
+            endpoint_url(Some("https://otlp.example/v1/traces"), &xray),
+            "https://otlp.example/v1/traces"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The OTLP share of the relay's buffer: accepted requests wait here, as protobuf chunks
+//! within X-Ray's limits, until a forwarder has delivered them. Its byte budget is fixed at
+//! start; a request that does not fit is refused whole (the client is told to retry), so
+//! nothing is accepted and then dropped for lack of room.
+
+use super::split::Chunk;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: VecDeque<Chunk>,
+    /// Bytes of chunks waiting or in flight.
+    bytes: usize,
+    closing: bool,
+    abandoned: bool,
+}
+
+/// Chunks waiting to be forwarded, within a byte budget.
+#[derive(Debug)]
+pub struct Queue {
+    state: Mutex<State>,
+    changed: Condvar,
+    capacity: usize,
+}
+
+impl Queue {
+    /// An empty queue that holds at most `capacity` bytes.
+    pub fn new(capacity: usize) -> Queue {
+        Queue {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes all of `chunks`, or none of them (`false`) when they do not fit.
+    pub fn offer(&self, chunks: Vec<Chunk>) -> bool {
+        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        let mut state = self.lock();
+        if state.closing || state.bytes + size > self.capacity {
+            return false;
+        }
+        state.bytes += size;
+        state.waiting.extend(chunks);
+        drop(state);
+        self.changed.notify_one();
+        true
+    }
+
+    /// Waits for chunks and moves into `out` as many as fit together in `max_bytes` and
+    /// `max_spans` (at least one). `false` once the queue is closing and empty.
+    pub fn take(&self, max_bytes: usize, max_spans: usize, out: &mut Vec<Chunk>) -> bool {
+        let mut state = self.lock();
+        loop {
+            if !state.waiting.is_empty() {
+                break;
+            }
+            if state.closing {
+                return false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let (mut bytes, mut spans) = (0, 0);
+        while let Some(next) = state.waiting.front() {
+            let fits =
+                bytes + next.bytes.len() <= max_bytes && spans + next.spans as usize <= max_spans;
+            if !out.is_empty() && !fits {
+                break;
+            }
+            bytes += next.bytes.len();
+            spans += next.spans as usize;
+            out.extend(state.waiting.pop_front());
+        }
+        true
+    }
+
+    /// Frees the room of delivered (or given up) chunks.
+    pub fn release(&self, chunks: &[Chunk]) {
+        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        let mut state = self.lock();
+        state.bytes = state.bytes.saturating_sub(size);
+    }
+
+    /// Takes no more chunks; forwarders finish what waits and stop.
+    pub fn close(&self) {
+        self.lock().closing = true;
+        self.changed.notify_all();
+    }
+
+    /// Forwarders stop retrying (shutdown's deadline passed).
+    pub fn abandon(&self) {
+        let mut state = self.lock();
+        state.closing = true;
+        state.abandoned = true;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Whether [`Queue::abandon`] was called.
+    pub fn is_abandoned(&self) -> bool {
+        self.lock().abandoned
+    }
+
+    /// Sleeps `delay` unless abandoned meanwhile; `false` if abandoned.
+    pub fn backoff_sleep(&self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        let mut state = self.lock();
+        while !state.abandoned {
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        false
+    }
+
+    /// Removes and returns every waiting chunk (shutdown, after the forwarders stopped).
+    pub fn take_waiting(&self) -> Vec<Chunk> {
+        let mut state = self.lock();
+        let chunks: Vec<Chunk> = state.waiting.drain(..).collect();
+        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        state.bytes = state.bytes.saturating_sub(size);
+        chunks
+    }
+
+    /// Bytes held (waiting and in flight).
+    pub fn used_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Spans waiting (not in flight).
+    pub fn waiting_spans(&self) -> u64 {
+        self.lock().waiting.iter().map(|c| u64::from(c.spans)).sum()
+    }
+
+    /// The byte budget.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(size: usize, spans: u32) -> Chunk {
+        Chunk {
+            bytes: vec![0; size],
+            spans,
+        }
+    }
+
+    #[test]
+    fn a_request_that_does_not_fit_is_refused_whole_until_room_is_released() {
+        let queue = Queue::new(100);
+        assert!(queue.offer(vec![chunk(60, 1)]));
+        assert!(!queue.offer(vec![chunk(20, 1), chunk(30, 1)]));
+        assert_eq!(queue.used_bytes(), 60);
+        let mut taken = Vec::new();
+        assert!(queue.take(1000, 1000, &mut taken));
+        // Taken but not released: still counted.
+        assert!(!queue.offer(vec![chunk(50, 1)]));
+        queue.release(&taken);
+        assert!(queue.offer(vec![chunk(50, 1)]));
+    }
+
+    #[test]
+    fn takes_merge_chunks_within_the_limits_and_stop_after_close() {
+        let queue = Queue::new(1000);
+        assert!(queue.offer(vec![chunk(40, 3), chunk(40, 3), chunk(40, 3)]));
+        let mut taken = Vec::new();
+        assert!(queue.take(100, 100, &mut taken));
+        assert_eq!(taken.len(), 2);
+        taken.clear();
+        assert!(queue.take(100, 2, &mut taken));
+        assert_eq!(taken.len(), 1, "one chunk is always taken");
+        queue.close();
+        assert!(!queue.offer(vec![chunk(1, 1)]));
+        assert!(!queue.take(100, 100, &mut Vec::new()));
+    }
+
+    #[test]
+    fn abandon_cuts_a_backoff_short() {
+        let queue = std::sync::Arc::new(Queue::new(10));
+        let other = queue.clone();
+        let started = Instant::now();
+        let sleeper = std::thread::spawn(move || other.backoff_sleep(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(50));
+        queue.abandon();
+        assert!(!sleeper.join().unwrap());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(queue.is_abandoned());
+    }
+}

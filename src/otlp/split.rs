@@ -1,0 +1,312 @@
+//! Cutting a checked `ExportTraceServiceRequest` into requests within X-Ray's limits, at
+//! ResourceSpans / ScopeSpans / span boundaries, never inside a span; spans over X-Ray's
+//! per-span limit are left out and reported.
+
+use super::protobuf::{self, Value};
+use super::schema;
+
+/// X-Ray's OTLP endpoint takes at most 5 MB (uncompressed) per request.
+pub const MAX_REQUEST_BYTES: usize = 5_000_000;
+
+/// … and at most 10,000 spans per request.
+pub const MAX_REQUEST_SPANS: usize = 10_000;
+
+/// … and refuses spans over 200 KB.
+pub const MAX_SPAN_BYTES: usize = 200 * 1024;
+
+/// A length-delimited field's tag and length take at most this much here (bodies are far
+/// below 2⁲⁸ bytes).
+const FIELD_OVERHEAD: usize = 6;
+
+/// A complete `ExportTraceServiceRequest` within the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The protobuf bytes.
+    pub bytes: Vec<u8>,
+    /// Spans in it.
+    pub spans: u32,
+}
+
+/// What [`split`] made of a request.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// The requests to send, in order.
+    pub chunks: Vec<Chunk>,
+    /// Spans in the chunks.
+    pub accepted: u64,
+    /// Spans left out for being over [`MAX_SPAN_BYTES`].
+    pub refused: u64,
+    /// Trace ids (hex) of the first few refused spans, for the log and the client.
+    pub refused_traces: Vec<String>,
+}
+
+struct Scope<'a> {
+    head: Vec<u8>,
+    spans: Vec<&'a [u8]>,
+}
+
+struct Resource<'a> {
+    head: Vec<u8>,
+    scopes: Vec<Scope<'a>>,
+}
+
+struct Builder<'a> {
+    max_bytes: usize,
+    max_spans: usize,
+    resources: Vec<Resource<'a>>,
+    bytes: usize,
+    spans: usize,
+    out: Vec<Chunk>,
+}
+
+impl<'a> Builder<'a> {
+    /// Adds `span`; `new_resource` / `new_scope` say it starts a ResourceSpans / ScopeSpans.
+    fn add(
+        &mut self,
+        resource_head: &[u8],
+        new_resource: bool,
+        scope_head: &[u8],
+        new_scope: bool,
+        span: &'a [u8],
+    ) {
+        // After a flush the span starts a new ResourceSpans and ScopeSpans of its own.
+        let cost = |this: &Self| {
+            let mut cost = span.len() + FIELD_OVERHEAD;
+            if new_scope || new_resource || this.resources.is_empty() {
+                cost += scope_head.len() + FIELD_OVERHEAD;
+            }
+            if new_resource || this.resources.is_empty() {
+                cost += resource_head.len() + FIELD_OVERHEAD;
+            }
+            cost
+        };
+        if self.spans > 0
+            && (self.bytes + cost(self) > self.max_bytes || self.spans >= self.max_spans)
+        {
+            self.flush();
+        }
+        self.bytes += cost(self);
+        self.spans += 1;
+        if new_resource || self.resources.is_empty() {
+            self.resources.push(Resource {
+                head: resource_head.to_vec(),
+                scopes: Vec::new(),
+            });
+        }
+        let resource = self.resources.last_mut().expect("pushed above");
+        if new_scope || new_resource || resource.scopes.is_empty() {
+            resource.scopes.push(Scope {
+                head: scope_head.to_vec(),
+                spans: Vec::new(),
+            });
+        }
+        resource
+            .scopes
+            .last_mut()
+            .expect("pushed above")
+            .spans
+            .push(span);
+    }
+
+    /// Encodes what was added since the last flush as one chunk.
+    fn flush(&mut self) {
+        if self.spans == 0 {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(self.bytes);
+        for resource in self.resources.drain(..) {
+            let mut resource_spans = resource.head;
+            for scope in resource.scopes {
+                let mut scope_spans = scope.head;
+                for span in scope.spans {
+                    protobuf::put_bytes(&mut scope_spans, 2, span);
+                }
+                protobuf::put_bytes(&mut resource_spans, 2, &scope_spans);
+            }
+            protobuf::put_bytes(&mut bytes, 1, &resource_spans);
+        }
+        self.out.push(Chunk {
+            bytes,
+            spans: self.spans as u32,
+        });
+        self.bytes = 0;
+        self.spans = 0;
+    }
+}
+
+/// The fields of a message other than `number`, copied as they are.
+fn head_without(message: &[u8], number: u32, name: &'static str) -> Vec<u8> {
+    let mut head = Vec::new();
+    for entry in protobuf::fields(message, name).flatten() {
+        if entry.number != number {
+            head.extend_from_slice(&message[entry.span]);
+        }
+    }
+    head
+}
+
+/// The entries numbered `number` that hold bytes.
+fn nested<'a>(
+    message: &'a [u8],
+    number: u32,
+    name: &'static str,
+) -> impl Iterator<Item = &'a [u8]> {
+    protobuf::fields(message, name)
+        .flatten()
+        .filter(move |entry| entry.number == number)
+        .filter_map(|entry| match entry.value {
+            Value::Bytes(bytes) => Some(bytes),
+            _ => None,
+        })
+}
+
+/// The hex trace id of a span.
+pub fn trace_id(span: &[u8]) -> String {
+    nested(span, 1, schema::SPAN.name)
+        .last()
+        .map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
+/// Splits `request` (already [`protobuf::check`]ed) into chunks of at most `max_bytes` and
+/// `max_spans`; spans over [`MAX_SPAN_BYTES`] are left out.
+pub fn split(request: &[u8], max_bytes: usize, max_spans: usize) -> Split {
+    let mut builder = Builder {
+        max_bytes,
+        max_spans: max_spans.max(1),
+        resources: Vec::new(),
+        bytes: 0,
+        spans: 0,
+        out: Vec::new(),
+    };
+    let mut result = Split::default();
+    for resource_spans in nested(request, 1, schema::REQUEST.name) {
+        let resource_head = head_without(resource_spans, 2, schema::RESOURCE_SPANS.name);
+        let mut new_resource = true;
+        for scope_spans in nested(resource_spans, 2, schema::RESOURCE_SPANS.name) {
+            let scope_head = head_without(scope_spans, 2, schema::SCOPE_SPANS.name);
+            let mut new_scope = true;
+            for span in nested(scope_spans, 2, schema::SCOPE_SPANS.name) {
+                if span.len() > MAX_SPAN_BYTES {
+                    result.refused += 1;
+                    if result.refused_traces.len() < 3 {
+                        result.refused_traces.push(trace_id(span));
+                    }
+                    continue;
+                }
+                builder.add(&resource_head, new_resource, &scope_head, new_scope, span);
+                result.accepted += 1;
+                new_resource = false;
+                new_scope = false;
+            }
+        }
+    }
+    builder.flush();
+    result.chunks = builder.out;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::protobuf::put_bytes;
+
+    fn span(trace: u8, name_len: usize) -> Vec<u8> {
+        let mut span = Vec::new();
+        put_bytes(&mut span, 1, &[trace; 16]);
+        put_bytes(&mut span, 5, &vec![b'n'; name_len]);
+        span
+    }
+
+    /// A request of `resources` × `scopes` × `spans` spans of about `size` bytes.
+    fn request(resources: u8, scopes: u8, spans: u8, size: usize) -> Vec<u8> {
+        let mut request = Vec::new();
+        for r in 0..resources {
+            let mut resource_spans = Vec::new();
+            let mut key_value = Vec::new();
+            put_bytes(&mut key_value, 1, format!("resource {r}").as_bytes());
+            let mut resource = Vec::new();
+            put_bytes(&mut resource, 1, &key_value);
+            put_bytes(&mut resource_spans, 1, &resource);
+            for s in 0..scopes {
+                let mut scope_spans = Vec::new();
+                let mut scope = Vec::new();
+                put_bytes(&mut scope, 1, format!("scope {s}").as_bytes());
+                put_bytes(&mut scope_spans, 1, &scope);
+                for t in 0..spans {
+                    put_bytes(&mut scope_spans, 2, &span(r * 16 + s * 4 + t, size));
+                }
+                put_bytes(&mut resource_spans, 2, &scope_spans);
+            }
+            put_bytes(&mut resource_spans, 3, b"https://schema");
+            put_bytes(&mut request, 1, &resource_spans);
+        }
+        request
+    }
+
+    /// Every span with its resource and scope, in order: what the request means.
+    fn meaning(request: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for rs in nested(request, 1, "r") {
+            let rh = head_without(rs, 2, "rs");
+            for ss in nested(rs, 2, "rs") {
+                let sh = head_without(ss, 2, "ss");
+                for span in nested(ss, 2, "ss") {
+                    out.push((rh.clone(), sh.clone(), span.to_vec()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_small_request_stays_whole() {
+        let request = request(2, 2, 3, 10);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        assert_eq!(split.chunks.len(), 1);
+        assert_eq!(split.accepted, 12);
+        assert_eq!(meaning(&split.chunks[0].bytes), meaning(&request));
+        protobuf::check(&split.chunks[0].bytes, &schema::REQUEST).unwrap();
+    }
+
+    #[test]
+    fn splits_at_span_boundaries_within_both_limits_and_loses_nothing() {
+        let request = request(3, 2, 4, 300);
+        for (max_bytes, max_spans) in [(1000, 100), (5000, 5), (100_000, 7), (400, 1)] {
+            let split = split(&request, max_bytes, max_spans);
+            let mut joined = Vec::new();
+            for chunk in &split.chunks {
+                assert!(
+                    chunk.bytes.len() <= max_bytes,
+                    "{} > {max_bytes}",
+                    chunk.bytes.len()
+                );
+                assert!(chunk.spans as usize <= max_spans);
+                assert_eq!(meaning(&chunk.bytes).len(), chunk.spans as usize);
+                protobuf::check(&chunk.bytes, &schema::REQUEST).unwrap();
+                joined.extend_from_slice(&chunk.bytes);
+            }
+            assert!(split.chunks.len() > 1);
+            assert_eq!(
+                meaning(&joined),
+                meaning(&request),
+                "{max_bytes} {max_spans}"
+            );
+        }
+    }
+
+    #[test]
+    fn spans_over_the_limit_are_left_out_with_their_trace_id() {
+        let mut request = Vec::new();
+        let mut scope_spans = Vec::new();
+        put_bytes(&mut scope_spans, 2, &span(1, 10));
+        put_bytes(&mut scope_spans, 2, &span(2, MAX_SPAN_BYTES + 1));
+        let mut resource_spans = Vec::new();
+        put_bytes(&mut resource_spans, 2, &scope_spans);
+        put_bytes(&mut request, 1, &resource_spans);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        assert_eq!((split.accepted, split.refused), (1, 1));
+        assert_eq!(split.refused_traces, vec!["02".repeat(16)]);
+        assert_eq!(meaning(&split.chunks[0].bytes).len(), 1);
+    }
+}

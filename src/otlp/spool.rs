@@ -1,0 +1,224 @@
+//! With `--spool-dir`: OTLP data still undelivered at shutdown is kept in a spool of its own
+//! (the `otlp` directory inside the spool directory, same file format as segments) and
+//! delivered at the next start, oldest file first; a file is deleted only once everything in
+//! it was delivered. Records are requests of at most [`RECORD_BYTES`], cut at span
+//! boundaries, since spool records are small.
+
+use super::forward::{Delivery, Forwarder};
+use super::split::{self, Chunk, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
+use super::{OtlpStats, protobuf, schema};
+use crate::spool::{self, Spool, Unsent, spool_or_count_lost};
+use crate::stats::Stats;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// The OTLP spool's directory inside the spool directory.
+pub const SUBDIRECTORY: &str = "otlp";
+
+/// Spool records hold requests up to this size (the spool's records take 64 KB).
+pub const RECORD_BYTES: usize = 60 * 1024;
+
+/// What [`keep`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// Spans written to the spool.
+    pub spooled: u64,
+    /// Spans that could not be (a span over a record's size, a full or failing spool).
+    pub lost: u64,
+}
+
+/// Writes `chunks` to `spool`, cut into records.
+pub fn keep(spool: &Spool, chunks: &[Chunk]) -> Kept {
+    // Spans are counted here, in the OTLP counters; the spool's own count is of records,
+    // which are not segments.
+    let records = Stats::default();
+    let mut kept = Kept::default();
+    for chunk in chunks {
+        let pieces = split::split(&chunk.bytes, RECORD_BYTES, MAX_REQUEST_SPANS);
+        kept.lost += pieces.refused;
+        for piece in &pieces.chunks {
+            let lost = spool_or_count_lost(
+                Some(spool),
+                &records,
+                Unsent::Unfinished,
+                [piece.bytes.as_slice()],
+            );
+            if lost == 0 {
+                kept.spooled += u64::from(piece.spans);
+            } else {
+                kept.lost += u64::from(piece.spans);
+            }
+        }
+    }
+    kept
+}
+
+/// Delivers the spool's files through `forwarder` on a thread of its own, until the spool is
+/// stopped or a delivery is abandoned (then the file stays for the next start).
+pub fn spawn_replay(
+    spool: Arc<Spool>,
+    forwarder: Arc<Forwarder>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("otlp-replay".into())
+        .spawn(move || replay(&spool, &forwarder))
+}
+
+fn replay(spool: &Spool, forwarder: &Forwarder) {
+    while let Some(file) = spool.next_file_to_replay() {
+        let mut chunks = Vec::new();
+        let read = spool::read_file(&file.path, |record| {
+            // A record is a request the relay checked before it was written; a damaged one
+            // that still passes the record checksum is left out rather than sent.
+            if protobuf::check(record, &schema::REQUEST).is_ok() {
+                let spans = split::split(record, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS).accepted;
+                chunks.push(Chunk {
+                    bytes: record.to_vec(),
+                    spans: spans as u32,
+                });
+            }
+        });
+        if let Err(error) = read {
+            log::error!(
+                "Cannot read OTLP spool file {}: {error}; removing it",
+                file.path.display()
+            );
+            spool.finished_replaying(file);
+            continue;
+        }
+        let spans: u64 = chunks.iter().map(|c| u64::from(c.spans)).sum();
+        log::info!(
+            "Replaying {spans} spooled OTLP spans from {}",
+            file.path.display()
+        );
+        for group in groups(&chunks) {
+            if forwarder.deliver(group) == Delivery::Abandoned {
+                log::info!(
+                    "Stopped replaying {}; it stays for the next start",
+                    file.path.display()
+                );
+                spool.release(file);
+                return;
+            }
+        }
+        OtlpStats::add(&forwarder.stats.spans_replayed, spans);
+        spool.finished_replaying(file);
+    }
+}
+
+/// `chunks` in runs that fit one request.
+fn groups(chunks: &[Chunk]) -> Vec<&[Chunk]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes, mut spans) = (0, 0, 0);
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > start
+            && (bytes + chunk.bytes.len() > MAX_REQUEST_BYTES
+                || spans + chunk.spans as usize > MAX_REQUEST_SPANS)
+        {
+            groups.push(&chunks[start..i]);
+            (start, bytes, spans) = (i, 0, 0);
+        }
+        bytes += chunk.bytes.len();
+        spans += chunk.spans as usize;
+    }
+    if start < chunks.len() {
+        groups.push(&chunks[start..]);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::forward::Destination;
+    use crate::otlp::json;
+    use crate::otlp::queue::Queue;
+    use crate::sink::LocalSink;
+    use std::sync::Mutex;
+
+    fn request(spans: usize, pad: usize) -> Vec<u8> {
+        let spans: Vec<String> = (0..spans)
+            .map(|i| {
+                format!(
+                    r#"{{"spanId":"{i:016x}","name":"s{i}","attributes":[{{"key":"p","value":{{"stringValue":"{}"}}}}]}}"#,
+                    "p".repeat(pad)
+                )
+            })
+            .collect();
+        let text = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        );
+        json::to_protobuf(text.as_bytes(), &schema::REQUEST).unwrap()
+    }
+
+    #[test]
+    fn kept_spans_are_replayed_through_the_forwarder_and_the_file_deleted() {
+        let dir = crate::test_support::TempDir::new("otlp-spool");
+        let spool = Arc::new(
+            Spool::open(
+                &dir.0.join(SUBDIRECTORY),
+                10 << 20,
+                Arc::new(Stats::default()),
+            )
+            .unwrap(),
+        );
+        // 100 spans of ~2 KB: more than one record.
+        let chunk = Chunk {
+            bytes: request(100, 2000),
+            spans: 100,
+        };
+        let kept = keep(&spool, &[chunk]);
+        spool.flush();
+        assert_eq!(
+            kept,
+            Kept {
+                spooled: 100,
+                lost: 0
+            }
+        );
+        let sink_path = dir.0.join("sink.jsonl");
+        let sink = Arc::new(LocalSink::open(sink_path.to_str().unwrap()).unwrap());
+        let forwarder = Arc::new(Forwarder {
+            queue: Arc::new(Queue::new(1 << 20)),
+            stats: Arc::new(OtlpStats::default()),
+            destination: Destination::Local(sink),
+            logged: Mutex::new(Vec::new()),
+            leftovers: Mutex::new(Vec::new()),
+            relay_stats: None,
+        });
+        let replayer = spawn_replay(spool.clone(), forwarder.clone()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while forwarder.stats.snapshot().spans_replayed < 100 {
+            assert!(std::time::Instant::now() < deadline, "not replayed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        spool.stop();
+        replayer.join().unwrap();
+        assert!(spool.files().is_empty());
+        let text = std::fs::read_to_string(&sink_path).unwrap();
+        let names: usize = text
+            .lines()
+            .map(|l| l.matches("\"name\":\"s").count())
+            .sum();
+        assert_eq!(names, 100);
+        assert!(text.lines().count() > 1);
+    }
+
+    #[test]
+    fn groups_fit_one_request_each() {
+        let chunk = |size: usize, spans: u32| Chunk {
+            bytes: vec![0; size],
+            spans,
+        };
+        let chunks = [
+            chunk(3_000_000, 1),
+            chunk(3_000_000, 1),
+            chunk(10, 9_999),
+            chunk(10, 1),
+        ];
+        let sizes: Vec<usize> = groups(&chunks).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [1, 2, 1]);
+        assert!(groups(&[]).is_empty());
+    }
+}

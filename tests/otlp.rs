@@ -1,0 +1,547 @@
+//! The OTLP receiver through the real binary: forwarding to a mock X-Ray OTLP endpoint,
+//! retries, refusals, backpressure, bad input, and the offline sink.
+
+mod support;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::{HttpResponse, MockXRay, Relay, RelayOptions, http_get, metric};
+use xray_relay::otlp::{gzip, json, protobuf, schema};
+
+const TRACE: &str = "5b8efff798038103d269b633813fc60c";
+
+/// An OTLP JSON request of `spans` spans named `{prefix}-{i}`, each with `pad` bytes of
+/// attribute.
+fn request_json(prefix: &str, spans: usize, pad: usize) -> String {
+    let spans: Vec<String> = (0..spans)
+        .map(|i| {
+            format!(
+                r#"{{"traceId":"{TRACE}","spanId":"{i:016x}","name":"{prefix}-{i}","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":1700000000100000000,"attributes":[{{"key":"pad","value":{{"stringValue":"{}"}}}}]}}"#,
+                "p".repeat(pad)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"test"}}}}]}},"scopeSpans":[{{"scope":{{"name":"t"}},"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+}
+
+fn request_protobuf(prefix: &str, spans: usize, pad: usize) -> Vec<u8> {
+    json::to_protobuf(
+        request_json(prefix, spans, pad).as_bytes(),
+        &schema::REQUEST,
+    )
+    .unwrap()
+}
+
+/// Span names in an `ExportTraceServiceRequest` (protobuf).
+fn span_names(request: &[u8]) -> Vec<String> {
+    protobuf::check(request, &schema::REQUEST).unwrap();
+    let mut text = String::new();
+    protobuf::write_json(request, &schema::REQUEST, &mut text);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut names = Vec::new();
+    for rs in value["resourceSpans"].as_array().into_iter().flatten() {
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for span in ss["spans"].as_array().into_iter().flatten() {
+                names.push(span["name"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Span names X-Ray accepted (2xx), in arrival order.
+fn forwarded_names(xray: &MockXRay) -> Vec<String> {
+    xray.requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces" && (200..300).contains(&r.status))
+        .flat_map(|r| {
+            assert_eq!(r.header("content-encoding"), Some("gzip"));
+            span_names(&gzip::gunzip(&r.body, 10_000_000).unwrap())
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn post(
+    address: SocketAddr,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let mut request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if let Some(encoding) = encoding {
+        request.extend_from_slice(format!("Content-Encoding: {encoding}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    support::http_raw(address, &request).unwrap()
+}
+
+struct OtlpRelay {
+    relay: Relay,
+    otlp: SocketAddr,
+}
+
+fn start(xray: &MockXRay, extra_config: &str) -> OtlpRelay {
+    let port = support::free_port();
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options.config.push_str(extra_config);
+    options
+        .args
+        .extend(["--otlp-address".into(), format!("127.0.0.1:{port}")]);
+    let relay = Relay::start(options);
+    relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));
+    OtlpRelay {
+        relay,
+        otlp: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
+fn otlp_mock(responder: Arc<support::Responder>) -> MockXRay {
+    MockXRay::with_responder(Arc::new(move |request| {
+        if request.path == "/v1/traces" {
+            responder(request)
+        } else {
+            (200, "{}".into())
+        }
+    }))
+}
+
+#[test]
+fn protobuf_and_json_gzip_or_not_arrive_signed_and_gzipped_at_x_rays_otlp_path() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let relay = start(&xray, "");
+    let proto = request_protobuf("proto", 3, 10);
+    let answer = post(relay.otlp, "application/x-protobuf", None, &proto);
+    assert_eq!((answer.status, answer.body.len()), (200, 0));
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/x-protobuf")
+    );
+    let answer = post(
+        relay.otlp,
+        "application/json",
+        Some("gzip"),
+        &gzip::gzip(request_json("json", 2, 10).as_bytes()),
+    );
+    assert_eq!((answer.status, answer.text().as_str()), (200, "{}"));
+    // The proxy port takes OTLP too.
+    let answer = post(
+        relay.relay.tcp,
+        "application/x-protobuf",
+        Some("gzip"),
+        &gzip::gzip(&request_protobuf("proxy", 1, 10)),
+    );
+    assert_eq!(answer.status, 200);
+    wait_for("6 spans at X-Ray", Duration::from_secs(10), || {
+        forwarded_names(&xray).len() >= 6
+    });
+    let mut names = forwarded_names(&xray);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "json-0", "json-1", "proto-0", "proto-1", "proto-2", "proxy-0"
+        ]
+    );
+    let first = xray
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/traces")
+        .unwrap();
+    assert_eq!(first.header("content-type"), Some("application/x-protobuf"));
+    let authorization = first.header("authorization").unwrap();
+    assert!(
+        authorization.contains("/us-east-1/xray/aws4_request"),
+        "{authorization}"
+    );
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_forwarded_total"),
+        6.0
+    );
+    let health = http_get(relay.relay.tcp, "/healthz").json();
+    assert_eq!(health["otlp"]["spans"]["forwarded"], 6);
+    assert_eq!(health["otlp"]["requests"]["200"], 3);
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_requests_total{status=\"200\"}"),
+        3.0
+    );
+}
+
+#[test]
+fn outages_and_throttling_are_retried_until_every_span_arrives() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let xray = otlp_mock(Arc::new(move |_| {
+        match counter.fetch_add(1, Ordering::SeqCst) {
+            0 => (503, "down".into()),
+            1 => (429, "slow down".into()),
+            _ => (200, String::new()),
+        }
+    }));
+    let relay = start(&xray, "");
+    for i in 0..3 {
+        let answer = post(
+            relay.otlp,
+            "application/x-protobuf",
+            None,
+            &request_protobuf(&format!("r{i}"), 2, 10),
+        );
+        assert_eq!(answer.status, 200);
+    }
+    wait_for("6 spans at X-Ray", Duration::from_secs(20), || {
+        forwarded_names(&xray).len() >= 6
+    });
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert!(metric(&metrics, "xray_relay_otlp_spans_retried_total") >= 2.0);
+    assert_eq!(metric(&metrics, "xray_relay_otlp_spans_refused_total"), 0.0);
+    assert_eq!(forwarded_names(&xray).len(), 6, "nothing twice");
+}
+
+/// X-Ray's answer without Transaction Search: a google.rpc.Status (protobuf).
+fn rpc_status(message: &str) -> String {
+    let mut body = vec![0x08, 3, 0x12, message.len() as u8];
+    body.extend_from_slice(message.as_bytes());
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
+    let message = "Transaction Search is not enabled for this account; enable it to use OTLP";
+    let answer = rpc_status(message);
+    let xray = otlp_mock(Arc::new(move |_| (400, answer.clone())));
+    let relay = start(&xray, "");
+    let calls = || {
+        xray.requests()
+            .iter()
+            .filter(|r| r.path == "/v1/traces")
+            .count()
+    };
+    // One at a time: requests waiting together would be merged into one call.
+    for i in 0..3 {
+        let proto = request_protobuf(&format!("r{i}"), 1, 10);
+        assert_eq!(
+            post(relay.otlp, "application/x-protobuf", None, &proto).status,
+            200
+        );
+        wait_for("a call", Duration::from_secs(10), || calls() > i);
+    }
+    let log = relay.relay.wait_for_log(message, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        xray.requests()
+            .iter()
+            .filter(|r| r.path == "/v1/traces")
+            .count(),
+        3,
+        "not retried"
+    );
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("[Error]") && l.contains(message))
+        .count();
+    assert_eq!(errors, 1, "{log}");
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(metric(&metrics, "xray_relay_otlp_spans_refused_total"), 3.0);
+}
+
+#[test]
+fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_took() {
+    // X-Ray is down: nothing leaves the 8 MiB OTLP buffer.
+    let xray = otlp_mock(Arc::new(|_| (503, "down".into())));
+    // 16 MB: a quarter would be 4 MiB, so OTLP gets its floor of 8 MiB.
+    let relay = start(&xray, "TotalBufferSizeMB: 16\n");
+    // About 3.6 MB each: two fit in 8 MiB, the third does not.
+    let big = request_protobuf("big", 3000, 1200);
+    assert!(
+        big.len() > 3_500_000 && big.len() < 4_000_000,
+        "{}",
+        big.len()
+    );
+    let body = gzip::gzip(&big);
+    assert_eq!(
+        post(relay.otlp, "application/x-protobuf", Some("gzip"), &body).status,
+        200
+    );
+    assert_eq!(
+        post(relay.otlp, "application/x-protobuf", Some("gzip"), &body).status,
+        200
+    );
+    let refused = post(relay.otlp, "application/x-protobuf", Some("gzip"), &body);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("2"));
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/x-protobuf")
+    );
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_backpressured_total"),
+        3000.0
+    );
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_received_total"),
+        6000.0
+    );
+    // UDP segments still go through the segment buffer.
+    relay.relay.send_segment(&support::segment(1));
+    assert_eq!(xray.wait_for_documents(1, Duration::from_secs(10)).len(), 1);
+}
+
+fn raw(address: SocketAddr, bytes: &[u8]) -> HttpResponse {
+    support::http_raw(address, bytes).unwrap()
+}
+
+#[test]
+fn bad_input_gets_the_right_status_and_is_counted_while_the_relay_goes_on() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let relay = start(&xray, "");
+    let proto = request_protobuf("x", 2, 10);
+    // Truncated protobuf, a wrong wire type, invalid JSON: 400 with a google.rpc.Status.
+    let truncated = post(
+        relay.otlp,
+        "application/x-protobuf",
+        None,
+        &proto[..proto.len() - 5],
+    );
+    assert_eq!(truncated.status, 400);
+    assert_eq!(&truncated.body[..2], &[0x08, 3]);
+    let garbage = post(relay.otlp, "application/x-protobuf", None, b"\x0b\x0c\x0d");
+    assert_eq!(garbage.status, 400);
+    let invalid = post(
+        relay.otlp,
+        "application/json",
+        None,
+        b"{\"resourceSpans\":[",
+    );
+    assert_eq!(invalid.status, 400);
+    assert_eq!(invalid.json()["code"], 3);
+    // Wrong content type or encoding: 415.
+    assert_eq!(post(relay.otlp, "text/plain", None, b"x").status, 415);
+    assert_eq!(
+        post(relay.otlp, "application/json", Some("br"), b"x").status,
+        415
+    );
+    // A gzip bomb (10 MB of zeros in ~10 KB) and an oversized body: 413.
+    let bomb = gzip::gzip(&vec![0u8; 10_000_000]);
+    assert_eq!(
+        post(relay.otlp, "application/x-protobuf", Some("gzip"), &bomb).status,
+        413
+    );
+    let oversized = raw(
+        relay.otlp,
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 99999999\r\n\r\n",
+    );
+    assert_eq!(oversized.status, 413);
+    // Chunked with a chunk over the limit: 413 before the chunk is sent.
+    let chunked_big = raw(
+        relay.otlp,
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n800000\r\n",
+    );
+    assert_eq!(chunked_big.status, 413);
+    // Other paths and methods.
+    assert_eq!(http_get(relay.otlp, "/v1/traces").status, 405);
+    assert_eq!(http_get(relay.otlp, "/v1/metrics").status, 404);
+    // A valid chunked request (as the Node exporters send) after all that.
+    let body = request_json("chunked", 2, 5);
+    let (first, second) = body.split_at(body.len() / 2);
+    let chunked = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    assert_eq!(raw(relay.otlp, chunked.as_bytes()).status, 200);
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    for (status, count) in [
+        (400, 3.0),
+        (413, 3.0),
+        (415, 2.0),
+        (405, 1.0),
+        (404, 1.0),
+        (200, 1.0),
+    ] {
+        let series = format!("xray_relay_otlp_requests_total{{status=\"{status}\"}}");
+        assert_eq!(metric(&metrics, &series), count, "{series}");
+    }
+    relay.relay.send_segment(&support::segment(7));
+    assert_eq!(xray.wait_for_documents(1, Duration::from_secs(10)).len(), 1);
+    wait_for("2 spans", Duration::from_secs(10), || {
+        forwarded_names(&xray).len() >= 2
+    });
+}
+
+#[test]
+fn a_slow_client_is_cut_off_with_408_while_others_are_served() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let relay = start(&xray, "");
+    let mut slow = TcpStream::connect(relay.otlp).unwrap();
+    slow.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    let proto = request_protobuf("fast", 1, 10);
+    assert_eq!(
+        post(relay.otlp, "application/x-protobuf", None, &proto).status,
+        200
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let answer = support::read_response(&mut BufReader::new(slow)).unwrap();
+    assert_eq!(answer.status, 408);
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn offline_spans_are_written_as_otlp_json_lines() {
+    let dir = support::TempDir::new("otlp-sink");
+    let sink = dir.path("spans.jsonl");
+    let port = support::free_port();
+    let mut options = RelayOptions::uploading_to("http://127.0.0.1:9");
+    options.args.extend([
+        "--local-sink".into(),
+        sink.to_string_lossy().into_owned(),
+        "--otlp-address".into(),
+        format!("[::1]:{port}"),
+    ]);
+    let relay = Relay::start(options);
+    relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));
+    let address: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let json = request_json("offline", 2, 3);
+    assert_eq!(
+        post(address, "application/json", None, json.as_bytes()).status,
+        200
+    );
+    wait_for("a line in the sink", Duration::from_secs(10), || {
+        support::read(&sink).ends_with('\n')
+    });
+    let text = support::read(&sink);
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let span = &line["resourceSpans"][0]["scopeSpans"][0]["spans"][1];
+    assert_eq!(span["traceId"], TRACE);
+    assert_eq!(span["name"], "offline-1");
+    // Integers come out as strings, as the OTLP JSON mapping writes them.
+    assert_eq!(span["endTimeUnixNano"], "1700000000100000000");
+    assert_eq!(
+        line["resourceSpans"][0]["resource"],
+        expected["resourceSpans"][0]["resource"]
+    );
+}
+
+#[test]
+fn an_otlp_address_in_use_ends_the_relay_with_a_clear_message_and_none_opens_no_port() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let (udp, tcp) = (support::free_port(), support::free_port());
+    let (status, stdout, stderr) = support::run_to_end(
+        &[
+            "-o",
+            "-n",
+            "us-east-1",
+            "--local-sink",
+            "-",
+            "-b",
+            &format!("127.0.0.1:{udp}"),
+            "-t",
+            &format!("127.0.0.1:{tcp}"),
+            "--otlp-address",
+            &address.to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    let expected = format!("Unable to start the OTLP receiver: {address}: ");
+    assert!(
+        stderr.contains(&expected) || stdout.contains(&expected),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    // Without --otlp-address the proxy port does not take OTLP (a swapped binary changes
+    // nothing), and says nothing about it.
+    let xray = MockXRay::start();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    assert!(!relay.log_text().contains("OpenTelemetry"));
+    let metrics = http_get(relay.tcp, "/metrics").text();
+    assert!(!metrics.contains("xray_relay_otlp"));
+}
+
+#[test]
+fn spans_undelivered_at_shutdown_are_spooled_and_delivered_at_the_next_start() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let is_up = up.clone();
+    let xray = otlp_mock(Arc::new(move |_| {
+        if is_up.load(Ordering::SeqCst) {
+            (200, String::new())
+        } else {
+            (503, "down".into())
+        }
+    }));
+    let spool = support::TempDir::new("otlp-spool");
+    let spool_config = format!("Spool:\n  Directory: \"{}\"\n", spool.0.display());
+    let relay = start(&xray, &spool_config);
+    let proto = request_protobuf("kept", 50, 500);
+    assert_eq!(
+        post(relay.otlp, "application/x-protobuf", None, &proto).status,
+        200
+    );
+    let (status, log) = relay.relay.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("Spooled 50 OTLP spans"), "{log}");
+    up.store(true, Ordering::SeqCst);
+    let relay = start(&xray, &spool_config);
+    wait_for("50 replayed spans", Duration::from_secs(20), || {
+        forwarded_names(&xray).len() >= 50
+    });
+    let mut names = forwarded_names(&xray);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 50);
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_replayed_total"),
+        50.0
+    );
+}
+
+#[test]
+fn cfg_otlp_destination_alone_takes_otlp_on_the_proxy_port_only() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options
+        .config
+        .push_str("OTLP:\n  Destination: otlp\n  Compression: none\n");
+    let relay = Relay::start(options);
+    assert!(!relay.log_text().contains("Receiving OpenTelemetry traces"));
+    let proto = request_protobuf("cfg", 2, 10);
+    assert_eq!(
+        post(relay.tcp, "application/x-protobuf", None, &proto).status,
+        200
+    );
+    wait_for("a call", Duration::from_secs(10), || {
+        xray.requests().iter().any(|r| r.path == "/v1/traces")
+    });
+    let call = xray
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/traces")
+        .unwrap();
+    // Compression: none sends the bytes as they are.
+    assert_eq!(call.header("content-encoding"), None);
+    assert_eq!(span_names(&call.body), ["cfg-0", "cfg-1"]);
+}

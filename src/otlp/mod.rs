@@ -17,6 +17,7 @@ pub mod receive;
 pub mod schema;
 pub mod split;
 pub mod stats;
+pub mod translate;
 
 pub use stats::OtlpStats;
 

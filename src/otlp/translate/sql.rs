@@ -54,10 +54,7 @@ pub fn block(attributes: &Attributes<'_>) -> Option<Value> {
         "database_type",
         attributes.text(&["db.system", "db.system.name"]),
     );
-    let database = attributes
-        .peek("db.name")
-        .or_else(|| attributes.peek("db.namespace"))
-        .and_then(AnyValue::to_text);
+    let database = attributes.text(&["db.name", "db.namespace"]);
     let url = attributes
         .text(&["db.connection_string"])
         .or_else(|| {

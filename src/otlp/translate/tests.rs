@@ -1239,3 +1239,48 @@ fn a_whole_request_and_garbage() {
         }
     }
 }
+
+#[test]
+fn mutated_requests_give_valid_documents_or_none() {
+    // A small deterministic stand-in for the fuzz target (tests/fuzz, otlp_translate) that
+    // runs under plain `cargo test`: bytes of a rich request flipped, cut and repeated.
+    let mut rich = child(CLIENT);
+    rich.attributes = vec![
+        ("http.method", s("GET")),
+        ("aws.dynamodb.table_names", arr(&[s("a"), i(3)])),
+        ("nested", any(6, &any(1, &kv("k", &arr(&[d(1.5)]))))),
+    ];
+    rich.events
+        .push(("exception", vec![("exception.stacktrace", s(JAVA_TRACE))]));
+    let encoded = resource_spans(&service(), &[rich.encode(), spec(SERVER).encode()]);
+    let mut request_bytes = Vec::new();
+    put_bytes(&mut request_bytes, 1, &encoded);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let mut bytes = request_bytes.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] = next() as u8;
+        }
+        let mut out = Translated::default();
+        request(
+            &bytes,
+            &Indexing {
+                indexed: Vec::new(),
+                all: true,
+            },
+            &mut out,
+        );
+        for doc in &out.documents {
+            assert!(doc.len() <= MAX_DOCUMENT_BYTES);
+            let value: Value = serde_json::from_slice(doc).expect("every document is JSON");
+            assert_eq!(value["id"].as_str().map(str::len), Some(16));
+        }
+    }
+}

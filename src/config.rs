@@ -25,7 +25,7 @@ pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 26] = [
+const VALID_KEYS: [&str; 28] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -52,6 +52,8 @@ const VALID_KEYS: [&str; 26] = [
     "OTLP.Endpoint",
     "OTLP.Destination",
     "OTLP.Compression",
+    "OTLP.IndexedAttributes",
+    "OTLP.IndexAllAttributes",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -130,6 +132,11 @@ pub struct OtlpConfig {
     pub destination: String,
     /// `OTLP.Compression`: `gzip` (the default) or `none` for requests to X-Ray.
     pub compression: String,
+    /// `OTLP.IndexedAttributes`: span attributes written as annotations (destination
+    /// `segments`).
+    pub indexed_attributes: Vec<String>,
+    /// `OTLP.IndexAllAttributes`: every scalar span attribute as an annotation.
+    pub index_all_attributes: bool,
 }
 
 impl Default for Config {
@@ -342,6 +349,8 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
             endpoint: fields.text("OTLP.Endpoint")?.unwrap_or_default(),
             destination: fields.text("OTLP.Destination")?.unwrap_or_default(),
             compression: fields.text("OTLP.Compression")?.unwrap_or_default(),
+            indexed_attributes: fields.list("OTLP.IndexedAttributes")?,
+            index_all_attributes: fields.boolean("OTLP.IndexAllAttributes")?.unwrap_or(false),
         },
     };
     // Checked after the types, as the original unmarshals before it looks at the version.
@@ -501,6 +510,25 @@ impl Fields<'_> {
             Some(other) => return Err(self.wrong_type(key, "text", other)),
         };
         Ok(Some(text).filter(|text| !text.is_empty()))
+    }
+
+    /// A list of texts (a single text is a list of one); empty when absent.
+    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let items = match self.value(key)? {
+            None => return Ok(Vec::new()),
+            Some(Yaml::Array(items)) => items,
+            Some(_) => return Ok(self.text(key)?.into_iter().collect()),
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                Yaml::String(text) | Yaml::Real(text) => out.push(text.clone()),
+                Yaml::Integer(number) => out.push(number.to_string()),
+                Yaml::Boolean(flag) => out.push(flag.to_string()),
+                other => return Err(self.wrong_type(key, "a list of texts", other)),
+            }
+        }
+        Ok(out)
     }
 
     fn integer(&self, key: &str) -> Result<Option<i64>, ConfigError> {
@@ -763,8 +791,17 @@ Version: 2"#,
                 endpoint: "http://x/v1/traces".into(),
                 destination: "otlp".into(),
                 compression: "none".into(),
+                ..OtlpConfig::default()
             }
         );
+        let segments = "OTLP:\n  Destination: segments\n  IndexedAttributes: [user.id, 7]\n  IndexAllAttributes: yes\nVersion: 2";
+        validate_text(segments, path()).unwrap();
+        let otlp = load(segments).unwrap().otlp;
+        assert_eq!(otlp.indexed_attributes, ["user.id", "7"]);
+        assert!(otlp.index_all_attributes);
+        let one = load("OTLP:\n  IndexedAttributes: user.id\nVersion: 2").unwrap();
+        assert_eq!(one.otlp.indexed_attributes, ["user.id"]);
+        assert!(load("OTLP:\n  IndexedAttributes: [[a]]\nVersion: 2").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod protobuf;
 pub mod queue;
 pub mod receive;
 pub mod schema;
+pub mod segments;
 pub mod split;
 pub mod stats;
 pub mod translate;

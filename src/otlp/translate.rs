@@ -96,8 +96,10 @@ pub fn translate(resource_spans: &[u8], indexing: &Indexing, out: &mut Translate
         }
     }
     let spans: Vec<Span<'_>> = spans.into_iter().map(Span::read).collect();
+    let mut local_ids: Vec<&[u8]> = spans.iter().map(|s| s.span_id).collect();
+    local_ids.sort_unstable();
     for span in &spans {
-        let local_parent = spans.iter().any(|s| s.span_id == span.parent_span_id);
+        let local_parent = local_ids.binary_search(&span.parent_span_id).is_ok();
         match document(span, &resource, local_parent, indexing) {
             Ok((bytes, cut)) => {
                 out.documents.push(bytes);
@@ -271,6 +273,31 @@ fn links(span: &Span<'_>) -> Vec<Value> {
     out
 }
 
+/// `doc` as JSON with `metadata` (when not empty) as `metadata.default`, written in place
+/// rather than inserted, so that trying again after a cut copies nothing.
+fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1536);
+    out.push(b'{');
+    for (n, (key, value)) in doc.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value)?;
+    }
+    if !metadata.is_empty() {
+        if !doc.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""metadata":{"default":"#);
+        serde_json::to_writer(&mut out, metadata)?;
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
 fn encoded_len(value: &Value) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
@@ -283,13 +310,7 @@ fn fit(
     mut metadata: Map<String, Value>,
 ) -> Result<(Vec<u8>, u64), String> {
     let encode = |doc: &Map<String, Value>, metadata: &Map<String, Value>| {
-        let mut doc = doc.clone();
-        if !metadata.is_empty() {
-            let mut namespaces = Map::new();
-            namespaces.insert("default".into(), Value::Object(metadata.clone()));
-            doc.insert("metadata".into(), Value::Object(namespaces));
-        }
-        serde_json::to_vec(&Value::Object(doc)).map_err(|e| format!("cannot write JSON: {e}"))
+        encode(doc, metadata).map_err(|e| format!("cannot write JSON: {e}"))
     };
     let bytes = encode(&doc, &metadata)?;
     if bytes.len() <= MAX_DOCUMENT_BYTES {

@@ -1284,3 +1284,84 @@ fn mutated_requests_give_valid_documents_or_none() {
         }
     }
 }
+
+/// Translation speed for spans of about 1 KB, 512 to a `ResourceSpans`:
+/// `cargo test --release --lib translate::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run it in a release build"]
+fn speed() {
+    let mut spans = Vec::new();
+    for n in 0..512u32 {
+        let mut span = with(
+            if n % 4 == 0 {
+                spec(SERVER)
+            } else {
+                child(CLIENT)
+            },
+            &[
+                ("http.request.method", s("POST")),
+                (
+                    "url.full",
+                    s("https://api.example.com/v1/orders/12345/items?expand=all"),
+                ),
+                ("server.address", s("api.example.com")),
+                ("server.port", i(443)),
+                ("http.response.status_code", i(200)),
+                ("user_agent.original", s("python-requests/2.32.3")),
+                ("network.protocol.version", s("1.1")),
+                ("order.id", s("ord-0000000000012345")),
+                ("order.items", i(7)),
+                ("order.total", d(123.45)),
+                ("customer.tier", s("gold")),
+                ("feature.flags", arr(&[s("new-checkout"), s("fast-pay")])),
+                ("payload", s(&"x".repeat(300))),
+            ],
+        );
+        span.id = (u64::from(n) + 1).to_be_bytes().to_vec();
+        spans.push(span.encode());
+    }
+    let resource = resource_spans(
+        &[
+            service(),
+            vec![
+                ("host.name", s("ip-10-0-0-12")),
+                ("cloud.provider", s("aws")),
+                ("cloud.platform", s("aws_ec2")),
+                ("cloud.region", s("eu-west-1")),
+            ],
+        ]
+        .concat(),
+        &spans,
+    );
+    let per_span = resource.len() / spans.len();
+    let indexing = Indexing {
+        indexed: vec!["customer.tier".into()],
+        all: false,
+    };
+    // CPU time of this thread: the machine is shared, wall time would count the others.
+    let cpu = || {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+    };
+    let (started, cpu_started) = (std::time::Instant::now(), cpu());
+    let mut translated = 0usize;
+    let mut bytes = 0usize;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let mut out = Translated::default();
+        translate(&resource, &indexing, &mut out);
+        translated += out.documents.len();
+        bytes += out.documents.iter().map(Vec::len).sum::<usize>();
+    }
+    let seconds = cpu() - cpu_started;
+    println!(
+        "{per_span} bytes per span (protobuf), {} bytes per document: {:.2} µs of CPU per span, {:.0} spans/s per core",
+        bytes / translated,
+        seconds * 1e6 / translated as f64,
+        translated as f64 / seconds
+    );
+}

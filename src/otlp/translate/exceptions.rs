@@ -300,11 +300,13 @@ pub fn cause(span: &Span<'_>, is_error_status: bool) -> Option<Value> {
         }
         // The event's own type and message are the SDK's word; the trace's first line may be
         // formatted differently.
-        if let Some(kind) = text("exception.type") {
-            chain[0].kind = kind;
-        }
-        if let Some(message) = text("exception.message") {
-            chain[0].message = message;
+        if let Some(first) = chain.first_mut() {
+            if let Some(kind) = text("exception.type") {
+                first.kind = kind;
+            }
+            if let Some(message) = text("exception.message") {
+                first.message = message;
+            }
         }
         let count = chain.len();
         for (depth, parsed) in chain.into_iter().enumerate() {
@@ -331,7 +333,8 @@ pub fn cause(span: &Span<'_>, is_error_status: bool) -> Option<Value> {
             if parsed.truncated > 0 {
                 object.insert("truncated".into(), Value::from(parsed.truncated));
             }
-            if depth + 1 < count {
+            // Only to an exception that is written too.
+            if depth + 1 < count && exceptions.len() + 1 < MAX_EXCEPTIONS {
                 object.insert(
                     "cause".into(),
                     Value::String(exception_id(span.span_id, index, depth + 1)),

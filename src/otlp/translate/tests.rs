@@ -1365,3 +1365,26 @@ fn speed() {
         translated as f64 / seconds
     );
 }
+
+#[test]
+fn exceptions_are_capped_and_causes_point_only_at_written_ones() {
+    let mut span = child(INTERNAL);
+    for _ in 0..20 {
+        span.events
+            .push(("exception", vec![("exception.stacktrace", s(JAVA_TRACE))]));
+    }
+    let doc = one(span);
+    let exceptions = doc["cause"]["exceptions"].as_array().unwrap();
+    assert_eq!(exceptions.len(), exceptions::MAX_EXCEPTIONS);
+    let ids: Vec<&str> = exceptions
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    for exception in exceptions {
+        if let Some(cause) = exception["cause"].as_str() {
+            assert!(ids.contains(&cause), "{cause} is not written");
+        }
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "exception ids repeat");
+}

@@ -76,6 +76,9 @@ pub struct Flags {
     /// the TCP address to receive OpenTelemetry traces on, OTLP/HTTP (`--otlp-address`).
     #[argh(option)]
     pub otlp_address: Option<String>,
+    /// where OpenTelemetry traces go: otlp or segments (`--otlp-destination`).
+    #[argh(option)]
+    pub otlp_destination: Option<String>,
 }
 
 impl Flags {
@@ -183,7 +186,7 @@ impl FlagSpec {
 
 /// Every flag, in the original's usage order, then ours. Long names equal the [`Flags`] field
 /// names with dashes, which is what argh derives.
-const FLAGS: [FlagSpec; 16] = [
+const FLAGS: [FlagSpec; 17] = [
     FlagSpec {
         long: "resource-arn",
         short: Some("a"),
@@ -279,6 +282,12 @@ const FLAGS: [FlagSpec; 16] = [
         short: None,
         kind: ValueKind::Text,
         usage: "Receive OpenTelemetry traces (OTLP/HTTP, POST /v1/traces) on this TCP address.",
+    },
+    FlagSpec {
+        long: "otlp-destination",
+        short: None,
+        kind: ValueKind::Text,
+        usage: "Where OpenTelemetry traces go: otlp (X-Ray's OTLP endpoint) or segments (translated to X-Ray segments).",
     },
 ];
 
@@ -588,6 +597,7 @@ mod tests {
             spool_dir: None,
             spool_max_mb: None,
             otlp_address: None,
+            otlp_destination: None,
         };
         assert_eq!(all_short, expected);
         assert_eq!(all_long, expected);
@@ -777,7 +787,8 @@ mod tests {
         assert!(lines[15].starts_with("\t\t--spool-dir\t"));
         assert!(lines[16].starts_with("\t\t--spool-max-mb\t"));
         assert!(lines[17].starts_with("\t\t--otlp-address\t"));
-        assert_eq!(lines.len(), 18);
+        assert!(lines[18].starts_with("\t\t--otlp-destination\t"));
+        assert_eq!(lines.len(), 19);
         assert!(text.ends_with('\n'));
     }
 

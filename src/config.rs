@@ -32,7 +32,7 @@ pub const DEFAULT_CONCURRENCY: i64 = 8;
 
 /// Keys a validated file may hold, spelled as the original derives them: by yaml-marshalling its
 /// default config, which lowercases the untagged `ProxyServer` struct. Our extensions come last.
-const VALID_KEYS: [&str; 27] = [
+const VALID_KEYS: [&str; 29] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -60,6 +60,8 @@ const VALID_KEYS: [&str; 27] = [
     "OTLP.Endpoint",
     "OTLP.Destination",
     "OTLP.Compression",
+    "OTLP.IndexedAttributes",
+    "OTLP.IndexAllAttributes",
 ];
 
 /// Keys of older daemons that no longer have any effect.
@@ -141,6 +143,11 @@ pub struct OtlpConfig {
     pub destination: String,
     /// `OTLP.Compression`: `gzip` (the default) or `none` for requests to X-Ray.
     pub compression: String,
+    /// `OTLP.IndexedAttributes`: span attributes written as annotations (destination
+    /// `segments`).
+    pub indexed_attributes: Vec<String>,
+    /// `OTLP.IndexAllAttributes`: every scalar span attribute as an annotation.
+    pub index_all_attributes: bool,
 }
 
 impl Default for Config {
@@ -345,12 +352,14 @@ static PROXY: Section = Section {
 };
 
 static OTLP: Section = Section {
-    go_type: "struct { HTTPAddress string; Endpoint string; Destination string; Compression string }",
+    go_type: "struct { HTTPAddress string; Endpoint string; Destination string; Compression string; IndexedAttributes []string; IndexAllAttributes *bool }",
     fields: &[
         ("HTTPAddress", Kind::Text),
         ("Endpoint", Kind::Text),
         ("Destination", Kind::Text),
         ("Compression", Kind::Text),
+        ("IndexedAttributes", Kind::Texts),
+        ("IndexAllAttributes", Kind::Flag),
     ],
 };
 
@@ -443,6 +452,8 @@ pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
             endpoint: decoded.text("OTLP.Endpoint"),
             destination: decoded.text("OTLP.Destination"),
             compression: decoded.text("OTLP.Compression"),
+            indexed_attributes: decoded.texts("OTLP.IndexedAttributes"),
+            index_all_attributes: decoded.flag("OTLP.IndexAllAttributes").unwrap_or(false),
         },
     })
 }
@@ -816,8 +827,17 @@ Version: 2"#,
                 endpoint: "http://x/v1/traces".into(),
                 destination: "otlp".into(),
                 compression: "none".into(),
+                ..OtlpConfig::default()
             }
         );
+        let segments = "OTLP:\n  Destination: segments\n  IndexedAttributes: [user.id, 7]\n  IndexAllAttributes: yes\nVersion: 2";
+        validate_text(segments, path()).unwrap();
+        let otlp = load(segments).unwrap().otlp;
+        assert_eq!(otlp.indexed_attributes, ["user.id", "7"]);
+        assert!(otlp.index_all_attributes);
+        let one = load("OTLP:\n  IndexedAttributes: user.id\nVersion: 2").unwrap();
+        assert_eq!(one.otlp.indexed_attributes, ["user.id"]);
+        assert!(load("OTLP:\n  IndexedAttributes: [[a]]\nVersion: 2").is_err());
     }
 
     #[test]

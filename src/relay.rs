@@ -132,13 +132,15 @@ fn start(
     } else {
         (pool_bytes, None)
     };
-    if let Some(destination) = settings.otlp.destination.as_deref()
-        && !destination.eq_ignore_ascii_case("otlp")
-    {
-        return Err(StartError(format!(
-            "OTLP.Destination {destination:?} is not known: the only destination is otlp"
-        )));
-    }
+    let to_segments = match settings.otlp.destination.as_deref() {
+        Some(d) if d.eq_ignore_ascii_case("segments") => true,
+        Some(d) if !d.eq_ignore_ascii_case("otlp") => {
+            return Err(StartError(format!(
+                "OTLP.Destination {d:?} is not known: the destinations are otlp and segments"
+            )));
+        }
+        _ => false,
+    };
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
     log::info!("{} segment buffers allocated", fill.capacity_segments);
@@ -205,6 +207,34 @@ fn start(
                 )
             }
         };
+    let spool = match &settings.spool_dir {
+        Some(dir) => {
+            let max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
+            let spool = Spool::open(dir, max_bytes, stats.clone())
+                .map_err(|err| StartError(err.to_string()))?;
+            log::info!(
+                "Spooling overflow and unsent segments to {} (at most {} MB; {} files waiting)",
+                dir.display(),
+                settings.spool_max_mb,
+                spool.files().len()
+            );
+            Some(Arc::new(spool))
+        }
+        None => None,
+    };
+    // `segments`: spans go into the segment pool as X-Ray documents, so everything after
+    // the pool (uploads or the local sink, spool, telemetry) applies to them.
+    let otlp_destination = match otlp_destination {
+        Some(_) if to_segments => Some(crate::otlp::forward::Destination::Segments(Arc::new(
+            crate::otlp::segments::ToPool::new(
+                pool.clone(),
+                stats.clone(),
+                spool.clone(),
+                settings.otlp.indexing.clone(),
+            ),
+        ))),
+        other => other,
+    };
     let otlp = match (otlp_bytes, otlp_destination) {
         (Some(bytes), Some(destination)) => {
             let spool_max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
@@ -220,21 +250,6 @@ fn start(
             Some(running)
         }
         _ => None,
-    };
-    let spool = match &settings.spool_dir {
-        Some(dir) => {
-            let max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
-            let spool = Spool::open(dir, max_bytes, stats.clone())
-                .map_err(|err| StartError(err.to_string()))?;
-            log::info!(
-                "Spooling overflow and unsent segments to {} (at most {} MB; {} files waiting)",
-                dir.display(),
-                settings.spool_max_mb,
-                spool.files().len()
-            );
-            Some(Arc::new(spool))
-        }
-        None => None,
     };
     let courier = Arc::new(Courier {
         pool: pool.clone(),

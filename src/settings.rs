@@ -90,10 +90,13 @@ pub struct OtlpSettings {
     pub address: Option<String>,
     /// Where spans go (`OTLP.Endpoint`); `None`: `/v1/traces` under the X-Ray endpoint.
     pub endpoint: Option<String>,
-    /// `OTLP.Destination`; `otlp` is the only one so far.
+    /// `--otlp-destination`, `OTLP.Destination`: `otlp` or `segments`.
     pub destination: Option<String>,
     /// Compress requests to X-Ray (`OTLP.Compression` is not `none`).
     pub gzip: bool,
+    /// Which attributes become annotations (`OTLP.IndexedAttributes`,
+    /// `OTLP.IndexAllAttributes`), for `segments`.
+    pub indexing: crate::otlp::translate::Indexing,
 }
 
 impl Default for OtlpSettings {
@@ -103,6 +106,7 @@ impl Default for OtlpSettings {
             endpoint: None,
             destination: None,
             gzip: true,
+            indexing: crate::otlp::translate::Indexing::default(),
         }
     }
 }
@@ -278,8 +282,12 @@ impl Settings {
             otlp: OtlpSettings {
                 address: non_empty(flags.otlp_address.unwrap_or(config.otlp.http_address)),
                 endpoint: non_empty(config.otlp.endpoint),
-                destination: non_empty(config.otlp.destination),
+                destination: non_empty(flags.otlp_destination.unwrap_or(config.otlp.destination)),
                 gzip: !config.otlp.compression.eq_ignore_ascii_case("none"),
+                indexing: crate::otlp::translate::Indexing {
+                    indexed: config.otlp.indexed_attributes,
+                    all: config.otlp.index_all_attributes,
+                },
             },
             config_file,
         }

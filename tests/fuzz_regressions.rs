@@ -93,3 +93,8 @@ fn otlp_protobuf_inputs() {
 fn otlp_json_inputs() {
     replay("otlp_json", checks::otlp_json);
 }
+
+#[test]
+fn otlp_translate_inputs() {
+    replay("otlp_translate", checks::otlp_translate);
+}

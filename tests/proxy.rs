@@ -318,7 +318,7 @@ fn every_limit_answers_with_an_http_error_and_is_counted() {
     let many: String = (0..100).map(|i| format!("X-{i}: 1\r\n")).collect();
     let many = format!("GET /healthz HTTP/1.1\r\n{many}\r\n");
     assert_eq!(raw(tcp, many.as_bytes()).unwrap().status, 431);
-    let chunked = b"POST /GetSamplingRules HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let chunked = b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
     assert_eq!(raw(tcp, chunked).unwrap().status, 411);
     send_some(20);
     let garbage: Vec<u8> = (0..=255u8).cycle().take(5000).collect();

@@ -14,6 +14,8 @@ pub enum Kind {
     Text,
     /// Go `*bool`: absent or null stays unset.
     Flag,
+    /// A list of strings (ours; Go `[]string`); a single scalar counts as a list of one.
+    Texts,
     /// A nested struct.
     Section(&'static Section),
 }
@@ -36,6 +38,8 @@ pub enum Slot {
     Text(String),
     /// A `*bool`.
     Flag(Option<bool>),
+    /// A list of strings.
+    Texts(Vec<String>),
     /// A nested struct's fields, in [`Section::fields`] order.
     Section(Vec<Slot>),
 }
@@ -46,6 +50,7 @@ impl Slot {
             Kind::Int => Slot::Int(0),
             Kind::Text => Slot::Text(String::new()),
             Kind::Flag => Slot::Flag(None),
+            Kind::Texts => Slot::Texts(Vec::new()),
             Kind::Section(section) => Slot::Section(zero_fields(section)),
         }
     }
@@ -101,6 +106,14 @@ impl Decoded {
         match self.slot(dotted) {
             Some(Slot::Text(text)) => text.clone(),
             _ => String::new(),
+        }
+    }
+
+    /// A list-of-strings field (empty when unset or unknown).
+    pub fn texts(&self, dotted: &str) -> Vec<String> {
+        match self.slot(dotted) {
+            Some(Slot::Texts(texts)) => texts.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -252,16 +265,33 @@ impl Decoder<'_> {
             return self.section(id, section, slots);
         }
         let target = self.walker.enter(id)?;
-        let result = self.scalar_field(target, kind, slot);
+        let result = match (kind, self.walker.document.node(target)) {
+            (Kind::Texts, Node::Sequence(items)) => self.texts(items, slot),
+            _ => self.scalar_field(target, kind, slot),
+        };
         self.walker.leave(id);
         result
+    }
+
+    /// A list's items into a [`Slot::Texts`], each decoded as a Go `string`.
+    fn texts(&mut self, items: &[NodeId], slot: &mut Slot) -> Result<(), String> {
+        let mut texts = Vec::with_capacity(items.len());
+        for &item in items {
+            let mut text = Slot::Text(String::new());
+            self.field(item, &Kind::Text, &mut text)?;
+            if let Slot::Text(text) = text {
+                texts.push(text);
+            }
+        }
+        *slot = Slot::Texts(texts);
+        Ok(())
     }
 
     fn scalar_field(&mut self, id: NodeId, kind: &Kind, slot: &mut Slot) -> Result<(), String> {
         let document = self.walker.document;
         let go_type = match kind {
             Kind::Int => "int",
-            Kind::Text => "string",
+            Kind::Text | Kind::Texts => "string",
             _ => "bool",
         };
         let Node::Scalar {
@@ -289,6 +319,12 @@ impl Decoder<'_> {
                 _ => self.type_error(id, &found, go_type),
             },
             Kind::Text => *slot = Slot::Text(scalar_text(text, &found, scalar)),
+            Kind::Texts => {
+                *slot = match scalar {
+                    Scalar::Null => Slot::Texts(Vec::new()),
+                    scalar => Slot::Texts(vec![scalar_text(text, &found, scalar)]),
+                }
+            }
             Kind::Flag => {
                 // go-yaml leaves the pointer nil for an untagged `null`, `~` or nothing, but
                 // allocates it for other spellings of null (`Null`), which then read false.

@@ -128,6 +128,8 @@ pub enum Destination {
     Export(Arc<dyn Export>),
     /// The local sink, one OTLP JSON `ExportTraceServiceRequest` per line.
     Local(Arc<LocalSink>),
+    /// Translated to X-Ray documents in the segment pool (`OTLP.Destination: segments`).
+    Segments(Arc<super::segments::ToPool>),
 }
 
 /// One forwarder's view of the OTLP path.
@@ -182,6 +184,10 @@ impl Forwarder {
         let export = match &self.destination {
             Destination::Local(sink) => {
                 self.write_locally(sink, chunks, spans);
+                return Delivery::Done;
+            }
+            Destination::Segments(to_pool) => {
+                to_pool.deliver(chunks, &self.stats, &self.queue);
                 return Delivery::Done;
             }
             Destination::Export(export) => export,

@@ -15,9 +15,11 @@ pub mod protobuf;
 pub mod queue;
 pub mod receive;
 pub mod schema;
+pub mod segments;
 pub mod split;
 pub mod spool;
 pub mod stats;
+pub mod translate;
 
 pub use stats::OtlpStats;
 

@@ -28,6 +28,9 @@ pub struct OtlpStats {
     pub spans_spooled: AtomicU64,
     /// Spans read back from the spool and delivered.
     pub spans_replayed: AtomicU64,
+    /// `OTLP.Destination: segments`: metadata entries (rarely other parts) cut from
+    /// translated documents to keep them under X-Ray's 64 KB.
+    pub metadata_cut: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -192,6 +195,13 @@ pub fn render_metrics(stats: &OtlpStats, buffered: usize, capacity: usize, out: 
         out,
         "# HELP xray_relay_otlp_forward_failures_total Failed requests to X-Ray's OTLP endpoint.\n# TYPE xray_relay_otlp_forward_failures_total counter\nxray_relay_otlp_forward_failures_total {}",
         counts.forward_failures
+    );
+    let _ = writeln!(
+        out,
+        "# HELP xray_relay_otlp_metadata_cut_total Metadata entries cut from translated segments to fit 64 KB.\n# TYPE xray_relay_otlp_metadata_cut_total counter\nxray_relay_otlp_metadata_cut_total {}",
+        stats
+            .metadata_cut
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     let _ = writeln!(
         out,

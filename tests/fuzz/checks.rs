@@ -18,7 +18,7 @@ use xray_relay::batch::{parse_put_trace_segments_reply, push_json_string, segmen
 use xray_relay::cli::parse;
 use xray_relay::config::{SUPPORTED_VERSIONS, load_text, validate_text};
 use xray_relay::datagram::segment_body;
-use xray_relay::otlp::{gzip, json, protobuf, schema, split};
+use xray_relay::otlp::{gzip, json, protobuf, schema, split, translate};
 use xray_relay::proxy::request::{HeadLimits, Reader};
 use xray_relay::retry::{unprocessed_is_transient, verdict};
 use xray_relay::spool::{crc32, read_bytes};
@@ -413,4 +413,48 @@ pub fn otlp_json(data: &[u8]) {
         rendered, rendered_again,
         "JSON round trip changed the request"
     );
+}
+
+/// The span → X-Ray document translator (`otlp::translate`): any bytes taken for an
+/// `ExportTraceServiceRequest`. Invariants: every document is a JSON object under X-Ray's
+/// 64 KB with an id of 16 hex digits, an X-Ray trace id, a name of 1 to 200 characters and a
+/// start time; for a valid request, every span is either a document or counted as refused.
+pub fn otlp_translate(data: &[u8]) {
+    let indexing = translate::Indexing {
+        indexed: vec!["a".into(), "otel.resource.service.name".into()],
+        all: data.first().is_some_and(|b| b & 1 == 1),
+    };
+    let mut out = translate::Translated::default();
+    translate::request(data, &indexing, &mut out);
+    for document in &out.documents {
+        assert!(
+            document.len() <= translate::MAX_DOCUMENT_BYTES,
+            "a document of {} bytes",
+            document.len()
+        );
+        let value: serde_json::Value =
+            serde_json::from_slice(document).expect("a document is not JSON");
+        let id = value["id"].as_str().expect("no id");
+        assert!(
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "id {id}"
+        );
+        let trace = value["trace_id"].as_str().expect("no trace_id");
+        assert!(
+            trace.len() == 35 && trace.starts_with("1-"),
+            "trace id {trace}"
+        );
+        let name = value["name"].as_str().expect("no name").chars().count();
+        assert!((1..=200).contains(&name), "a name of {name} characters");
+        assert!(value["start_time"].is_number(), "no start_time");
+    }
+    if protobuf::check(data, &schema::REQUEST).is_ok() {
+        let all = split::split(data, usize::MAX, usize::MAX);
+        let spans = all.accepted + all.refused;
+        assert_eq!(
+            out.documents.len() as u64 + out.refused,
+            spans,
+            "spans lost or made up by the translation"
+        );
+    }
 }

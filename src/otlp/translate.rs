@@ -1,0 +1,381 @@
+//! OTLP spans → X-Ray segment documents, for accounts whose traces go to X-Ray rather than
+//! CloudWatch Logs: each span of a `ResourceSpans` (protobuf, as the receiver keeps it)
+//! becomes one JSON document, ready for the segment pool like a UDP segment's body.
+//!
+//! Segment or subsegment: SERVER spans and spans without a parent are segments; CLIENT,
+//! INTERNAL, PRODUCER and unspecified spans with a parent are subsegments sent as their own
+//! documents (`type`, `trace_id`, `parent_id`). A CONSUMER span with a parent is a segment
+//! when its parent is in another process, so the service map shows the hop through the queue
+//! as an edge between two services (the reference exporter makes it a subsegment, which
+//! hides the consumer's service, aws-otel-collector#1773). The parent counts as remote when
+//! the span's flags say so (OTLP 1.1+), else when the parent span is not in the same
+//! `ResourceSpans`. The segment keeps `parent_id`, which is X-Ray's link between the two.
+//!
+//! One concern per file: [`span`] (reading), [`names`] (ids and names), [`http`], [`aws`],
+//! [`sql`], [`exceptions`] (`cause`), [`annotations`] (and metadata).
+
+pub mod annotations;
+pub mod aws;
+pub mod exceptions;
+pub mod http;
+pub mod names;
+pub mod span;
+pub mod sql;
+
+#[cfg(test)]
+mod tests;
+
+use super::protobuf::{self, Value as Wire};
+pub use annotations::Indexing;
+use serde_json::{Map, Value};
+use span::{Attributes, Span, SpanKind};
+
+/// X-Ray refuses documents over 64 KB; this leaves room for a KB being 1,000 bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 64_000;
+
+/// Text copied into a block (URLs, queries, ARNs, messages) is cut to this many characters,
+/// so only metadata, the part meant to be cut, can push a document over the limit.
+pub const MAX_FIELD_CHARS: usize = 4096;
+
+/// When a document is still over the limit without metadata, exceptions and annotations,
+/// every text in it is cut to this many characters.
+const LAST_RESORT_CHARS: usize = 256;
+
+/// `text` cut to [`MAX_FIELD_CHARS`] characters.
+pub(crate) fn truncate(text: String) -> String {
+    cut_chars(text, MAX_FIELD_CHARS)
+}
+
+fn cut_chars(mut text: String, max: usize) -> String {
+    if text.len() > max
+        && let Some((at, _)) = text.char_indices().nth(max)
+    {
+        text.truncate(at);
+    }
+    text
+}
+
+/// What the translation of some spans gave.
+#[derive(Debug, Default)]
+pub struct Translated {
+    /// One X-Ray document (JSON) per translated span.
+    pub documents: Vec<Vec<u8>>,
+    /// Spans that could not be translated (no valid trace id, span id or time).
+    pub refused: u64,
+    /// Why the first refused span was refused.
+    pub first_refusal: Option<String>,
+    /// Metadata entries (and, rarely, exceptions, annotations or links) cut from documents
+    /// to keep them under [`MAX_DOCUMENT_BYTES`].
+    pub cut: u64,
+}
+
+/// Translates every span of an `ExportTraceServiceRequest`.
+pub fn request(bytes: &[u8], indexing: &Indexing, out: &mut Translated) {
+    for entry in protobuf::fields(bytes, "ExportTraceServiceRequest").map_while(Result::ok) {
+        if let (1, Wire::Bytes(resource_spans)) = (entry.number, entry.value) {
+            translate(resource_spans, indexing, out);
+        }
+    }
+}
+
+/// Translates every span of one `ResourceSpans`, adding the documents to `out`.
+pub fn translate(resource_spans: &[u8], indexing: &Indexing, out: &mut Translated) {
+    let mut resource = Attributes::default();
+    let mut spans: Vec<&[u8]> = Vec::new();
+    for entry in protobuf::fields(resource_spans, "ResourceSpans").map_while(Result::ok) {
+        match (entry.number, entry.value) {
+            (1, Wire::Bytes(bytes)) => resource = span::attributes_of(bytes, 1, "Resource"),
+            (2, Wire::Bytes(scope_spans)) => {
+                for entry in protobuf::fields(scope_spans, "ScopeSpans").map_while(Result::ok) {
+                    if let (2, Wire::Bytes(span)) = (entry.number, entry.value) {
+                        spans.push(span);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let spans: Vec<Span<'_>> = spans.into_iter().map(Span::read).collect();
+    let mut local_ids: Vec<&[u8]> = spans.iter().map(|s| s.span_id).collect();
+    local_ids.sort_unstable();
+    for span in &spans {
+        let local_parent = local_ids.binary_search(&span.parent_span_id).is_ok();
+        match document(span, &resource, local_parent, indexing) {
+            Ok((bytes, cut)) => {
+                out.documents.push(bytes);
+                out.cut += cut;
+            }
+            Err(why) => {
+                out.refused += 1;
+                out.first_refusal.get_or_insert(why);
+            }
+        }
+    }
+}
+
+/// Whether `span` becomes a segment (see the module's documentation); `local_parent` says
+/// whether its parent is among the spans of its `ResourceSpans`.
+pub fn is_segment(span: &Span<'_>, local_parent: bool) -> bool {
+    match span.kind() {
+        _ if !span.has_parent() => true,
+        SpanKind::Server => true,
+        SpanKind::Consumer => span.parent_is_remote().unwrap_or(!local_parent),
+        _ => false,
+    }
+}
+
+/// `ns` nanoseconds since the epoch as seconds with microseconds (X-Ray's resolution).
+pub fn seconds(ns: u64) -> Value {
+    let (secs, micros) = (ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
+    // Parsed from its decimal form, the float prints back as exactly that decimal.
+    let value: f64 = format!("{secs}.{micros:06}").parse().unwrap_or(0.0);
+    span::double_json(value)
+}
+
+/// The X-Ray document of one span, and how many entries were cut to fit; or why none.
+pub fn document(
+    span: &Span<'_>,
+    resource: &Attributes<'_>,
+    local_parent: bool,
+    indexing: &Indexing,
+) -> Result<(Vec<u8>, u64), String> {
+    let trace_id = names::trace_id(span.trace_id).ok_or_else(|| {
+        format!(
+            "span with trace id {:?}: not 16 bytes",
+            span::hex(span.trace_id)
+        )
+    })?;
+    let id = names::span_id(span.span_id).ok_or_else(|| {
+        format!(
+            "span of trace {trace_id} has span id {:?}: not 8 bytes",
+            span::hex(span.span_id)
+        )
+    })?;
+    let start_ns = match span.start_ns {
+        0 => span.end_ns,
+        start => start,
+    };
+    if start_ns == 0 {
+        return Err(format!("span {id} of trace {trace_id} has no start time"));
+    }
+    let segment = is_segment(span, local_parent);
+    let kind = span.kind();
+    let attributes = &span.attributes;
+    let mut doc = Map::new();
+    doc.insert(
+        "name".into(),
+        Value::String(names::document_name(
+            &span.name, kind, segment, attributes, resource,
+        )),
+    );
+    doc.insert("id".into(), Value::String(id));
+    doc.insert("trace_id".into(), Value::String(trace_id));
+    doc.insert("start_time".into(), seconds(start_ns));
+    if span.end_ns == 0 {
+        doc.insert("in_progress".into(), Value::Bool(true));
+    } else {
+        doc.insert("end_time".into(), seconds(span.end_ns.max(start_ns)));
+    }
+    if let Some(parent) = names::span_id(span.parent_span_id) {
+        doc.insert("parent_id".into(), Value::String(parent));
+    }
+    if segment {
+        if let Some(origin) = aws::origin(resource) {
+            doc.insert("origin".into(), Value::String(origin.into()));
+        }
+        if let Some(service) = aws::service(resource) {
+            doc.insert("service".into(), service);
+        }
+    } else {
+        doc.insert("type".into(), Value::String("subsegment".into()));
+        let aws_call = attributes.peek("aws.service").is_some()
+            || attributes
+                .peek("rpc.system")
+                .and_then(span::AnyValue::as_str)
+                == Some("aws-api");
+        let namespace = match kind {
+            _ if aws_call => Some("aws"),
+            SpanKind::Client | SpanKind::Producer => Some("remote"),
+            _ => None,
+        };
+        if let Some(namespace) = namespace {
+            doc.insert("namespace".into(), Value::String(namespace.into()));
+        }
+    }
+    let (http, status) = http::block(attributes, kind);
+    if let Some(http) = http {
+        doc.insert("http".into(), http);
+    }
+    if let Some(aws) = aws::block(attributes, resource, segment) {
+        doc.insert("aws".into(), aws);
+    }
+    if let Some(sql) = sql::block(attributes) {
+        doc.insert("sql".into(), sql);
+    }
+    let error_status = span.status_code == span::STATUS_ERROR;
+    let (error, throttle, fault) = match status {
+        Some(429) => (true, true, false),
+        Some(400..=499) => (true, false, false),
+        Some(500..=599) => (false, false, true),
+        _ => (false, false, error_status),
+    };
+    for (key, set) in [("error", error), ("throttle", throttle), ("fault", fault)] {
+        if set {
+            doc.insert(key.into(), Value::Bool(true));
+        }
+    }
+    if let Some(cause) = exceptions::cause(span, error_status || error || fault) {
+        doc.insert("cause".into(), cause);
+    }
+    let links = links(span);
+    if !links.is_empty() {
+        doc.insert("links".into(), Value::Array(links));
+    }
+    let sorted = annotations::split(attributes, resource, indexing, segment);
+    if let Some(user) = sorted.user {
+        doc.insert("user".into(), Value::String(truncate(user)));
+    }
+    if !sorted.annotations.is_empty() {
+        doc.insert("annotations".into(), Value::Object(sorted.annotations));
+    }
+    let metadata = sorted.metadata;
+    fit(doc, metadata)
+}
+
+/// Span links as X-Ray `links` (trace id, span id, attributes).
+fn links(span: &Span<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for link in &span.links {
+        let (mut trace, mut id, mut attributes) = (&[][..], &[][..], Attributes::default());
+        for entry in protobuf::fields(link, "Span.Link").map_while(Result::ok) {
+            match (entry.number, entry.value) {
+                (1, Wire::Bytes(t)) => trace = t,
+                (2, Wire::Bytes(s)) => id = s,
+                (4, Wire::Bytes(kv)) => attributes.push(kv),
+                _ => {}
+            }
+        }
+        let (Some(trace), Some(id)) = (names::trace_id(trace), names::span_id(id)) else {
+            continue;
+        };
+        let mut object = Map::new();
+        object.insert("trace_id".into(), Value::String(trace));
+        object.insert("id".into(), Value::String(id));
+        if !attributes.is_empty() {
+            let map = attributes
+                .iter()
+                .map(|(k, v, _)| (k.to_owned(), v.to_json()))
+                .collect();
+            object.insert("attributes".into(), Value::Object(map));
+        }
+        out.push(Value::Object(object));
+    }
+    out
+}
+
+/// `doc` as JSON with `metadata` (when not empty) as `metadata.default`, written in place
+/// rather than inserted, so that trying again after a cut copies nothing.
+fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1536);
+    out.push(b'{');
+    for (n, (key, value)) in doc.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value)?;
+    }
+    if !metadata.is_empty() {
+        if !doc.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""metadata":{"default":"#);
+        serde_json::to_writer(&mut out, metadata)?;
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+fn encoded_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// Writes `doc` with `metadata` under `metadata.default`, cutting what is needed to stay
+/// under [`MAX_DOCUMENT_BYTES`]: metadata entries first (the largest first), then
+/// exceptions, links and annotations, then every text to [`LAST_RESORT_CHARS`].
+fn fit(
+    mut doc: Map<String, Value>,
+    mut metadata: Map<String, Value>,
+) -> Result<(Vec<u8>, u64), String> {
+    let encode = |doc: &Map<String, Value>, metadata: &Map<String, Value>| {
+        encode(doc, metadata).map_err(|e| format!("cannot write JSON: {e}"))
+    };
+    let bytes = encode(&doc, &metadata)?;
+    if bytes.len() <= MAX_DOCUMENT_BYTES {
+        return Ok((bytes, 0));
+    }
+    let mut cut = 0u64;
+    let mut over = bytes.len() - MAX_DOCUMENT_BYTES;
+    let mut sizes: Vec<(usize, String)> = metadata
+        .iter()
+        .map(|(k, v)| (k.len() + encoded_len(v) + 4, k.clone()))
+        .collect();
+    sizes.sort_by_key(|&(size, _)| std::cmp::Reverse(size));
+    for (size, key) in sizes {
+        if over == 0 {
+            break;
+        }
+        metadata.remove(&key);
+        cut += 1;
+        over = over.saturating_sub(size);
+    }
+    let bytes = encode(&doc, &metadata)?;
+    if bytes.len() <= MAX_DOCUMENT_BYTES {
+        return Ok((bytes, cut));
+    }
+    for key in ["cause", "links", "annotations"] {
+        if let Some(removed) = doc.remove(key) {
+            cut += match removed {
+                Value::Object(map) if key == "cause" => map
+                    .get("exceptions")
+                    .and_then(Value::as_array)
+                    .map_or(1, |a| a.len() as u64),
+                Value::Object(map) => map.len() as u64,
+                Value::Array(list) => list.len() as u64,
+                _ => 1,
+            };
+        }
+        let bytes = encode(&doc, &metadata)?;
+        if bytes.len() <= MAX_DOCUMENT_BYTES {
+            return Ok((bytes, cut));
+        }
+    }
+    cut += doc
+        .values_mut()
+        .chain(metadata.values_mut())
+        .map(shorten_texts)
+        .sum::<u64>();
+    let bytes = encode(&doc, &metadata)?;
+    if bytes.len() <= MAX_DOCUMENT_BYTES {
+        return Ok((bytes, cut));
+    }
+    Err(format!(
+        "span {} stays over {MAX_DOCUMENT_BYTES} bytes with everything optional cut",
+        doc.get("id").and_then(Value::as_str).unwrap_or("?")
+    ))
+}
+
+/// Cuts every string in `value` to [`LAST_RESORT_CHARS`]; returns how many were cut.
+fn shorten_texts(value: &mut Value) -> u64 {
+    match value {
+        Value::String(text) if text.len() > LAST_RESORT_CHARS => {
+            *text = cut_chars(std::mem::take(text), LAST_RESORT_CHARS);
+            1
+        }
+        Value::Array(items) => items.iter_mut().map(shorten_texts).sum(),
+        Value::Object(map) => map.values_mut().map(shorten_texts).sum(),
+        _ => 0,
+    }
+}

@@ -1,0 +1,118 @@
+//! Annotations (indexed, searchable) and metadata (everything else) from the span's and the
+//! resource's attributes. Values keep their types.
+
+use super::span::{AnyValue, Attributes};
+use serde_json::{Map, Value};
+
+/// The attribute listing attribute names to annotate, as the reference exporter reads it.
+pub const ANNOTATIONS_ATTRIBUTE: &str = "aws.xray.annotations";
+
+/// The metadata key prefix of resource attributes (the reference exporter's).
+pub const RESOURCE_PREFIX: &str = "otel.resource.";
+
+/// X-Ray keeps at most 50 annotations; more are written as metadata.
+pub const MAX_ANNOTATIONS: usize = 50;
+
+/// X-Ray takes annotation keys up to 500 characters.
+pub const MAX_KEY_CHARS: usize = 500;
+
+/// X-Ray takes annotation string values up to 1,000 characters.
+pub const MAX_VALUE_CHARS: usize = 1000;
+
+/// Which attributes are annotations (cfg `OTLP.IndexedAttributes`, `OTLP.IndexAllAttributes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indexing {
+    /// Attribute names to annotate (a resource attribute as `otel.resource.<name>`).
+    pub indexed: Vec<String>,
+    /// Annotate every span attribute that is a string, number or boolean and is not already
+    /// in a block of the document.
+    pub all: bool,
+}
+
+/// An annotation key as X-Ray takes it: ASCII letters, digits and `_` (anything else becomes
+/// `_`), at most [`MAX_KEY_CHARS`].
+pub fn clean_key(key: &str) -> String {
+    key.chars()
+        .take(MAX_KEY_CHARS)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn annotation(value: &AnyValue<'_>) -> Option<Value> {
+    match value {
+        AnyValue::Str(text) if text.chars().count() > MAX_VALUE_CHARS => {
+            Some(Value::String(text.chars().take(MAX_VALUE_CHARS).collect()))
+        }
+        other => other.scalar_json(),
+    }
+}
+
+/// What [`split`] gives: annotations, the `default` metadata, and `user`.
+#[derive(Debug, Default)]
+pub struct Attributed {
+    /// `annotations`.
+    pub annotations: Map<String, Value>,
+    /// `metadata.default`.
+    pub metadata: Map<String, Value>,
+    /// `user`, from `enduser.id` (segments only).
+    pub user: Option<String>,
+}
+
+/// Sorts the attributes into annotations and metadata. Attributes a block of the document
+/// has used are left out, unless named for indexing; resource attributes are written for
+/// segments only.
+pub fn split(
+    attributes: &Attributes<'_>,
+    resource: &Attributes<'_>,
+    indexing: &Indexing,
+    is_segment: bool,
+) -> Attributed {
+    let mut out = Attributed::default();
+    if is_segment {
+        out.user = attributes.text(&["enduser.id"]);
+    }
+    let listed: Vec<String> = attributes
+        .take(ANNOTATIONS_ATTRIBUTE)
+        .map(|v| {
+            v.array()
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let named = |key: &str| indexing.indexed.iter().chain(&listed).any(|k| k == key);
+    let annotate = |key: &str, value: &AnyValue<'_>, out: &mut Attributed| -> bool {
+        if out.annotations.len() >= MAX_ANNOTATIONS {
+            return false;
+        }
+        match annotation(value) {
+            Some(value) => {
+                out.annotations.insert(clean_key(key), value);
+                true
+            }
+            None => false,
+        }
+    };
+    for (key, value, used) in attributes.iter() {
+        if key == ANNOTATIONS_ATTRIBUTE || (used && !named(key)) {
+            continue;
+        }
+        let wanted = named(key) || (indexing.all && !used);
+        if wanted && annotate(key, value, &mut out) {
+            continue;
+        }
+        if !used {
+            out.metadata.insert(key.to_owned(), value.to_json());
+        }
+    }
+    if is_segment {
+        for (key, value, _) in resource.iter() {
+            let key = format!("{RESOURCE_PREFIX}{key}");
+            if named(&key) && annotate(&key, value, &mut out) {
+                continue;
+            }
+            out.metadata.insert(key, value.to_json());
+        }
+    }
+    out
+}

@@ -1,0 +1,376 @@
+//! One span read from its protobuf bytes into the few fields the translation needs, with its
+//! attributes as borrowed views. Lenient on purpose: the receiver has checked the request, but
+//! the translator must not crash on anything, so unreadable fields are skipped and strings
+//! that are not UTF-8 are read with replacement characters.
+
+use super::super::protobuf::{self, Value as Wire};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::cell::Cell;
+
+/// Nested arrays and key-value lists deeper than this are written as `null`.
+const MAX_VALUE_DEPTH: usize = 16;
+
+/// An attribute value as it is in the message (`AnyValue`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyValue<'a> {
+    /// `stringValue`.
+    Str(Cow<'a, str>),
+    /// `boolValue`.
+    Bool(bool),
+    /// `intValue`.
+    Int(i64),
+    /// `doubleValue`.
+    Double(f64),
+    /// `arrayValue`: the `ArrayValue` bytes.
+    Array(&'a [u8]),
+    /// `kvlistValue`: the `KeyValueList` bytes.
+    KvList(&'a [u8]),
+    /// `bytesValue`.
+    Bytes(&'a [u8]),
+    /// No value set.
+    Empty,
+}
+
+/// Reads an `AnyValue` (the last field set wins, as for a protobuf oneof).
+pub fn any_value(bytes: &[u8]) -> AnyValue<'_> {
+    let mut value = AnyValue::Empty;
+    for entry in protobuf::fields(bytes, "AnyValue").map_while(Result::ok) {
+        value = match (entry.number, entry.value) {
+            (1, Wire::Bytes(text)) => AnyValue::Str(String::from_utf8_lossy(text)),
+            (2, Wire::Varint(v)) => AnyValue::Bool(v != 0),
+            (3, Wire::Varint(v)) => AnyValue::Int(v as i64),
+            (4, Wire::I64(bits)) => AnyValue::Double(f64::from_bits(bits)),
+            (5, Wire::Bytes(array)) => AnyValue::Array(array),
+            (6, Wire::Bytes(list)) => AnyValue::KvList(list),
+            (7, Wire::Bytes(data)) => AnyValue::Bytes(data),
+            _ => continue,
+        };
+    }
+    value
+}
+
+impl<'a> AnyValue<'a> {
+    /// The value as a string, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AnyValue::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer: an int, a whole double, or a string of digits (some
+    /// instrumentations record status codes and sizes as strings).
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            AnyValue::Int(v) => Some(*v),
+            AnyValue::Double(v) if v.fract() == 0.0 && v.abs() < 9e15 => Some(*v as i64),
+            AnyValue::Str(text) => text.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The elements of an array value.
+    pub fn array(&self) -> Vec<AnyValue<'a>> {
+        match self {
+            AnyValue::Array(bytes) => protobuf::fields(bytes, "ArrayValue")
+                .map_while(Result::ok)
+                .filter_map(|entry| match (entry.number, entry.value) {
+                    (1, Wire::Bytes(value)) => Some(any_value(value)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The value as a string for a field X-Ray wants as text: strings as they are, numbers
+    /// and booleans written out, others `None`.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            AnyValue::Str(text) => Some(text.to_string()),
+            AnyValue::Int(v) => Some(v.to_string()),
+            AnyValue::Double(v) => Some(v.to_string()),
+            AnyValue::Bool(v) => Some(v.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A scalar as JSON (string, bool, number), for annotations; `None` for others.
+    pub fn scalar_json(&self) -> Option<Value> {
+        match self {
+            AnyValue::Str(text) => Some(Value::String(text.to_string())),
+            AnyValue::Bool(v) => Some(Value::Bool(*v)),
+            AnyValue::Int(v) => Some(Value::from(*v)),
+            AnyValue::Double(v) => Some(double_json(*v)),
+            _ => None,
+        }
+    }
+
+    /// The value as JSON keeping its type: arrays as arrays, key-value lists as objects,
+    /// bytes as base64, non-finite doubles as strings (JSON has no NaN).
+    pub fn to_json(&self) -> Value {
+        self.to_json_at(0)
+    }
+
+    fn to_json_at(&self, depth: usize) -> Value {
+        if depth > MAX_VALUE_DEPTH {
+            return Value::Null;
+        }
+        match self {
+            AnyValue::Array(_) => Value::Array(
+                self.array()
+                    .iter()
+                    .map(|v| v.to_json_at(depth + 1))
+                    .collect(),
+            ),
+            AnyValue::KvList(bytes) => {
+                let mut object = Map::new();
+                for entry in protobuf::fields(bytes, "KeyValueList").map_while(Result::ok) {
+                    if let (1, Wire::Bytes(kv)) = (entry.number, entry.value) {
+                        let (key, value) = key_value(kv);
+                        object.insert(key.into_owned(), value.to_json_at(depth + 1));
+                    }
+                }
+                Value::Object(object)
+            }
+            AnyValue::Bytes(data) => Value::String(protobuf::base64_encode(data)),
+            AnyValue::Empty => Value::Null,
+            scalar => scalar.scalar_json().unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// A double as JSON: a number when finite, else `"NaN"`, `"Infinity"` or `"-Infinity"`.
+pub fn double_json(v: f64) -> Value {
+    match serde_json::Number::from_f64(v) {
+        Some(n) => Value::Number(n),
+        None if v.is_nan() => Value::String("NaN".into()),
+        None if v > 0.0 => Value::String("Infinity".into()),
+        None => Value::String("-Infinity".into()),
+    }
+}
+
+/// Reads a `KeyValue`.
+pub fn key_value(bytes: &[u8]) -> (Cow<'_, str>, AnyValue<'_>) {
+    let (mut key, mut value) = (Cow::Borrowed(""), AnyValue::Empty);
+    for entry in protobuf::fields(bytes, "KeyValue").map_while(Result::ok) {
+        match (entry.number, entry.value) {
+            (1, Wire::Bytes(text)) => key = String::from_utf8_lossy(text),
+            (2, Wire::Bytes(any)) => value = any_value(any),
+            _ => {}
+        }
+    }
+    (key, value)
+}
+
+/// A list of attributes; remembers which ones a block of the document has used, so they are
+/// not repeated in the metadata.
+#[derive(Debug, Default)]
+pub struct Attributes<'a> {
+    items: Vec<(Cow<'a, str>, AnyValue<'a>, Cell<bool>)>,
+}
+
+impl<'a> Attributes<'a> {
+    /// Adds a `KeyValue`; a repeated key keeps its first value (OTel keys are unique).
+    pub fn push(&mut self, key_value_bytes: &'a [u8]) {
+        let (key, value) = key_value(key_value_bytes);
+        if !self.items.iter().any(|(k, _, _)| *k == key) {
+            self.items.push((key, value, Cell::new(false)));
+        }
+    }
+
+    /// The value of `key`, without marking it used.
+    pub fn peek(&self, key: &str) -> Option<&AnyValue<'a>> {
+        self.items
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, _)| v)
+    }
+
+    /// The value of `key`, marked used (it goes into a block, not the metadata).
+    pub fn take(&self, key: &str) -> Option<&AnyValue<'a>> {
+        let (_, value, used) = self.items.iter().find(|(k, _, _)| k == key)?;
+        used.set(true);
+        Some(value)
+    }
+
+    /// The first of `keys` that is set, as text, marked used.
+    pub fn text(&self, keys: &[&str]) -> Option<String> {
+        keys.iter()
+            .find_map(|key| self.peek(key).and_then(AnyValue::to_text).map(|t| (key, t)))
+            .map(|(key, text)| {
+                self.take(key);
+                text
+            })
+    }
+
+    /// The first of `keys` that is set as an integer, marked used.
+    pub fn int(&self, keys: &[&str]) -> Option<i64> {
+        keys.iter()
+            .find_map(|key| self.peek(key).and_then(AnyValue::as_int).map(|v| (key, v)))
+            .map(|(key, value)| {
+                self.take(key);
+                value
+            })
+    }
+
+    /// Every attribute: key, value, and whether a block used it.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AnyValue<'a>, bool)> {
+        self.items
+            .iter()
+            .map(|(k, v, used)| (k.as_ref(), v, used.get()))
+    }
+
+    /// How many attributes there are.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Reads the attributes (field `number`) of a message.
+pub fn attributes_of<'a>(bytes: &'a [u8], number: u32, message: &'static str) -> Attributes<'a> {
+    let mut attributes = Attributes::default();
+    for entry in protobuf::fields(bytes, message).map_while(Result::ok) {
+        if let (n, Wire::Bytes(kv)) = (entry.number, entry.value)
+            && n == number
+        {
+            attributes.push(kv);
+        }
+    }
+    attributes
+}
+
+/// `Span.SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// 0 or anything unknown.
+    Unspecified,
+    /// 1.
+    Internal,
+    /// 2.
+    Server,
+    /// 3.
+    Client,
+    /// 4.
+    Producer,
+    /// 5.
+    Consumer,
+}
+
+impl SpanKind {
+    fn of(value: u64) -> SpanKind {
+        match value {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
+/// `Span.flags` bit: the flags say whether the parent is remote.
+pub const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+/// `Span.flags` bit: the parent is remote.
+pub const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// `Status.code` ERROR.
+pub const STATUS_ERROR: u64 = 2;
+
+/// The parts of a span the translation reads.
+#[derive(Debug, Default)]
+pub struct Span<'a> {
+    /// `traceId` (16 bytes when valid).
+    pub trace_id: &'a [u8],
+    /// `spanId` (8 bytes when valid).
+    pub span_id: &'a [u8],
+    /// `parentSpanId` (empty for a root).
+    pub parent_span_id: &'a [u8],
+    /// `flags`.
+    pub flags: u32,
+    /// `name`.
+    pub name: Cow<'a, str>,
+    /// `kind`.
+    pub kind: Option<SpanKind>,
+    /// `startTimeUnixNano`.
+    pub start_ns: u64,
+    /// `endTimeUnixNano` (0: not ended).
+    pub end_ns: u64,
+    /// `attributes`.
+    pub attributes: Attributes<'a>,
+    /// `events`, as `Span.Event` bytes.
+    pub events: Vec<&'a [u8]>,
+    /// `links`, as `Span.Link` bytes.
+    pub links: Vec<&'a [u8]>,
+    /// `status.code`.
+    pub status_code: u64,
+    /// `status.message`.
+    pub status_message: Cow<'a, str>,
+}
+
+impl<'a> Span<'a> {
+    /// Reads a `Span`.
+    pub fn read(bytes: &'a [u8]) -> Span<'a> {
+        let mut span = Span::default();
+        for entry in protobuf::fields(bytes, "Span").map_while(Result::ok) {
+            match (entry.number, entry.value) {
+                (1, Wire::Bytes(id)) => span.trace_id = id,
+                (2, Wire::Bytes(id)) => span.span_id = id,
+                (4, Wire::Bytes(id)) => span.parent_span_id = id,
+                (16, Wire::I32(flags)) => span.flags = flags,
+                (5, Wire::Bytes(name)) => span.name = String::from_utf8_lossy(name),
+                (6, Wire::Varint(kind)) => span.kind = Some(SpanKind::of(kind)),
+                (7, Wire::I64(ns)) => span.start_ns = ns,
+                (8, Wire::I64(ns)) => span.end_ns = ns,
+                (9, Wire::Bytes(kv)) => span.attributes.push(kv),
+                (11, Wire::Bytes(event)) => span.events.push(event),
+                (13, Wire::Bytes(link)) => span.links.push(link),
+                (15, Wire::Bytes(status)) => {
+                    for field in protobuf::fields(status, "Status").map_while(Result::ok) {
+                        match (field.number, field.value) {
+                            (2, Wire::Bytes(m)) => span.status_message = String::from_utf8_lossy(m),
+                            (3, Wire::Varint(code)) => span.status_code = code,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        span
+    }
+
+    /// The span's kind (unspecified when absent).
+    pub fn kind(&self) -> SpanKind {
+        self.kind.unwrap_or(SpanKind::Unspecified)
+    }
+
+    /// Whether the span has a parent (a non-zero parent span id).
+    pub fn has_parent(&self) -> bool {
+        self.parent_span_id.iter().any(|&b| b != 0)
+    }
+
+    /// What the flags say of the parent: `Some(true)` remote, `Some(false)` local, `None`
+    /// when the SDK did not say (OTLP before 1.1).
+    pub fn parent_is_remote(&self) -> Option<bool> {
+        (self.flags & FLAG_HAS_IS_REMOTE != 0).then_some(self.flags & FLAG_IS_REMOTE != 0)
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}

@@ -1,7 +1,30 @@
 //! xray-relay: receives X-Ray segments over UDP, keeps them in a fixed pool and uploads them in batches.
 //!
-//! The modules follow the data: [`receive`] → [`pool`] → [`batch`] → [`upload`], with the AWS
-//! parts (credentials, signing, region, endpoints) in [`aws`], and [`telemetry`] beside them.
+//! The modules follow the data:
+//!
+//! ```text
+//! receive.rs   UDP socket, one blocking thread that naps under load; reader.rs: up to eight
+//!              datagrams per system call (and the kernel's drop count) → datagram.rs: header check
+//! pool.rs      one fixed arena + slot table; oldest out when full (or, with a spool, the new one)
+//! upload.rs    `Concurrency` blocking uploader threads (ureq); retry.rs decides and backs off
+//! batch.rs     PutTraceSegments body (documents escaped, never re-encoded) and reply
+//! sink.rs      where batches go: X-Ray, or a local file (offline mode)
+//! spool.rs     a writer thread fed by a bounded queue; files of length + CRC records
+//!              (spool/format.rs, spool/writer.rs); replay.rs sends them later
+//! telemetry.rs PutTelemetryRecords every 60 s; stats.rs holds the counters
+//! http/        server-side HTTP both services share: request heads (httparse), limits,
+//!              chunked bodies, answers
+//! proxy/       the TCP proxy on its own thread and executor: forward.rs (re-signed, streamed
+//!              back), local.rs (/healthz, offline sampling), metrics.rs (/metrics),
+//!              connection.rs (the connection loop), otlp.rs (POST /v1/traces); mod.rs accepts
+//! otlp/        OpenTelemetry in: receive.rs, protobuf.rs / json.rs / schema.rs (decode),
+//!              queue.rs (its share of the buffer), split.rs, forward.rs (signed to X-Ray's
+//!              OTLP endpoint), translate/ and segments.rs (spans → segments into the pool)
+//! aws/         credentials, region, endpoints, SigV4 signing, the X-Ray HTTP client
+//! cli.rs, config/, settings.rs, logging.rs   flags, cfg.yaml (read as go-yaml v2 reads it),
+//!              their merge, log lines; go_url.rs / go_addr.rs: Go's URL and address rules
+//! relay.rs     wiring and the shutdown order; shutdown.rs signals; main.rs start-up
+//! ```
 
 pub mod aws;
 pub mod batch;

@@ -693,7 +693,7 @@ impl Pool {
     /// Moves every segment not yet acknowledged (waiting, or in flight with an uploader that
     /// did not come back, including those whose slots were reused since) into `out`, for the
     /// spool at shutdown; returns how many. Uploaders that come back later leave their
-    /// batches to it (see [`Pool::release_abandoned`]).
+    /// batches to it (see [`Pool::release_unsent`]).
     pub fn take_all_unacknowledged(&self, out: &mut Spilled) -> usize {
         let mut ring = self.lock();
         ring.taken_over = true;

@@ -1,6 +1,7 @@
 //! gzip bodies both ways: the gzip frame (RFC 1952) by hand around miniz_oxide's deflate, so
 //! decompression is bounded by a limit and a bomb stops at it.
 
+use crate::spool::crc32;
 use miniz_oxide::inflate::{self, TINFLStatus};
 
 /// Why a gzip body was not decompressed.
@@ -79,33 +80,6 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc32(data).to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
     out
-}
-
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut n = 0;
-    while n < 256 {
-        let mut c = n as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[n] = c;
-        n += 1;
-    }
-    table
-};
-
-/// The CRC-32 gzip uses.
-pub fn crc32(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |crc, &byte| {
-        CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8)
-    })
 }
 
 #[cfg(test)]

@@ -4,3 +4,17 @@
 pub mod chunked;
 pub mod request;
 pub mod response;
+
+use smol::lock::{Semaphore, SemaphoreGuardArc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Takes one of `slots` (bodies or forwards in progress), or `None` once `wait` has passed:
+/// the caller answers 503 rather than hold the connection open without bound.
+pub async fn take_slot(slots: &Arc<Semaphore>, wait: Duration) -> Option<SemaphoreGuardArc> {
+    smol::future::or(async { Some(slots.acquire_arc().await) }, async {
+        smol::Timer::after(wait).await;
+        None
+    })
+    .await
+}

@@ -163,14 +163,7 @@ async fn read_body(
     // Large bodies take one of a few slots: the connection cap times the largest body would
     // be too much memory.
     let _large = if length > SMALL_BODY_BYTES {
-        let slot = smol::future::or(
-            async { Some(shared.large_bodies.acquire_arc().await) },
-            async {
-                smol::Timer::after(limits.body_timeout).await;
-                None
-            },
-        )
-        .await;
+        let slot = crate::http::take_slot(&shared.large_bodies, limits.body_timeout).await;
         if slot.is_none() {
             let answer = Answer::error(
                 503,

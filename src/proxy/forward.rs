@@ -117,14 +117,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
     keep_alive: bool,
 ) -> After {
     let limits = &shared.limits;
-    let slot = smol::future::or(
-        async { Some(shared.forward_slots.acquire_arc().await) },
-        async {
-            smol::Timer::after(limits.forward_wait).await;
-            None
-        },
-    )
-    .await;
+    let slot = crate::http::take_slot(&shared.forward_slots, limits.forward_wait).await;
     let Some(slot) = slot else {
         shared.stats.proxy.refused(Refusal::Busy);
         let answer = Answer::error(

@@ -49,14 +49,7 @@ pub(super) async fn serve(
     let limits = &shared.limits;
     // Few bodies at once: each may be megabytes, and more would be memory the buffer's
     // budget does not cover.
-    let slot = smol::future::or(
-        async { Some(shared.otlp_bodies.acquire_arc().await) },
-        async {
-            smol::Timer::after(limits.body_timeout).await;
-            None
-        },
-    )
-    .await;
+    let slot = crate::http::take_slot(&shared.otlp_bodies, limits.body_timeout).await;
     let Some(_slot) = slot else {
         return refuse(receive::unavailable(
             format,

@@ -153,6 +153,8 @@ mod tests {
                 status: 503,
                 error_type: None,
                 message: "unavailable".into(),
+                request_id: String::new(),
+                undecodable: None,
             })
         }
     }

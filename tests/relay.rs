@@ -411,6 +411,35 @@ fn sigquit_exits_at_once_with_status_2_like_the_original() {
 }
 
 #[test]
+fn an_upload_refused_by_x_ray_is_logged_in_the_originals_words() {
+    let xray = MockXRay::with_responder(Arc::new(|request| match request.path.as_str() {
+        "/TraceSegments" => (
+            400,
+            r#"{"__type":"InvalidRequestException","message":"Invalid segment"}"#.into(),
+        ),
+        _ => (200, "{}".into()),
+    }));
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    relay.send_segment(&segment(1));
+    let log = relay.wait_for_log("Sending segment batch failed", WAIT);
+    relay.stop();
+    let first_upload = xray
+        .requests()
+        .iter()
+        .position(|request| request.path == "/TraceSegments")
+        .expect("an upload")
+        + 1;
+    // The original 3.6.6 logs the AWS SDK for Go's error: operation, status, X-Ray's request
+    // id, the exception and its message.
+    let expected = format!(
+        "[Error] Sending segment batch failed with: operation error XRay: PutTraceSegments, \
+         https response error StatusCode: 400, RequestID: mock-{first_upload}, \
+         InvalidRequestException: Invalid segment"
+    );
+    assert!(log.contains(&expected), "{log}");
+}
+
+#[test]
 fn a_full_buffer_says_so_in_the_originals_words() {
     // Nothing listens on port 9: every upload fails and the 3 MB pool fills up.
     let mut options = RelayOptions::uploading_to("http://127.0.0.1:9");

@@ -51,9 +51,8 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
             }
         };
         first = false;
-        // Go's server (the original's) refuses an HTTP/1.1 request without a Host header.
-        if head.version == 1 && head.header("host").is_none() {
-            let answer = Answer::error(400, "BadRequestException", "missing required Host header");
+        if let Some(problem) = host_header_problem(&head) {
+            let answer = Answer::go_server_error(400, problem);
             refuse(&stream, &shared, Refusal::BadRequest, answer).await;
             return;
         }
@@ -230,11 +229,7 @@ fn head_refusal(error: &HeadError) -> (Refusal, Answer) {
         ),
         HeadError::VersionNotSupported => (
             Refusal::BadRequest,
-            Answer::error(
-                505,
-                "HttpVersionNotSupportedException",
-                "unsupported protocol version",
-            ),
+            Answer::go_server_error(505, "unsupported protocol version"),
         ),
         HeadError::LengthRequired => (
             Refusal::LengthRequired,
@@ -245,6 +240,27 @@ fn head_refusal(error: &HeadError) -> (Refusal, Answer) {
             ),
         ),
     }
+}
+
+/// What Go's server (the original's) finds wrong with the `Host` header before any handler
+/// runs, in its words: none on HTTP/1.1, more than one, or a byte no host name has.
+fn host_header_problem(head: &Head) -> Option<&'static str> {
+    let mut hosts = head
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("host"));
+    match (hosts.next(), hosts.next()) {
+        (None, _) if head.version >= 1 => Some("missing required Host header"),
+        (Some(_), Some(_)) => Some("too many Host headers"),
+        (Some((_, host)), None) if !host.bytes().all(is_host_byte) => Some("malformed Host header"),
+        _ => None,
+    }
+}
+
+/// The bytes Go's `httpguts.ValidHostHeader` lets through: those of a host name, an IP
+/// literal with zone, and a port, leniently (any order).
+fn is_host_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!$%&()*+,-.:;=[']_~".contains(&byte)
 }
 
 fn unavailable(head: &Head) -> Answer {

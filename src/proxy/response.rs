@@ -48,6 +48,18 @@ impl Answer {
         answer
     }
 
+    /// A refusal Go's server (the original's) writes itself, before any handler runs: plain
+    /// text `{status} {reason}: {text}` (`400 Bad Request: malformed Host header`).
+    pub fn go_server_error(status: u16, text: &str) -> Answer {
+        let reason = reason(status).unwrap_or("status code");
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: format!("{status} {reason}: {text}").into_bytes(),
+        }
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
         self.headers.push((name, value.into()));

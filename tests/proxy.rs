@@ -941,3 +941,83 @@ fn a_missing_host_is_400_and_an_unknown_version_505() {
         10.0
     );
 }
+
+/// An endpoint that answers every request, once per connection, with a chunked `RULES`:
+/// what X-Ray does when it streams.
+fn chunked_endpoint() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = stream.read_exact(&mut body);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{RULES}\r\n0\r\n\r\n",
+                RULES.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    address
+}
+
+/// Go's server (the original's) answers an HTTP/1.0 request with an `HTTP/1.0` status line,
+/// and, as 1.0 has no chunked encoding, ends a body of unknown length by closing.
+#[test]
+fn an_http_1_0_request_is_answered_in_http_1_0() {
+    let xray = sampling_mock();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    let tcp = relay.tcp;
+    let forwarded = b"POST /GetSamplingRules HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}";
+    assert_eq!(status_line(tcp, forwarded), "HTTP/1.0 200 OK");
+    assert_eq!(
+        status_line(tcp, b"GET /healthz HTTP/1.0\r\n\r\n"),
+        "HTTP/1.0 200 OK"
+    );
+    assert_eq!(
+        status_line(tcp, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "HTTP/1.1 200 OK"
+    );
+    drop(relay);
+
+    let endpoint = format!("http://{}", chunked_endpoint());
+    let relay = Relay::start(RelayOptions::uploading_to(&endpoint));
+    let mut stream = TcpStream::connect(relay.tcp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(forwarded).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{answer}"
+    );
+    assert_eq!(body, RULES);
+    // The same answer to HTTP/1.1 stays chunked.
+    let mut stream = TcpStream::connect(relay.tcp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n")
+            && answer
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+        "{answer}"
+    );
+}

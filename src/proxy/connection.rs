@@ -98,7 +98,7 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
                     head.method,
                     head.path()
                 );
-                answer(&mut output, &shared, not_sampling(), head.keep_alive).await
+                answer(&mut output, &shared, not_sampling(), &head).await
             }
             Route::Forward => match &shared.upstream {
                 Upstream::XRay(upstream) => {
@@ -108,19 +108,17 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge) 
                         &shared,
                         upstream.clone(),
                         request,
-                        head.keep_alive,
+                        (head.keep_alive, head.version),
                     )
                     .await
                 }
-                Upstream::Offline => {
-                    answer(&mut output, &shared, unavailable(&head), head.keep_alive).await
-                }
+                Upstream::Offline => answer(&mut output, &shared, unavailable(&head), &head).await,
             },
             Route::NotAllowed => After::Close,
             local_route => {
                 shared.stats.proxy.local.fetch_add(1, Ordering::Relaxed);
                 let local_answer = answer_locally(&shared, local_route, &head, &body);
-                answer(&mut output, &shared, local_answer, head.keep_alive).await
+                answer(&mut output, &shared, local_answer, &head).await
             }
         };
         if after == After::Close {
@@ -317,13 +315,9 @@ fn answer_locally(shared: &Shared, route: Route, head: &Head, body: &[u8]) -> An
     }
 }
 
-async fn answer(
-    output: &mut TcpStream,
-    shared: &Shared,
-    answer: Answer,
-    keep_alive: bool,
-) -> After {
-    let bytes = answer.encode(keep_alive);
+async fn answer(output: &mut TcpStream, shared: &Shared, answer: Answer, head: &Head) -> After {
+    let keep_alive = head.keep_alive;
+    let bytes = response::for_version(answer.encode(keep_alive), head.version);
     match response::write_within(output, &bytes, shared.limits.write_timeout).await {
         Ok(()) if keep_alive => After::Continue,
         _ => After::Close,

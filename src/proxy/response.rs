@@ -114,6 +114,15 @@ pub fn encode_head<'a>(
     head
 }
 
+/// `answer` (status line first) for a request of HTTP/1.`minor`: Go's server, the
+/// original's, answers an HTTP/1.0 request with an `HTTP/1.0` status line.
+pub fn for_version(mut answer: Vec<u8>, minor: u8) -> Vec<u8> {
+    if minor == 0 && answer.starts_with(b"HTTP/1.1 ") {
+        answer[7] = b'0';
+    }
+    answer
+}
+
 /// Writes all of `bytes` within `timeout`; a timeout is [`io::ErrorKind::TimedOut`].
 pub async fn write_within<W: AsyncWrite + Unpin>(
     io: &mut W,
@@ -215,6 +224,13 @@ pub fn reason(status: u16) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_1_0_request_gets_an_http_1_0_status_line() {
+        let answer = Answer::json(200, "{}").encode(false);
+        assert!(for_version(answer.clone(), 0).starts_with(b"HTTP/1.0 200 OK\r\n"));
+        assert_eq!(for_version(answer.clone(), 1), answer);
+    }
 
     #[test]
     fn an_error_answer_is_x_ray_shaped() {

@@ -35,14 +35,15 @@ fn main() {
     // The original's first line, word for word: operators search for it.
     log::info!("Initializing AWS X-Ray daemon {}", cli::DAEMON_VERSION);
     log::info!("xray-relay {}", env!("CARGO_PKG_VERSION"));
-    // The original resolves the UDP address first, the TCP one when it creates its proxy.
-    if let Some(error) = go_addr::listen_address_error(&settings.udp_address) {
-        fail(&error);
-    }
+    // The original's order: the UDP socket, the buffers, then region and credentials; the
+    // TCP address when it creates its proxy.
+    let udp = relay::bind_udp(&settings).unwrap_or_else(|err| fail(&err.to_string()));
     let buffer_mb = settings
         .buffer_memory_limit_mb()
         .unwrap_or_else(|err| fail(&err.to_string()));
     log::info!("Using buffer memory limit of {buffer_mb} MB");
+    let buffer_bytes = usize::try_from(buffer_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    let buffers = relay::allocate_buffers(&settings, buffer_bytes);
     match open_files {
         Ok(limit) => log::debug!("Open files limit: {limit}"),
         Err(err) => log::warn!("Cannot raise the open files limit: {err}"),
@@ -61,14 +62,19 @@ fn main() {
     if let Some(error) = go_addr::listen_address_error(&settings.tcp_address) {
         fail(&error);
     }
-    let pool_bytes = usize::try_from(buffer_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-    if let Err(err) = relay::run(&settings, pool_bytes, output, signals) {
+    if let Err(err) = relay::run(&settings, udp, buffers, output, signals) {
         fail(&err.to_string());
     }
 }
 
 /// Resolves region, credentials and endpoint, and builds the X-Ray client.
 fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
+    // The original's line, before it resolves region and credentials.
+    if let Some(endpoint) = settings.endpoint.as_deref()
+        && !endpoint.trim().is_empty()
+    {
+        log::debug!("Using Endpoint read from Config file: {endpoint}");
+    }
     // As the original, a proxy address it could not parse ends the process before anything else.
     let proxy_address = settings
         .proxy_address
@@ -113,7 +119,8 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
     }
     let endpoint = aws::xray_endpoint(settings.endpoint.as_deref(), &region, env);
     let endpoint = go_url::usable_endpoint(&endpoint).unwrap_or_else(|err| fail(&err));
-    log::info!("HTTP Proxy server using X-Ray Endpoint : {endpoint}");
+    // Logged after telemetry's lines, where the original creates its proxy.
+    let proxy_endpoint_line = format!("HTTP Proxy server using X-Ray Endpoint : {endpoint}");
     let mut client_settings = ClientSettings::new(endpoint, region);
     client_settings.proxy_address = proxy_address;
     client_settings.no_verify_ssl = settings.no_verify_ssl;
@@ -148,6 +155,7 @@ fn connect_to_xray(settings: &Settings, env: &Env) -> Output {
         reporter.resource_arn
     );
     log::debug!("Telemetry initiated");
+    log::info!("{proxy_endpoint_line}");
     let client = Arc::new(client);
     let otlp = settings.otlp.enabled().then(|| {
         let url =

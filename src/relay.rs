@@ -67,16 +67,70 @@ impl std::fmt::Display for StartError {
     }
 }
 
+/// The UDP socket, bound before the relay knows where segments go (as the original, which
+/// binds it before it resolves region and credentials); nothing reads it until [`run`].
+pub struct BoundUdp {
+    socket: UdpSocket,
+}
+
+/// Binds the UDP address. The original's `Listening on UDP` line comes first, with the
+/// address as given: the original logs it before it resolves the address.
+pub fn bind_udp(settings: &Settings) -> Result<BoundUdp, StartError> {
+    log::debug!("Listening on UDP {}", settings.udp_address);
+    if let Some(error) = crate::go_addr::listen_address_error(&settings.udp_address) {
+        return Err(StartError(error));
+    }
+    let (socket, granted) =
+        receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
+    if granted < receive::SOCKET_BUFFER_BYTES {
+        log::info!(
+            "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
+            receive::SOCKET_BUFFER_BYTES
+        );
+    } else {
+        log::debug!("UDP receive buffer is {granted} bytes");
+    }
+    Ok(BoundUdp { socket })
+}
+
+/// The buffer memory (`--buffer-memory`), made before the relay knows where segments go.
+pub struct Buffers {
+    pool: Arc<Pool>,
+    /// OTLP's share of the memory, when OTLP is on (see [`crate::otlp::share_buffer`]).
+    otlp_bytes: Option<usize>,
+}
+
+/// Splits `buffer_bytes` between segments and OTLP (when OTLP is on) and makes the segment
+/// pool, with the original's `N segment buffers allocated` line (which it logs before
+/// `Using region`).
+pub fn allocate_buffers(settings: &Settings, buffer_bytes: usize) -> Buffers {
+    let (pool_bytes, otlp_bytes) = if settings.otlp.enabled() {
+        let (segments, otlp) = crate::otlp::share_buffer(buffer_bytes);
+        (segments, Some(otlp))
+    } else {
+        (buffer_bytes, None)
+    };
+    let pool = Arc::new(Pool::with_memory(pool_bytes));
+    let fill = pool.fill();
+    log::info!("{} segment buffers allocated", fill.capacity_segments);
+    log::debug!(
+        "The segment buffers are {} bytes shared by segments of any size up to 64 KB",
+        fill.capacity_bytes
+    );
+    Buffers { pool, otlp_bytes }
+}
+
 /// Runs the relay until a signal arrives on `signals`, then drains and returns.
 pub fn run(
     settings: &Settings,
-    pool_bytes: usize,
+    udp: BoundUdp,
+    buffers: Buffers,
     output: Output,
     signals: smol::channel::Receiver<Signal>,
 ) -> Result<(), StartError> {
-    let (relay, socket) = start(settings, pool_bytes, output)?;
+    let relay = start(settings, buffers, output)?;
     let receiving = receive::spawn(
-        socket,
+        udp.socket,
         relay.pool.clone(),
         relay.stats.clone(),
         relay.spool.clone(),
@@ -110,14 +164,10 @@ struct Started {
     telemetry: Option<(Sender<()>, Receiver<()>)>,
 }
 
-/// Binds both sockets (a relay without its proxy would hide the problem), then starts the
-/// uploaders, the spool replayer, telemetry and the proxy. Returns them with the UDP socket,
-/// which nothing reads yet.
-fn start(
-    settings: &Settings,
-    pool_bytes: usize,
-    output: Output,
-) -> Result<(Started, UdpSocket), StartError> {
+/// Binds the TCP socket (a relay without its proxy would hide the problem), then starts the
+/// uploaders, the spool replayer, telemetry and the proxy.
+fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Started, StartError> {
+    let Buffers { pool, otlp_bytes } = buffers;
     let stats = Arc::new(match &output {
         Output::XRay {
             credential_refresh_failures,
@@ -125,13 +175,6 @@ fn start(
         } => Stats::with_credential_refresh_failures(credential_refresh_failures.clone()),
         Output::Local(_) => Stats::default(),
     });
-    // With OTLP on, the buffer is split between segments and OTLP (see otlp::share_buffer).
-    let (pool_bytes, otlp_bytes) = if settings.otlp.enabled() {
-        let (segments, otlp) = crate::otlp::share_buffer(pool_bytes);
-        (segments, Some(otlp))
-    } else {
-        (pool_bytes, None)
-    };
     let to_segments = match settings.otlp.destination.as_deref() {
         Some(d) if d.eq_ignore_ascii_case("segments") => true,
         Some(d) if !d.eq_ignore_ascii_case("otlp") => {
@@ -141,22 +184,11 @@ fn start(
         }
         _ => false,
     };
-    let pool = Arc::new(Pool::with_memory(pool_bytes));
-    let fill = pool.fill();
-    log::info!("{} segment buffers allocated", fill.capacity_segments);
-    log::debug!(
-        "The segment buffers are {} bytes shared by segments of any size up to 64 KB",
-        fill.capacity_bytes
-    );
+    // Where the original's processor logs it, after the proxy's endpoint line.
     log::debug!(
         "Batch size: {}",
-        crate::pool::BATCH_SIZE.min(fill.capacity_segments)
+        crate::pool::BATCH_SIZE.min(pool.fill().capacity_segments)
     );
-
-    let (socket, granted) =
-        receive::bind(&settings.udp_address).map_err(|err| StartError(err.to_string()))?;
-    // The original's line and level, with the address as given.
-    log::debug!("Listening on UDP {}", settings.udp_address);
     let listener = proxy::bind(&settings.tcp_address).map_err(|err| {
         StartError(format!(
             "Unable to start http proxy server: {}: {err}",
@@ -171,14 +203,6 @@ fn start(
         })?),
         None => None,
     };
-    if granted < receive::SOCKET_BUFFER_BYTES {
-        log::info!(
-            "UDP receive buffer is {granted} bytes (asked for {}; raise net.core.rmem_max for more)",
-            receive::SOCKET_BUFFER_BYTES
-        );
-    } else {
-        log::debug!("UDP receive buffer is {granted} bytes");
-    }
 
     let (destination, telemetry, upstream, otlp_destination): (Arc<dyn Destination>, _, _, _) =
         match output {
@@ -245,7 +269,8 @@ fn start(
             let running = crate::otlp::start(bytes, destination, spool, stats.clone())
                 .map_err(|err| StartError(format!("cannot start OTLP forwarding: {err}")))?;
             log::info!(
-                "OTLP buffer: {bytes} bytes; segment buffer: {pool_bytes} bytes (--buffer-memory is shared)"
+                "OTLP buffer: {bytes} bytes; segment buffer: {} bytes (--buffer-memory is shared)",
+                pool.fill().capacity_bytes
             );
             Some(running)
         }
@@ -315,7 +340,7 @@ fn start(
         replayer_finished,
         telemetry,
     };
-    Ok((started, socket))
+    Ok(started)
 }
 
 /// Waits for a termination signal, or for the receiving thread to end by itself (a panic).

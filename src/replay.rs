@@ -227,6 +227,8 @@ mod tests {
                     status: 403,
                     error_type: Some("AccessDeniedException".into()),
                     message: "not allowed".into(),
+                    request_id: String::new(),
+                    undecodable: None,
                 });
             }
             self.accepted

@@ -64,6 +64,7 @@ pub fn clock_skew(error: &BackendError) -> Option<ClockSkew> {
         status,
         error_type,
         message,
+        ..
     } = error
     else {
         return None;
@@ -234,6 +235,8 @@ mod tests {
             status,
             error_type: kind.map(str::to_string),
             message: message.to_string(),
+            request_id: String::new(),
+            undecodable: None,
         }
     }
 

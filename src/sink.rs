@@ -161,6 +161,8 @@ mod tests {
                 status: 503,
                 error_type: None,
                 message: "unavailable".into(),
+                request_id: String::new(),
+                undecodable: None,
             })
         }
     }

@@ -463,7 +463,7 @@ mod tests {
     fn failures_run_until_the_next_success() {
         let stats = Stats::default();
         assert_eq!(stats.upload_health(), UploadHealth::default());
-        let error = BackendError::from_response(503, None, b"down");
+        let error = BackendError::from_response(503, None, None, b"down");
         stats.record_failure(&error);
         let first = stats.upload_health();
         std::thread::sleep(Duration::from_millis(20));

@@ -127,8 +127,9 @@ impl<P: PostJson> Telemetry<P> {
                 Err(err) => {
                     self.stats.backend_error(err.class());
                     log::debug!(
-                        "Failed to send telemetry {} record(s). Re-queue records. {err}",
-                        self.queue.len()
+                        "Failed to send telemetry {} record(s). Re-queue records. {}",
+                        self.queue.len(),
+                        err.sdk_text("PutTelemetryRecords")
                     );
                     return;
                 }

@@ -209,18 +209,21 @@ impl Courier {
                     if let Some(skew) = retry::clock_skew(&err) {
                         retry::report_clock_skew(skew, &err);
                     }
+                    // The original's line, its error in the AWS SDK for Go's words; what the
+                    // relay then does with the batch follows.
+                    let sdk_text = err.sdk_text("PutTraceSegments");
                     if retry::verdict(&err) == Verdict::Drop {
                         // The caller keeps or counts the batch: the uploaders through the
                         // spool, the replayer by keeping its file.
                         log::error!(
-                            "Sending segment batch failed with: {err}; giving up on {} segments (this error does not pass with retries)",
+                            "Sending segment batch failed with: {sdk_text}; dropping {} segments (this error does not pass with retries)",
                             batch.len()
                         );
                         return Delivery::Dropped;
                     }
                     Stats::add(&self.stats.retried, batch.len() as u64);
                     log::error!(
-                        "Sending segment batch failed with: {err}; will retry {} segments (attempt {})",
+                        "Sending segment batch failed with: {sdk_text}; will retry {} segments (attempt {})",
                         batch.len(),
                         backoff.attempts() + 1
                     );
@@ -395,6 +398,8 @@ mod tests {
             status: 503,
             error_type: None,
             message: "down".into(),
+            request_id: String::new(),
+            undecodable: None,
         }
     }
 
@@ -403,6 +408,8 @@ mod tests {
             status: 400,
             error_type: Some("InvalidRequestException".into()),
             message: "bad".into(),
+            request_id: String::new(),
+            undecodable: None,
         }
     }
 

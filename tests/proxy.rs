@@ -843,8 +843,9 @@ fn forwarded_statuses_get_gos_reason_phrases() {
     }
 }
 
-/// Go's server (the original's) refuses an HTTP/1.1 request without `Host` with 400 and a
-/// well-formed version other than 1.x with 505; HTTP/1.0 needs no `Host`, and 1.2 to 1.9 are
+/// Go's server (the original's) refuses an HTTP/1.1 request without `Host`, with two, or
+/// with a byte `httpguts.ValidHostHeader` refuses, with 400, and a well-formed version other
+/// than 1.x with 505, in its plain-text words; HTTP/1.0 needs no `Host`, and 1.2 to 1.9 are
 /// served as 1.1.
 #[test]
 fn a_missing_host_is_400_and_an_unknown_version_505() {
@@ -856,13 +857,58 @@ fn a_missing_host_is_400_and_an_unknown_version_505() {
         b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
     )
     .unwrap();
-    assert_eq!(no_host.status, 400);
-    assert_eq!(no_host.json()["message"], "missing required Host header");
+    assert_eq!(
+        (no_host.status, no_host.text()),
+        (
+            400,
+            "400 Bad Request: missing required Host header".to_owned()
+        )
+    );
+    assert_eq!(
+        no_host.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    for (host, expected) in [
+        ("Host: x y", "400 Bad Request: malformed Host header"),
+        ("Host: x\"y", "400 Bad Request: malformed Host header"),
+        (
+            "Host: h\u{e9}.example",
+            "400 Bad Request: malformed Host header",
+        ),
+        (
+            "Host: a\r\nHost: b",
+            "400 Bad Request: too many Host headers",
+        ),
+    ] {
+        let request = format!("GET /healthz HTTP/1.1\r\n{host}\r\n\r\n");
+        let answer = raw(tcp, request.as_bytes()).unwrap();
+        assert_eq!(
+            (answer.status, answer.text()),
+            (400, expected.to_owned()),
+            "{host}"
+        );
+    }
+    // What Go lets through: IP literals with zones, ports, sub-delims, even an empty Host.
+    for host in [
+        "[fe80::1%25eth0]:2000",
+        "xray_relay.local:2000",
+        "a!$&'()*+,;=~",
+        "",
+    ] {
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(raw(tcp, request.as_bytes()).unwrap().status, 200, "{host}");
+    }
     for version in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"] {
         let request = format!("GET /healthz {version}\r\nHost: x\r\n\r\n");
         let answer = raw(tcp, request.as_bytes()).unwrap();
-        assert_eq!(answer.status, 505, "{version}");
-        assert_eq!(answer.json()["message"], "unsupported protocol version");
+        assert_eq!(
+            (answer.status, answer.text()),
+            (
+                505,
+                "505 HTTP Version Not Supported: unsupported protocol version".to_owned()
+            ),
+            "{version}"
+        );
     }
     assert_eq!(
         status_line(tcp, b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n"),
@@ -892,6 +938,86 @@ fn a_missing_host_is_400_and_an_unknown_version_505() {
             &metrics,
             "xray_relay_proxy_refused_total{reason=\"bad_request\"}"
         ),
-        6.0
+        10.0
+    );
+}
+
+/// An endpoint that answers every request, once per connection, with a chunked `RULES`:
+/// what X-Ray does when it streams.
+fn chunked_endpoint() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = stream.read_exact(&mut body);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{RULES}\r\n0\r\n\r\n",
+                RULES.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    address
+}
+
+/// Go's server (the original's) answers an HTTP/1.0 request with an `HTTP/1.0` status line,
+/// and, as 1.0 has no chunked encoding, ends a body of unknown length by closing.
+#[test]
+fn an_http_1_0_request_is_answered_in_http_1_0() {
+    let xray = sampling_mock();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    let tcp = relay.tcp;
+    let forwarded = b"POST /GetSamplingRules HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}";
+    assert_eq!(status_line(tcp, forwarded), "HTTP/1.0 200 OK");
+    assert_eq!(
+        status_line(tcp, b"GET /healthz HTTP/1.0\r\n\r\n"),
+        "HTTP/1.0 200 OK"
+    );
+    assert_eq!(
+        status_line(tcp, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "HTTP/1.1 200 OK"
+    );
+    drop(relay);
+
+    let endpoint = format!("http://{}", chunked_endpoint());
+    let relay = Relay::start(RelayOptions::uploading_to(&endpoint));
+    let mut stream = TcpStream::connect(relay.tcp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(forwarded).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{answer}"
+    );
+    assert_eq!(body, RULES);
+    // The same answer to HTTP/1.1 stays chunked.
+    let mut stream = TcpStream::connect(relay.tcp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n")
+            && answer
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+        "{answer}"
     );
 }

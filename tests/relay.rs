@@ -281,15 +281,21 @@ fn log_lines_have_the_original_format() {
     }
 }
 
-/// The original's lines (3.6.6, `-l debug`, cfg `Endpoint`, local mode), in its order where
-/// the relay keeps it; each as `[Level] text` with the variable part cut off.
-const ORIGINAL_START_LINES: [&str; 6] = [
+/// The original's start-up lines (3.6.6, `-l debug`, cfg `Endpoint`, local mode) in its
+/// order (cmd/tracing/daemon.go: UDP socket, buffers, AWS config, telemetry, proxy, processor);
+/// each as `[Level] text`, `*` standing for the variable part.
+const ORIGINAL_START_LINES: [&str; 11] = [
     "[Info] Initializing AWS X-Ray daemon 3.6.6",
-    "[Info] Using buffer memory limit of ",
+    "[Debug] Listening on UDP 127.0.0.1:*",
+    "[Info] Using buffer memory limit of * MB",
+    "[Info] * segment buffers allocated",
+    "[Debug] Using Endpoint read from Config file: *",
     "[Info] Using region: us-east-1",
-    "[Info] HTTP Proxy server using X-Ray Endpoint : ",
-    "[Debug] Listening on UDP 127.0.0.1:",
-    "[Info] Starting proxy http server on 127.0.0.1:",
+    "[Debug] ARN of the AWS resource running the daemon: *",
+    "[Debug] Telemetry initiated",
+    "[Info] HTTP Proxy server using X-Ray Endpoint : *",
+    "[Debug] Batch size: *",
+    "[Info] Starting proxy http server on 127.0.0.1:*",
 ];
 
 #[test]
@@ -305,11 +311,16 @@ fn start_up_and_shutdown_lines_are_the_originals() {
         .lines()
         .map(|line| line.split_once(' ').unwrap().1)
         .collect();
-    let position = |prefix: &str| {
+    let position = |pattern: &str| {
+        let (start, end) = pattern.split_once('*').unwrap_or((pattern, ""));
         lines
             .iter()
-            .position(|line| line.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line {prefix:?} in\n{log}"))
+            .position(|line| {
+                line.len() >= start.len() + end.len()
+                    && line.starts_with(start)
+                    && line.ends_with(end)
+            })
+            .unwrap_or_else(|| panic!("no line {pattern:?} in\n{log}"))
     };
     let positions: Vec<usize> = ORIGINAL_START_LINES.iter().map(|p| position(p)).collect();
     assert!(positions.is_sorted(), "{positions:?} in\n{log}");
@@ -334,17 +345,14 @@ fn start_up_and_shutdown_lines_are_the_originals() {
     ] {
         assert!(lines.contains(&exact.as_str()), "no {exact:?} in\n{log}");
     }
-    let buffers = lines[position("[Info] Using buffer memory limit of ") + 1..]
-        .iter()
-        .find(|line| line.ends_with(" segment buffers allocated"))
-        .unwrap_or_else(|| panic!("no buffer count in\n{log}"));
+    let buffers = lines[position("[Info] * segment buffers allocated")];
     let count = buffers
         .strip_prefix("[Info] ")
         .and_then(|rest| rest.strip_suffix(" segment buffers allocated"))
         .unwrap();
     assert!(count.parse::<u32>().is_ok(), "{buffers}");
     assert!(
-        lines[position("[Info] Got shutdown signal: terminated") + 1..]
+        lines[position("[Info] Got shutdown signal: terminated*") + 1..]
             .iter()
             .any(|line| line
                 .starts_with("[Debug] Shutdown finished. Current epoch in nanoseconds: ")),
@@ -408,6 +416,35 @@ fn sigquit_exits_at_once_with_status_2_like_the_original() {
     assert!(stderr.starts_with("SIGQUIT: quit\n"), "{stderr}");
     let log = relay.log_text();
     assert!(!log.contains("Got shutdown signal"), "{log}");
+}
+
+#[test]
+fn an_upload_refused_by_x_ray_is_logged_in_the_originals_words() {
+    let xray = MockXRay::with_responder(Arc::new(|request| match request.path.as_str() {
+        "/TraceSegments" => (
+            400,
+            r#"{"__type":"InvalidRequestException","message":"Invalid segment"}"#.into(),
+        ),
+        _ => (200, "{}".into()),
+    }));
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    relay.send_segment(&segment(1));
+    let log = relay.wait_for_log("Sending segment batch failed", WAIT);
+    relay.stop();
+    let first_upload = xray
+        .requests()
+        .iter()
+        .position(|request| request.path == "/TraceSegments")
+        .expect("an upload")
+        + 1;
+    // The original 3.6.6 logs the AWS SDK for Go's error: operation, status, X-Ray's request
+    // id, the exception and its message.
+    let expected = format!(
+        "[Error] Sending segment batch failed with: operation error XRay: PutTraceSegments, \
+         https response error StatusCode: 400, RequestID: mock-{first_upload}, \
+         InvalidRequestException: Invalid segment"
+    );
+    assert!(log.contains(&expected), "{log}");
 }
 
 #[test]

@@ -237,17 +237,19 @@ impl XRayClient {
         for (name, value) in &signature {
             builder = builder.header(*name, value.as_str());
         }
-        let mut response = builder.send(body).map_err(BackendError::from_transport)?;
+        let failed = |error| BackendError::from_transport(error, "POST", &url);
+        let mut response = builder.send(body).map_err(failed)?;
         let status = response.status().as_u16();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .body_mut()
-            .read_to_vec()
-            .map_err(BackendError::from_transport)?;
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let error_type = header("x-amzn-errortype");
+        let request_id = header("x-amzn-requestid");
+        let body = response.body_mut().read_to_vec().map_err(failed)?;
         log::debug!("POST {url}: HTTP {status}, {} bytes", body.len());
         if (200..300).contains(&status) {
             Ok(Response { status, body })
@@ -255,6 +257,7 @@ impl XRayClient {
             Err(BackendError::from_response(
                 status,
                 error_type.as_deref(),
+                request_id.as_deref(),
                 &body,
             ))
         }
@@ -306,7 +309,9 @@ impl XRayClient {
         for (name, value) in &signature {
             builder = builder.header(*name, value.as_str());
         }
-        let mut response = builder.send(body).map_err(BackendError::from_transport)?;
+        let mut response = builder
+            .send(body)
+            .map_err(|err| BackendError::from_transport(err, "POST", url))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -316,7 +321,7 @@ impl XRayClient {
         let body = response
             .body_mut()
             .read_to_vec()
-            .map_err(BackendError::from_transport)?;
+            .map_err(|err| BackendError::from_transport(err, "POST", url))?;
         log::debug!("POST {url}: HTTP {status}, {} bytes", body.len());
         Ok(RawResponse {
             status,
@@ -396,7 +401,7 @@ impl XRayClient {
         let response = self
             .agent
             .run(http_request)
-            .map_err(BackendError::from_transport)?;
+            .map_err(|error| BackendError::from_transport(error, &request.method, &url))?;
         let status = response.status().as_u16();
         log::debug!("{} {url}: HTTP {status} (forwarded)", request.method);
         let headers = response

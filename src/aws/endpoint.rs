@@ -71,8 +71,9 @@ const FIPS_REGIONS: &[&str] = &[
 /// or `AWS_ENDPOINT_URL` (unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), else the
 /// region's default, using the FIPS host when `AWS_USE_FIPS_ENDPOINT=true` and one exists.
 pub fn xray_endpoint(configured: Option<&str>, region: &str, env: &Env) -> String {
+    // The caller logs the original's `Using Endpoint read from Config file` line, at the
+    // point the original does (before the region is known).
     if let Some(endpoint) = configured.map(str::trim).filter(|e| !e.is_empty()) {
-        log::debug!("Using Endpoint read from Config file: {endpoint}");
         return endpoint.to_owned();
     }
     if !env.is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")

@@ -48,6 +48,18 @@ impl Answer {
         answer
     }
 
+    /// A refusal Go's server (the original's) writes itself, before any handler runs: plain
+    /// text `{status} {reason}: {text}` (`400 Bad Request: malformed Host header`).
+    pub fn go_server_error(status: u16, text: &str) -> Answer {
+        let reason = reason(status).unwrap_or("status code");
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: format!("{status} {reason}: {text}").into_bytes(),
+        }
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
         self.headers.push((name, value.into()));
@@ -100,6 +112,15 @@ pub fn encode_head<'a>(
     }
     head.extend_from_slice(b"\r\n");
     head
+}
+
+/// `answer` (status line first) for a request of HTTP/1.`minor`: Go's server, the
+/// original's, answers an HTTP/1.0 request with an `HTTP/1.0` status line.
+pub fn for_version(mut answer: Vec<u8>, minor: u8) -> Vec<u8> {
+    if minor == 0 && answer.starts_with(b"HTTP/1.1 ") {
+        answer[7] = b'0';
+    }
+    answer
 }
 
 /// Writes all of `bytes` within `timeout`; a timeout is [`io::ErrorKind::TimedOut`].
@@ -203,6 +224,13 @@ pub fn reason(status: u16) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_1_0_request_gets_an_http_1_0_status_line() {
+        let answer = Answer::json(200, "{}").encode(false);
+        assert!(for_version(answer.clone(), 0).starts_with(b"HTTP/1.0 200 OK\r\n"));
+        assert_eq!(for_version(answer.clone(), 1), answer);
+    }
 
     #[test]
     fn an_error_answer_is_x_ray_shaped() {

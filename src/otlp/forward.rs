@@ -116,8 +116,10 @@ pub fn error_of(status: u16, body: &[u8]) -> BackendError {
             status,
             error_type: None,
             message,
+            request_id: String::new(),
+            undecodable: None,
         },
-        _ => BackendError::from_response(status, None, body),
+        _ => BackendError::from_response(status, None, None, body),
     }
 }
 
@@ -308,6 +310,8 @@ mod tests {
                 status,
                 error_type: None,
                 message: message.into(),
+                request_id: String::new(),
+                undecodable: None,
             },
             retry_after: None,
         })

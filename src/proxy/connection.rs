@@ -53,9 +53,8 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge, 
             }
         };
         first = false;
-        // Go's server (the original's) refuses an HTTP/1.1 request without a Host header.
-        if head.version == 1 && head.header("host").is_none() {
-            let answer = Answer::error(400, "BadRequestException", "missing required Host header");
+        if let Some(problem) = host_header_problem(&head) {
+            let answer = Answer::go_server_error(400, problem);
             refuse(&stream, &shared, Refusal::BadRequest, answer).await;
             return;
         }
@@ -116,7 +115,7 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge, 
                     head.method,
                     head.path()
                 );
-                answer(&mut output, &shared, not_sampling(), head.keep_alive).await
+                answer(&mut output, &shared, not_sampling(), &head).await
             }
             Route::Forward => match &shared.upstream {
                 Upstream::XRay(upstream) => {
@@ -126,19 +125,17 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, _open: Gauge, 
                         &shared,
                         upstream.clone(),
                         request,
-                        head.keep_alive,
+                        (head.keep_alive, head.version),
                     )
                     .await
                 }
-                Upstream::Offline => {
-                    answer(&mut output, &shared, unavailable(&head), head.keep_alive).await
-                }
+                Upstream::Offline => answer(&mut output, &shared, unavailable(&head), &head).await,
             },
             Route::NotAllowed => After::Close,
             local_route => {
                 shared.stats.proxy.local.fetch_add(1, Ordering::Relaxed);
                 let local_answer = answer_locally(&shared, local_route, &head, &body);
-                answer(&mut output, &shared, local_answer, head.keep_alive).await
+                answer(&mut output, &shared, local_answer, &head).await
             }
         };
         if after == After::Close {
@@ -240,11 +237,7 @@ fn head_refusal(error: &HeadError) -> (Refusal, Answer) {
         ),
         HeadError::VersionNotSupported => (
             Refusal::BadRequest,
-            Answer::error(
-                505,
-                "HttpVersionNotSupportedException",
-                "unsupported protocol version",
-            ),
+            Answer::go_server_error(505, "unsupported protocol version"),
         ),
         HeadError::LengthRequired => (
             Refusal::LengthRequired,
@@ -255,6 +248,27 @@ fn head_refusal(error: &HeadError) -> (Refusal, Answer) {
             ),
         ),
     }
+}
+
+/// What Go's server (the original's) finds wrong with the `Host` header before any handler
+/// runs, in its words: none on HTTP/1.1, more than one, or a byte no host name has.
+fn host_header_problem(head: &Head) -> Option<&'static str> {
+    let mut hosts = head
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("host"));
+    match (hosts.next(), hosts.next()) {
+        (None, _) if head.version >= 1 => Some("missing required Host header"),
+        (Some(_), Some(_)) => Some("too many Host headers"),
+        (Some((_, host)), None) if !host.bytes().all(is_host_byte) => Some("malformed Host header"),
+        _ => None,
+    }
+}
+
+/// The bytes Go's `httpguts.ValidHostHeader` lets through: those of a host name, an IP
+/// literal with zone, and a port, leniently (any order).
+fn is_host_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!$%&()*+,-.:;=[']_~".contains(&byte)
 }
 
 fn unavailable(head: &Head) -> Answer {
@@ -334,9 +348,10 @@ pub(super) async fn answer(
     output: &mut TcpStream,
     shared: &Shared,
     answer: Answer,
-    keep_alive: bool,
+    head: &Head,
 ) -> After {
-    let bytes = answer.encode(keep_alive);
+    let keep_alive = head.keep_alive;
+    let bytes = response::for_version(answer.encode(keep_alive), head.version);
     match response::write_within(output, &bytes, shared.limits.write_timeout).await {
         Ok(()) if keep_alive => After::Continue,
         _ => After::Close,

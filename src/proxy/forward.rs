@@ -107,14 +107,14 @@ pub enum After {
 /// How much of X-Ray's body is read per piece.
 const PIECE_BYTES: usize = 16 * 1024;
 
-/// Forwards `request` through `upstream` and writes X-Ray's answer (or an error of the
-/// relay's) to `io`.
+/// Forwards `request` (of HTTP/1.`version`) through `upstream` and writes X-Ray's answer
+/// (or an error of the relay's) to `io`.
 pub(super) async fn forward<W: AsyncWrite + Unpin>(
     io: &mut W,
     shared: &Shared,
     upstream: Arc<dyn Forward>,
     request: ForwardRequest,
-    keep_alive: bool,
+    (keep_alive, version): (bool, u8),
 ) -> After {
     let limits = &shared.limits;
     let slot = crate::http::take_slot(&shared.forward_slots, limits.forward_wait).await;
@@ -126,7 +126,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
             "every forwarding slot of the relay stayed busy; try again",
         )
         .with_header("Retry-After", "1");
-        return write_answer(io, &answer, keep_alive, limits.write_timeout).await;
+        return write_answer(io, &answer, (keep_alive, version), limits.write_timeout).await;
     };
     let method_is_head = request.method == "HEAD";
     let target = request.target.clone();
@@ -153,12 +153,12 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
         }) => (status, headers, length),
         Some(Piece::Failed(error)) => {
             let answer = failure_answer(shared, &target, &error);
-            return write_answer(io, &answer, keep_alive, limits.write_timeout).await;
+            return write_answer(io, &answer, (keep_alive, version), limits.write_timeout).await;
         }
         _ => {
             shared.stats.proxy.upstream_error(ErrorClass::Timeout);
             let answer = Answer::error(504, "GatewayTimeout", "X-Ray did not answer in time");
-            return write_answer(io, &answer, keep_alive, limits.write_timeout).await;
+            return write_answer(io, &answer, (keep_alive, version), limits.write_timeout).await;
         }
     };
     shared
@@ -170,6 +170,9 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
     let framing = match (body_allowed, length) {
         (false, _) => Framing::NoBody,
         (true, Some(length)) => Framing::Length(length),
+        // HTTP/1.0 has no chunked encoding: as Go's server, the body ends where the connection
+        // does (1.0 connections are never kept open).
+        (true, None) if version == 0 => Framing::NoBody,
         (true, None) => Framing::Chunked,
     };
     let passed = headers.iter().filter(|(name, _)| {
@@ -182,6 +185,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
         framing,
         keep_alive,
     );
+    let head = response::for_version(head, version);
     if response::write_within(io, &head, limits.write_timeout)
         .await
         .is_err()
@@ -309,10 +313,11 @@ fn failure_answer(shared: &Shared, target: &str, error: &BackendError) -> Answer
 async fn write_answer<W: AsyncWrite + Unpin>(
     io: &mut W,
     answer: &Answer,
-    keep_alive: bool,
+    (keep_alive, version): (bool, u8),
     timeout: Duration,
 ) -> After {
-    match response::write_within(io, &answer.encode(keep_alive), timeout).await {
+    let bytes = response::for_version(answer.encode(keep_alive), version);
+    match response::write_within(io, &bytes, timeout).await {
         Ok(()) if keep_alive => After::Continue,
         _ => After::Close,
     }

@@ -93,5 +93,5 @@ pub(super) async fn serve(
     let reply = receiver.handle(accepted, &body);
     drop(body);
     let mut output = stream.clone();
-    answer(&mut output, shared, reply, head.keep_alive).await
+    answer(&mut output, shared, reply, head).await
 }

@@ -163,8 +163,13 @@ pub fn xray_reply(data: &[u8]) {
         let _ = unprocessed_is_transient(unprocessed.error_code.as_deref());
     }
     let _ = segment_ids(body);
-    let error = BackendError::from_response(status, header, body);
-    let _ = (verdict(&error), error.class(), error.to_string());
+    let error = BackendError::from_response(status, header, header, body);
+    let _ = (
+        verdict(&error),
+        error.class(),
+        error.to_string(),
+        error.sdk_text("PutTraceSegments"),
+    );
     if let BackendError::Http { message, .. } = &error {
         assert!(
             message.chars().count() <= body.len().max(512),

@@ -157,9 +157,14 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Request>>, responder: &Responde
         };
         let (status, reply) = responder(&request);
         request.status = status;
-        recorded.lock().unwrap().push(request);
+        let request_id = {
+            let mut recorded = recorded.lock().unwrap();
+            recorded.push(request);
+            // As X-Ray, every answer carries a request id: `mock-1` for the first request.
+            format!("mock-{}", recorded.len())
+        };
         let response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nx-amzn-RequestId: {request_id}\r\nContent-Length: {}\r\n\r\n{reply}",
             reply.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {

@@ -278,6 +278,7 @@ fn a_400_answer_keeps_the_error_type_and_message() {
             status,
             error_type,
             message,
+            ..
         } => {
             assert_eq!(status, 400);
             assert_eq!(error_type.as_deref(), Some("InvalidRequestException"));

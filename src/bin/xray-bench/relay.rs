@@ -111,7 +111,9 @@ impl Relay {
             log,
             keep_logs: options.keep_logs,
         };
-        relay.wait_for_log("Listening on UDP", Duration::from_secs(60))?;
+        // The last start-up line: every socket is bound (`Listening on UDP` comes before the
+        // UDP bind, as in the original).
+        relay.wait_for_log("Starting proxy http server on", Duration::from_secs(60))?;
         Ok(relay)
     }
 

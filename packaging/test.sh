@@ -140,9 +140,19 @@ check "armv7: ARMv7-A, Thumb-2, VFPv3-D16 hard float, no NEON (ELF attributes)" 
     grep -q 'Tag_CPU_arch: v7\$' <<<\"\$a\" && grep -q 'Tag_THUMB_ISA_use: Thumb-2' <<<\"\$a\" &&
     grep -q 'Tag_FP_arch: VFPv3-D16' <<<\"\$a\" && grep -q 'Tag_ABI_VFP_args: VFP registers' <<<\"\$a\" &&
     ! grep -q 'Tag_Advanced_SIMD_arch' <<<\"\$a\""
+# Skipped there: the three credential_process tests that fork and exec `sh`. qemu-user can
+# deadlock a child forked from a multi-threaded guest before it execs (seen here once in a
+# few runs: the child stuck on a futex, the test waiting on it for good); that code has
+# nothing architecture-specific and its tests run natively. The timeout turns any other
+# emulator hang into a failure instead of a stalled CI (the run takes about a minute).
 start=$SECONDS
-check "armv7 unit tests pass under qemu-arm-static (cross/cargo-armv7 test)" \
-    env CARGO_TARGET_DIR="$target_dir" nice -n 10 cross/cargo-armv7 test --locked --lib
+check "armv7 unit tests build (cross/cargo-armv7 test --no-run)" \
+    env CARGO_TARGET_DIR="$target_dir" nice -n 10 cross/cargo-armv7 test --locked --lib --no-run
+sh_tests=aws::credentials::process::tests
+check "armv7 unit tests pass under qemu-arm-static (all but the 3 that start sh)" \
+    env CARGO_TARGET_DIR="$target_dir" timeout 600 cross/cargo-armv7 test --locked --lib -- \
+    --skip $sh_tests::runs_the_command_through_the_shell --skip $sh_tests::a_failing_command_is_named_with_its_status \
+    --skip $sh_tests::a_command_that_hangs_is_killed
 echo "  (armv7 unit tests took $((SECONDS - start)) s)"
 start=$SECONDS
 check "integration tests (relay, faults, security) pass against the armv7 binary under qemu" \

@@ -39,11 +39,8 @@ declare -A rpmarch=([x86_64]=x86_64 [aarch64]=aarch64 [armv7]=armv7hl)
 
 # Which targets, and their binaries: prebuilt ones from XRAY_BIN_<arch>, the rest built now.
 read -ra want <<<"${XRAY_TARGETS:-all}"
-[[ ${want[*]} == all ]] && {
-    want=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
-    rustup target list --installed | grep -qx armv7-unknown-linux-musleabihf \
-        && want+=(armv7-unknown-linux-musleabihf)
-}
+[[ ${want[*]} == all ]] \
+    && want=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
 declare -A bin=()
 to_build=()
 for t in "${want[@]}"; do

@@ -143,16 +143,21 @@ check "armv7: ARMv7-A, Thumb-2, VFPv3-D16 hard float, no NEON (ELF attributes)" 
 # Skipped there: the three credential_process tests that fork and exec `sh`. qemu-user can
 # deadlock a child forked from a multi-threaded guest before it execs (seen here once in a
 # few runs: the child stuck on a futex, the test waiting on it for good); that code has
-# nothing architecture-specific and its tests run natively. The timeout turns any other
+# nothing architecture-specific and its tests run natively. Also skipped: the kernel-drops
+# test (qemu-user does not pass SO_RXQ_OVFL on: ENOPROTOOPT, which the relay logs and
+# carries on from) and the spool-queue test, whose 8 MB must reach the disk within the
+# spool's 5 s stop bound: a debug build under emulation writes more slowly than that. The timeout turns any other
 # emulator hang into a failure instead of a stalled CI (the run takes about a minute).
 start=$SECONDS
 check "armv7 unit tests build (cross/cargo-armv7 test --no-run)" \
     env CARGO_TARGET_DIR="$target_dir" nice -n 10 cross/cargo-armv7 test --locked --lib --no-run
 sh_tests=aws::credentials::process::tests
-check "armv7 unit tests pass under qemu-arm-static (all but the 3 that start sh)" \
+check "armv7 unit tests pass under qemu-arm-static (all but the 5 skipped below)" \
     env CARGO_TARGET_DIR="$target_dir" timeout 600 cross/cargo-armv7 test --locked --lib -- \
     --skip $sh_tests::runs_the_command_through_the_shell --skip $sh_tests::a_failing_command_is_named_with_its_status \
-    --skip $sh_tests::a_command_that_hangs_is_killed
+    --skip $sh_tests::a_command_that_hangs_is_killed \
+    --skip reader::tests::the_kernels_drops_on_a_full_socket_are_reported \
+    --skip spool::tests::the_receiver_never_waits_and_counts_what_does_not_fit_the_queue
 echo "  (armv7 unit tests took $((SECONDS - start)) s)"
 start=$SECONDS
 check "integration tests (relay, faults, security) pass against the armv7 binary under qemu" \

@@ -450,8 +450,14 @@ impl Spool {
             while !queue.writer_gone {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
+                    // A slow disk: what is still queued will not be on disk before the
+                    // process ends, so it is lost, and counted as such now.
+                    let unwritten = queue.documents.len() as u64;
+                    queue.documents.clear();
+                    queue.bytes = 0;
+                    count_lost(&shared.stats, Unsent::Unfinished, unwritten);
                     log::warn!(
-                        "The spool writer did not finish within {STOP_WAIT:?}; what it still held is lost"
+                        "The spool writer did not finish within {STOP_WAIT:?}; {unwritten} queued segments are lost"
                     );
                     break;
                 }

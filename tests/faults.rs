@@ -300,17 +300,15 @@ fn a_failing_dns_name_is_logged_retried_and_spooled_at_shutdown() {
     );
 }
 
-#[test]
-fn a_signature_expired_answer_is_retried_until_accepted() {
+/// Sends 20 segments to an X-Ray that answers the first `refusals` uploads with 403 and
+/// `body`, then accepts; checks every segment arrived and the relay exited cleanly, and
+/// returns its log.
+fn delivered_through_403s(refusals: usize, body: &'static str) -> String {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
     let xray = MockXRay::with_responder(Arc::new(move |request| {
-        if request.path == "/TraceSegments" && seen.fetch_add(1, Ordering::SeqCst) < 2 {
-            (
-                403,
-                r#"{"message":"Signature expired: 20161124T060706Z is now earlier than 20161124T061206Z (20161124T061706Z - 5 min.)"}"#
-                    .into(),
-            )
+        if request.path == "/TraceSegments" && seen.fetch_add(1, Ordering::SeqCst) < refusals {
+            (403, body.into())
         } else {
             (200, "{}".into())
         }
@@ -324,6 +322,15 @@ fn a_signature_expired_answer_is_retried_until_accepted() {
     let (status, log) = relay.stop();
     assert!(status.success(), "{log}");
     assert_eq!(sorted(received), sorted(sent), "log:\n{log}");
+    log
+}
+
+#[test]
+fn a_signature_expired_answer_is_retried_until_accepted() {
+    let log = delivered_through_403s(
+        2,
+        r#"{"message":"Signature expired: 20161124T060706Z is now earlier than 20161124T061206Z (20161124T061706Z - 5 min.)"}"#,
+    );
     assert!(
         log.contains("Signature expired") && log.contains("will retry"),
         "{log}"
@@ -332,28 +339,10 @@ fn a_signature_expired_answer_is_retried_until_accepted() {
 
 #[test]
 fn a_fast_clock_is_retried_until_accepted_and_said_once_with_the_skew() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = calls.clone();
-    let xray = MockXRay::with_responder(Arc::new(move |request| {
-        if request.path == "/TraceSegments" && seen.fetch_add(1, Ordering::SeqCst) < 3 {
-            (
-                403,
-                r#"{"__type":"InvalidSignatureException","message":"Signature not yet current: 20261204T171000Z is still later than 20261204T170500Z (20261204T170000Z + 5 min.)"}"#
-                    .into(),
-            )
-        } else {
-            (200, "{}".into())
-        }
-    }));
-    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
-    let sent: Vec<String> = (0..20).map(segment).collect();
-    for document in &sent {
-        relay.send_segment(document);
-    }
-    let received = xray.wait_for_documents(sent.len(), WAIT);
-    let (status, log) = relay.stop();
-    assert!(status.success(), "{log}");
-    assert_eq!(sorted(received), sorted(sent), "log:\n{log}");
+    let log = delivered_through_403s(
+        3,
+        r#"{"__type":"InvalidSignatureException","message":"Signature not yet current: 20261204T171000Z is still later than 20261204T170500Z (20261204T170000Z + 5 min.)"}"#,
+    );
     assert_eq!(count(&log, "will retry"), 3, "{log}");
     assert_eq!(
         count(&log, "this host's clock is 600 s ahead of X-Ray's"),

@@ -265,6 +265,25 @@ mod tests {
         })
     }
 
+    /// Replays `spool` on a thread of its own (pauses of 200 ms) into an X-Ray that refuses
+    /// the first `refusals` calls.
+    fn replaying(
+        refusals: u32,
+        spool: &Arc<Spool>,
+        stats: &Arc<Stats>,
+    ) -> (Arc<Refusing>, std::thread::JoinHandle<()>) {
+        let xray = Arc::new(Refusing {
+            calls: AtomicU32::new(0),
+            refusals,
+            accepted: Mutex::new(Vec::new()),
+        });
+        let courier = courier(xray.clone(), spool, stats);
+        let spool = spool.clone();
+        let replayer =
+            std::thread::spawn(move || run(&courier, &spool, Duration::from_millis(200)));
+        (xray, replayer)
+    }
+
     #[test]
     fn a_permanent_error_keeps_the_file_pauses_and_delivers_everything_afterwards() {
         let dir = TempDir::new("replay-refused");
@@ -272,17 +291,8 @@ mod tests {
         let (spool, stats) = spooled(&dir, &docs);
         let file = spool.files().remove(0);
         // The file's second batch is refused twice: replay pauses twice, keeping the file.
-        let xray = Arc::new(Refusing {
-            calls: AtomicU32::new(0),
-            refusals: 2,
-            accepted: Mutex::new(Vec::new()),
-        });
-        let courier = courier(xray.clone(), &spool, &stats);
         let started = Instant::now();
-        let replayer = {
-            let (courier, spool) = (courier.clone(), spool.clone());
-            std::thread::spawn(move || run(&courier, &spool, Duration::from_millis(200)))
-        };
+        let (xray, replayer) = replaying(2, &spool, &stats);
         let deadline = Instant::now() + Duration::from_secs(10);
         while xray.accepted.lock().unwrap().len() < 50 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -318,16 +328,7 @@ mod tests {
         let record = 10 + docs[0].len();
         bytes[8 + 4 * record + 10 + 3] ^= 0xff;
         std::fs::write(&file, &bytes).unwrap();
-        let xray = Arc::new(Refusing {
-            calls: AtomicU32::new(0),
-            refusals: 0,
-            accepted: Mutex::new(Vec::new()),
-        });
-        let courier = courier(xray.clone(), &spool, &stats);
-        let replayer = {
-            let (courier, spool) = (courier.clone(), spool.clone());
-            std::thread::spawn(move || run(&courier, &spool, Duration::from_millis(200)))
-        };
+        let (xray, replayer) = replaying(0, &spool, &stats);
         let deadline = Instant::now() + Duration::from_secs(10);
         while file.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -350,16 +351,7 @@ mod tests {
         let unreadable = dir.0.join("00000000000000000001.spool");
         std::fs::create_dir(&unreadable).unwrap();
         let (spool, stats) = spooled(&dir, &[doc(1)]);
-        let xray = Arc::new(Refusing {
-            calls: AtomicU32::new(0),
-            refusals: 0,
-            accepted: Mutex::new(Vec::new()),
-        });
-        let courier = courier(xray.clone(), &spool, &stats);
-        let replayer = {
-            let (courier, spool) = (courier.clone(), spool.clone());
-            std::thread::spawn(move || run(&courier, &spool, Duration::from_millis(200)))
-        };
+        let (_xray, replayer) = replaying(0, &spool, &stats);
         std::thread::sleep(Duration::from_millis(300));
         spool.stop();
         replayer.join().unwrap();

@@ -76,7 +76,7 @@ pub struct Flags {
     /// the TCP address to receive OpenTelemetry traces on, OTLP/HTTP (`--otlp-address`).
     #[argh(option)]
     pub otlp_address: Option<String>,
-    /// where OpenTelemetry traces go: otlp or segments (`--otlp-destination`).
+    /// where OpenTelemetry traces go: auto, otlp or segments (`--otlp-destination`).
     #[argh(option)]
     pub otlp_destination: Option<String>,
 }
@@ -287,7 +287,7 @@ const FLAGS: [FlagSpec; 17] = [
         long: "otlp-destination",
         short: None,
         kind: ValueKind::Text,
-        usage: "Where OpenTelemetry traces go: otlp (X-Ray's OTLP endpoint) or segments (translated to X-Ray segments).",
+        usage: "Where OpenTelemetry traces go: auto (the default: otlp where the account uses Transaction Search, else segments), otlp (X-Ray's OTLP endpoint) or segments (translated to X-Ray segments).",
     },
 ];
 

@@ -138,8 +138,8 @@ pub struct OtlpConfig {
     pub http_address: String,
     /// `OTLP.Endpoint`: where spans go; empty for `/v1/traces` under the X-Ray endpoint.
     pub endpoint: String,
-    /// `OTLP.Destination`: `otlp` (the only one so far); setting it also turns on
-    /// `POST /v1/traces` on the proxy port.
+    /// `OTLP.Destination`: `auto` (empty: the default), `otlp` or `segments`; setting it also
+    /// turns on `POST /v1/traces` on the proxy port.
     pub destination: String,
     /// `OTLP.Compression`: `gzip` (the default) or `none` for requests to X-Ray.
     pub compression: String,

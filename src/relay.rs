@@ -1,5 +1,7 @@
 //! The running relay: wires receive → pool → upload and telemetry, then shuts them down in order.
 
+use crate::otlp::auto::{self, Choice};
+use crate::otlp::forward::Destination as OtlpDestination;
 use crate::pool::{Pool, Spilled};
 use crate::proxy::{self, HealthPolicy, Upstream};
 use crate::settings::Settings;
@@ -12,7 +14,7 @@ use crate::upload::Courier;
 use crate::{receive, replay, upload};
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -175,15 +177,7 @@ fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Starte
         } => Stats::with_credential_refresh_failures(credential_refresh_failures.clone()),
         Output::Local(_) => Stats::default(),
     });
-    let to_segments = match settings.otlp.destination.as_deref() {
-        Some(d) if d.eq_ignore_ascii_case("segments") => true,
-        Some(d) if !d.eq_ignore_ascii_case("otlp") => {
-            return Err(StartError(format!(
-                "OTLP.Destination {d:?} is not known: the destinations are otlp and segments"
-            )));
-        }
-        _ => false,
-    };
+    let choice = Choice::parse(settings.otlp.destination.as_deref()).map_err(StartError)?;
     // Where the original's processor logs it, after the proxy's endpoint line.
     log::debug!(
         "Batch size: {}",
@@ -204,6 +198,11 @@ fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Starte
         None => None,
     };
 
+    // For `auto`: the signed client also asks X-Ray where the account's spans go.
+    let api = match &output {
+        Output::XRay { client, .. } => Some(client.clone()),
+        Output::Local(_) => None,
+    };
     let (destination, telemetry, upstream, otlp_destination): (Arc<dyn Destination>, _, _, _) =
         match output {
             Output::XRay {
@@ -248,17 +247,31 @@ fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Starte
     };
     // `segments`: spans go into the segment pool as X-Ray documents, so everything after
     // the pool (uploads or the local sink, spool, telemetry) applies to them.
-    let otlp_destination = match otlp_destination {
-        Some(_) if to_segments => Some(crate::otlp::forward::Destination::Segments(Arc::new(
-            crate::otlp::segments::ToPool::new(
-                pool.clone(),
-                stats.clone(),
-                spool.clone(),
-                settings.otlp.indexing.clone(),
-            ),
-        ))),
-        other => other,
+    let to_pool = || {
+        Arc::new(crate::otlp::segments::ToPool::new(
+            pool.clone(),
+            stats.clone(),
+            spool.clone(),
+            settings.otlp.indexing.clone(),
+        ))
     };
+    let otlp_destination = match (otlp_destination, choice) {
+        (Some(_), Choice::Segments) => Some(OtlpDestination::Segments(to_pool())),
+        (Some(OtlpDestination::Export(export)), Choice::Auto) => Some(OtlpDestination::Auto {
+            export,
+            segments: to_pool(),
+        }),
+        (Some(_), Choice::Auto) => {
+            // Offline there is no account to ask; segments show what X-Ray would get.
+            log::info!(
+                "OTLP.Destination auto: spans are written to the local sink as X-Ray segments (offline; --otlp-destination otlp writes OTLP JSON lines)"
+            );
+            Some(OtlpDestination::Segments(to_pool()))
+        }
+        (other, _) => other,
+    };
+    let segments_only = matches!(otlp_destination, Some(OtlpDestination::Segments(_)));
+    let auto = matches!(otlp_destination, Some(OtlpDestination::Auto { .. }));
     let otlp = match (otlp_bytes, otlp_destination) {
         (Some(bytes), Some(destination)) => {
             let spool_max_bytes = settings.spool_max_mb.saturating_mul(1024 * 1024);
@@ -268,6 +281,17 @@ fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Starte
                 .map(|dir| (dir, spool_max_bytes));
             let running = crate::otlp::start(bytes, destination, spool, stats.clone())
                 .map_err(|err| StartError(format!("cannot start OTLP forwarding: {err}")))?;
+            let otlp_stats = &running.receiver.stats;
+            if segments_only {
+                otlp_stats
+                    .destination
+                    .store(auto::SEGMENTS, Ordering::Relaxed);
+            }
+            if let (true, Some(api)) = (auto, api) {
+                auto::spawn_probe(api, otlp_stats.clone()).map_err(|err| {
+                    StartError(format!("cannot start the OTLP destination check: {err}"))
+                })?;
+            }
             log::info!(
                 "OTLP buffer: {bytes} bytes; segment buffer: {} bytes (--buffer-memory is shared)",
                 pool.fill().capacity_bytes

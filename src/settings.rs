@@ -90,7 +90,7 @@ pub struct OtlpSettings {
     pub address: Option<String>,
     /// Where spans go (`OTLP.Endpoint`); `None`: `/v1/traces` under the X-Ray endpoint.
     pub endpoint: Option<String>,
-    /// `--otlp-destination`, `OTLP.Destination`: `otlp` or `segments`.
+    /// `--otlp-destination`, `OTLP.Destination`: `auto` (`None`), `otlp` or `segments`.
     pub destination: Option<String>,
     /// Compress requests to X-Ray (`OTLP.Compression` is not `none`).
     pub gzip: bool,

@@ -6,7 +6,7 @@
 use super::protobuf::{self, Value};
 use super::queue::Queue;
 use super::split::{Chunk, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
-use super::{OtlpStats, gzip, schema};
+use super::{OtlpStats, auto, gzip, schema};
 use crate::aws::{BackendError, XRayClient};
 use crate::retry::{self, Backoff, Verdict};
 use crate::sink::LocalSink;
@@ -132,6 +132,14 @@ pub enum Destination {
     Local(Arc<LocalSink>),
     /// Translated to X-Ray documents in the segment pool (`OTLP.Destination: segments`).
     Segments(Arc<super::segments::ToPool>),
+    /// `OTLP.Destination: auto`: `export` until the account turns out to need segments (see
+    /// [`super::auto`]), then `segments`.
+    Auto {
+        /// X-Ray's OTLP endpoint.
+        export: Arc<dyn Export>,
+        /// The segment pool.
+        segments: Arc<super::segments::ToPool>,
+    },
 }
 
 /// One forwarder's view of the OTLP path.
@@ -192,8 +200,11 @@ impl Forwarder {
                 to_pool.deliver(chunks, &self.stats, &self.queue);
                 return Delivery::Done;
             }
-            Destination::Export(export) => export,
+            Destination::Export(export) | Destination::Auto { export, .. } => export,
         };
+        if self.to_segments(chunks) {
+            return Delivery::Done;
+        }
         // Repeated fields concatenate: chunks joined are one request. One chunk is sent as is.
         let joined;
         let request: &[u8] = match chunks {
@@ -228,6 +239,17 @@ impl Forwarder {
                 relay_stats.backend_error(failure.error.class());
             }
             if retry::verdict(&failure.error) == Verdict::Drop {
+                if let Destination::Auto { .. } = &self.destination
+                    && auto::is_refusal(&failure.error)
+                {
+                    // The refused chunks go the new way too: nothing is lost by the switch.
+                    auto::switch(
+                        &self.stats,
+                        &format!("X-Ray's OTLP endpoint refused them ({})", failure.error),
+                    );
+                    self.to_segments(chunks);
+                    return Delivery::Done;
+                }
                 OtlpStats::add(&self.stats.spans_refused, spans);
                 self.log_once(
                     &failure.error.to_string(),
@@ -250,7 +272,22 @@ impl Forwarder {
                 );
                 return Delivery::Abandoned;
             }
+            if self.to_segments(chunks) {
+                return Delivery::Done;
+            }
             OtlpStats::add(&self.stats.spans_retried, spans);
+        }
+    }
+
+    /// With `auto` once it chose segments, translates `chunks` into the pool; `false` (and
+    /// nothing done) otherwise.
+    fn to_segments(&self, chunks: &[Chunk]) -> bool {
+        match &self.destination {
+            Destination::Auto { segments, .. } if auto::to_segments(&self.stats) => {
+                segments.deliver(chunks, &self.stats, &self.queue);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -364,6 +401,88 @@ mod tests {
         assert_eq!(forwarder.stats.snapshot().spans_refused, 5);
         assert_eq!(forwarder.logged.lock().unwrap().len(), 1);
         assert!(forwarder.logged.lock().unwrap()[0].contains(search));
+    }
+
+    /// A request of one span with id `[n; 8]`, which translates to one segment.
+    fn span_chunk(n: u8) -> Chunk {
+        let mut span = Vec::new();
+        put_bytes(&mut span, 1, &[7; 16]);
+        put_bytes(&mut span, 2, &[n; 8]);
+        put_bytes(&mut span, 5, b"work");
+        put_tag(&mut span, 7, protobuf::I64);
+        span.extend_from_slice(&1_700_000_000_000_000_000u64.to_le_bytes());
+        let mut scope = Vec::new();
+        put_bytes(&mut scope, 2, &span);
+        let mut resource_spans = Vec::new();
+        put_bytes(&mut resource_spans, 2, &scope);
+        let mut bytes = Vec::new();
+        put_bytes(&mut bytes, 1, &resource_spans);
+        Chunk { bytes, spans: 1 }
+    }
+
+    /// A forwarder with `auto`, and the segment pool it switches to.
+    fn auto_forwarder(
+        answers: Vec<Result<Exported, ExportError>>,
+    ) -> (Forwarder, Arc<Scripted>, Arc<crate::pool::Pool>) {
+        let (mut forwarder, scripted) = forwarder(answers);
+        let pool = Arc::new(crate::pool::Pool::with_memory(crate::pool::MIN_POOL_BYTES));
+        forwarder.destination = Destination::Auto {
+            export: scripted.clone(),
+            segments: Arc::new(super::super::segments::ToPool::new(
+                pool.clone(),
+                Arc::new(crate::stats::Stats::default()),
+                None,
+                Default::default(),
+            )),
+        };
+        (forwarder, scripted, pool)
+    }
+
+    fn pooled(pool: &crate::pool::Pool) -> usize {
+        pool.close();
+        let mut batch = crate::pool::Batch::new();
+        let mut n = 0;
+        while pool.take_batch(&mut batch) {
+            n += batch.documents().count();
+            pool.release(&batch);
+        }
+        n
+    }
+
+    #[test]
+    fn auto_switches_on_the_transaction_search_400_and_resends_the_refused_spans() {
+        let refusal =
+            "The OTLP API is supported with CloudWatch Logs as a Trace Segment Destination.";
+        let (forwarder, scripted, pool) = auto_forwarder(vec![http(400, refusal)]);
+        assert_eq!(forwarder.deliver(&[span_chunk(1)]), Delivery::Done);
+        assert_eq!(
+            forwarder.deliver(&[span_chunk(2), span_chunk(3)]),
+            Delivery::Done
+        );
+        // One call to the OTLP endpoint; the refused span and the later ones are segments.
+        assert_eq!(scripted.bodies.lock().unwrap().len(), 1);
+        assert_eq!(pooled(&pool), 3);
+        let stats = forwarder.stats.snapshot();
+        assert_eq!((stats.spans_forwarded, stats.spans_refused), (3, 0));
+        assert!(auto::to_segments(&forwarder.stats));
+        assert!(forwarder.logged.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn auto_keeps_other_400s_and_explicit_otlp_keeps_the_transaction_search_400() {
+        let refusal =
+            "The OTLP API is supported with CloudWatch Logs as a Trace Segment Destination.";
+        let (forwarder, _, pool) = auto_forwarder(vec![http(400, "too old")]);
+        forwarder.deliver(&[span_chunk(1)]);
+        assert!(!auto::to_segments(&forwarder.stats));
+        assert_eq!(forwarder.stats.snapshot().spans_refused, 1);
+        assert_eq!(pooled(&pool), 0);
+        let (explicit, scripted) = self::forwarder(vec![http(400, refusal), http(400, refusal)]);
+        explicit.deliver(&[span_chunk(1)]);
+        explicit.deliver(&[span_chunk(2)]);
+        assert_eq!(scripted.bodies.lock().unwrap().len(), 2);
+        assert_eq!(explicit.stats.snapshot().spans_refused, 2);
+        assert!(!auto::to_segments(&explicit.stats));
     }
 
     #[test]

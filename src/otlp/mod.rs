@@ -4,10 +4,12 @@
 //!
 //! The steps, one file each: [`receive`] (what a request may be and what it becomes),
 //! [`protobuf`] and [`json`] (decoding, driven by the tables in [`schema`]), [`split`]
-//! (within X-Ray's limits), [`queue`] (the buffer share and its backpressure), [`forward`].
+//! (within X-Ray's limits), [`queue`] (the buffer share and its backpressure), [`forward`],
+//! or [`translate`] into the segment pool ([`segments`]), with [`auto`] choosing between them.
 //! The HTTP side (heads, bodies, limits, connections) is the proxy's, in [`crate::http`]
 //! and [`crate::proxy`].
 
+pub mod auto;
 pub mod forward;
 pub mod gzip;
 pub mod json;

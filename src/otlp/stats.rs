@@ -1,7 +1,7 @@
 //! The OTLP path's counters, for `/metrics` and `/healthz`.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// The statuses OTLP requests are answered with, each counted apart.
 pub const STATUSES: [u16; 11] = [200, 400, 404, 405, 408, 411, 413, 415, 429, 500, 503];
@@ -31,6 +31,11 @@ pub struct OtlpStats {
     /// `OTLP.Destination: segments`: metadata entries (rarely other parts) cut from
     /// translated documents to keep them under X-Ray's 64 KB.
     pub metadata_cut: AtomicU64,
+    /// Where spans go now: [`super::auto::OTLP`] or [`super::auto::SEGMENTS`] (`auto`
+    /// moves it to segments; see [`super::auto`]).
+    pub destination: AtomicU8,
+    /// Times `auto` moved from OTLP to segments.
+    pub destination_switches: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -203,6 +208,18 @@ pub fn render_metrics(stats: &OtlpStats, buffered: usize, capacity: usize, out: 
             .metadata_cut
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    let segments = stats.destination.load(Ordering::Relaxed) == super::auto::SEGMENTS;
+    let _ = writeln!(
+        out,
+        "# HELP xray_relay_otlp_destination 1 for where spans go now: otlp (X-Ray's OTLP endpoint, or OTLP JSON lines offline) or segments (translated).\n# TYPE xray_relay_otlp_destination gauge\nxray_relay_otlp_destination{{destination=\"otlp\"}} {}\nxray_relay_otlp_destination{{destination=\"segments\"}} {}",
+        u8::from(!segments),
+        u8::from(segments)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP xray_relay_otlp_destination_switches_total Times OTLP.Destination auto moved spans from the OTLP endpoint to segments.\n# TYPE xray_relay_otlp_destination_switches_total counter\nxray_relay_otlp_destination_switches_total {}",
+        stats.destination_switches.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         out,
         "# HELP xray_relay_otlp_buffer_used_bytes Bytes of OTLP data held.\n# TYPE xray_relay_otlp_buffer_used_bytes gauge\nxray_relay_otlp_buffer_used_bytes {buffered}"
@@ -236,6 +253,8 @@ mod tests {
         assert!(out.contains("xray_relay_otlp_requests_total{status=\"other\"} 1\n"));
         assert!(out.contains("xray_relay_otlp_spans_received_total 7\n"));
         assert!(out.contains("xray_relay_otlp_buffer_used_bytes 10\n"));
+        assert!(out.contains("xray_relay_otlp_destination{destination=\"otlp\"} 1\n"));
+        assert!(out.contains("xray_relay_otlp_destination{destination=\"segments\"} 0\n"));
         let health = health(&stats, 10, 100);
         assert_eq!(health["requests"]["200"], 2);
         assert_eq!(health["requests"]["other"], 1);

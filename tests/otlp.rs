@@ -419,6 +419,9 @@ fn offline_spans_are_written_as_otlp_json_lines() {
         sink.to_string_lossy().into_owned(),
         "--otlp-address".into(),
         format!("[::1]:{port}"),
+        // The default, auto, writes segments offline.
+        "--otlp-destination".into(),
+        "otlp".into(),
     ]);
     let relay = Relay::start(options);
     relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));

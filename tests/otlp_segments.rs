@@ -85,13 +85,14 @@ fn spans_go_to_put_trace_segments_with_udp_segments() {
     assert_eq!(metric(&metrics, "xray_relay_otlp_metadata_cut_total"), 0.0);
 }
 
+/// With no destination configured (auto), as with `segments`: no AWS account needed to see
+/// what X-Ray would get.
 #[test]
 fn offline_spans_are_written_as_x_ray_segments() {
     let dir = support::TempDir::new("otlp-segments-sink");
     let sink = dir.path("segments.jsonl");
     let port = support::free_port();
     let mut options = RelayOptions::uploading_to("http://127.0.0.1:9");
-    options.config.push_str("OTLP:\n  Destination: segments\n");
     options.args.extend([
         "--local-sink".into(),
         sink.to_string_lossy().into_owned(),
@@ -99,7 +100,11 @@ fn offline_spans_are_written_as_x_ray_segments() {
         format!("127.0.0.1:{port}"),
     ]);
     let relay = Relay::start(options);
-    relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));
+    let log = relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));
+    assert!(
+        log.contains("[Info] OTLP.Destination auto: spans are written to the local sink as X-Ray segments (offline"),
+        "{log}"
+    );
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(post_json(address, &request_json()), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -142,7 +147,7 @@ fn an_unknown_destination_stops_the_relay_with_a_clear_message() {
     );
     assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
-        (stdout.clone() + &stderr).contains("the destinations are otlp and segments"),
+        (stdout.clone() + &stderr).contains("the destinations are auto, otlp and segments"),
         "{stdout}\n{stderr}"
     );
 }

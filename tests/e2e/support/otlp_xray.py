@@ -3,10 +3,12 @@ signature with botocore (support.sampling.signature_problem, independent of the 
 signer), decodes bodies with the opentelemetry-proto package, and answers as scripted."""
 
 import gzip
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -30,7 +32,12 @@ class Span:
 class OtlpXRay:
     """`script`: statuses answered to the first requests to /v1/traces, in order (e.g. [503, 429]);
     after that every request is accepted; until `down_until` (time.time()) every request is 503.
-    `problems` collects anything wrong with a request."""
+    `problems` collects anything wrong with a request.
+
+    For OTLP.Destination auto: `refusal`, when set, is the message of the 400 every /v1/traces
+    request gets (an account without Transaction Search); `segment_destination` is the
+    (status, body) answered to GetTraceSegmentDestination (default 200 `{}`, which names no
+    destination); documents of signed PutTraceSegments calls are kept in `segments`."""
 
     credentials: Credentials
     script: list[int] = field(default_factory=list)
@@ -38,6 +45,9 @@ class OtlpXRay:
     spans: list[Span] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    refusal: str | None = None
+    segment_destination: tuple[int, bytes] = (200, b"{}")
+    segments: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -45,6 +55,17 @@ class OtlpXRay:
         self.url = self._server.url
 
     def _handle(self, request) -> Reply:
+        if request.path == "/GetTraceSegmentDestination":
+            status, body = self.segment_destination
+            return Reply(status, body, {"Content-Type": "application/json"})
+        if request.path == "/TraceSegments":
+            problem = signature_problem(request.method, request.path, request.headers, request.body,
+                                        self.credentials)
+            with self._lock:
+                if problem:
+                    self.problems.append(f"PutTraceSegments: {problem}")
+                    return Reply(403, problem.encode())
+                self.segments.extend(json.loads(d) for d in json.loads(request.body)["TraceSegmentDocuments"])
         if request.path != "/v1/traces":
             return Reply(200, b"{}", {"Content-Type": "application/json"})
         problem = signature_problem(request.method, request.path, request.headers, request.body,
@@ -65,6 +86,10 @@ class OtlpXRay:
                 self.problems.append(problem)
                 self.statuses.append(403)
                 return Reply(403, problem.encode())
+            if self.refusal is not None:
+                self.statuses.append(400)
+                answer = status_pb2.Status(code=3, message=self.refusal).SerializeToString()
+                return Reply(400, answer, {"Content-Type": "application/x-protobuf"})
             if time.time() < self.down_until:
                 status = 503
             else:

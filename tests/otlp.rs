@@ -223,12 +223,14 @@ fn rpc_status(message: &str) -> String {
     String::from_utf8(body).unwrap()
 }
 
+/// With `otlp` asked for explicitly, X-Ray's Transaction Search answer is reported, not acted
+/// on (`auto` would switch to segments: tests/otlp_auto.rs).
 #[test]
 fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
-    let message = "Transaction Search is not enabled for this account; enable it to use OTLP";
+    let message = "The OTLP API is supported with CloudWatch Logs as a Trace Segment Destination.";
     let answer = rpc_status(message);
     let xray = otlp_mock(Arc::new(move |_| (400, answer.clone())));
-    let relay = start(&xray, "");
+    let relay = start(&xray, "OTLP:\n  Destination: otlp\n");
     let calls = || {
         xray.requests()
             .iter()
@@ -261,6 +263,11 @@ fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
     assert_eq!(errors, 1, "{log}");
     let metrics = http_get(relay.relay.tcp, "/metrics").text();
     assert_eq!(metric(&metrics, "xray_relay_otlp_spans_refused_total"), 3.0);
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_destination_switches_total"),
+        0.0
+    );
+    assert!(xray.documents().is_empty());
 }
 
 #[test]

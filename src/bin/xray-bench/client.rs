@@ -99,8 +99,8 @@ fn connection(options: &ClientOptions, next: &AtomicU64, started: Instant) -> io
         if started.elapsed() >= options.duration || first + per_request > options.max_spans {
             return Ok(sent);
         }
-        if options.rate > 0 {
-            let due = Duration::from_nanos(first * 1_000_000_000 / options.rate);
+        if let Some(due_ns) = (first * 1_000_000_000).checked_div(options.rate) {
+            let due = Duration::from_nanos(due_ns);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }

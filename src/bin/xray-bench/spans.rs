@@ -8,12 +8,84 @@
 
 use xray_relay::otlp::protobuf::{I64, VARINT, put_bytes, put_tag, put_varint};
 
-/// Where the ids of one span are in the request.
+/// Where the ids and the padding of one span are in the request.
 struct Ids {
     trace: usize,
     span: usize,
     parent: Option<usize>,
+    /// The padding string's bytes.
+    pad: std::ops::Range<usize>,
 }
+
+/// The padding is text of these words, drawn at random per span: about as compressible as
+/// real spans (a request gzips to about a quarter), where a constant padding would gzip to
+/// almost nothing and make every gzip step look free.
+const WORDS: [&str; 64] = [
+    "order",
+    "item",
+    "cart",
+    "user",
+    "session",
+    "token",
+    "request",
+    "response",
+    "cache",
+    "miss",
+    "hit",
+    "retry",
+    "timeout",
+    "queue",
+    "worker",
+    "batch",
+    "index",
+    "shard",
+    "replica",
+    "leader",
+    "commit",
+    "rollback",
+    "insert",
+    "update",
+    "select",
+    "delete",
+    "payment",
+    "invoice",
+    "refund",
+    "stock",
+    "warehouse",
+    "shipping",
+    "address",
+    "customer",
+    "account",
+    "login",
+    "logout",
+    "search",
+    "filter",
+    "sort",
+    "page",
+    "limit",
+    "offset",
+    "cursor",
+    "stream",
+    "event",
+    "metric",
+    "trace",
+    "span",
+    "log",
+    "alert",
+    "error",
+    "warning",
+    "info",
+    "debug",
+    "config",
+    "feature",
+    "flag",
+    "region",
+    "zone",
+    "host",
+    "pod",
+    "node",
+    "cluster",
+];
 
 /// One request's bytes and where its ids are.
 pub struct Requests {
@@ -164,10 +236,17 @@ impl Requests {
             let span = find(&bytes, &[0xee; 8], trace + 16);
             let parent = (!server).then(|| find(&bytes, &[0xee; 8], span + 8));
             at = parent.unwrap_or(span) + 8;
+            let pad_start = find(&bytes, &[b'x'; 16], at);
+            let pad_len = bytes[pad_start..]
+                .iter()
+                .take_while(|&&b| b == b'x')
+                .count();
+            at = pad_start + pad_len;
             ids.push(Ids {
                 trace,
                 span,
                 parent,
+                pad: pad_start..at,
             });
         }
         Requests { bytes, ids }
@@ -192,8 +271,29 @@ impl Requests {
             if let Some(parent) = ids.parent {
                 self.bytes[parent..parent + 8].copy_from_slice(&(server + 1).to_be_bytes());
             }
+            fill_words(&mut self.bytes[ids.pad.clone()], seq);
         }
         &self.bytes
+    }
+}
+
+/// Fills `out` with words of [`WORDS`] drawn by a generator seeded with `seed`.
+fn fill_words(out: &mut [u8], seed: u64) {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut at = 0;
+    while at < out.len() {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let word = WORDS[(state % 64) as usize].as_bytes();
+        let n = word.len().min(out.len() - at);
+        out[at..at + n].copy_from_slice(&word[..n]);
+        at += n;
+        if at < out.len() {
+            out[at] = b' ';
+            at += 1;
+        }
     }
 }
 

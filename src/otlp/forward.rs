@@ -41,6 +41,17 @@ pub struct ExportError {
 pub trait Export: Send + Sync {
     /// Sends `request`; `Ok` only when it was accepted (maybe partly).
     fn export(&self, request: &[u8]) -> Result<Exported, ExportError>;
+
+    /// Sends `request`, of which `gzipped` (when given) is a gzip compression: an exporter
+    /// that sends gzip sends that instead of compressing again.
+    fn export_gzipped(
+        &self,
+        request: &[u8],
+        gzipped: Option<&[u8]>,
+    ) -> Result<Exported, ExportError> {
+        let _ = gzipped;
+        self.export(request)
+    }
 }
 
 /// X-Ray's OTLP endpoint through the relay's signed client.
@@ -55,12 +66,22 @@ pub struct XRayOtlp {
 
 impl Export for XRayOtlp {
     fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
+        self.export_gzipped(request, None)
+    }
+
+    fn export_gzipped(
+        &self,
+        request: &[u8],
+        gzipped: Option<&[u8]>,
+    ) -> Result<Exported, ExportError> {
         let compressed;
-        let (body, mut headers) = if self.gzip {
-            compressed = gzip::gzip(request);
-            (&compressed[..], vec![("Content-Encoding", "gzip")])
-        } else {
-            (request, Vec::new())
+        let (body, mut headers) = match gzipped {
+            Some(gzipped) if self.gzip => (gzipped, vec![("Content-Encoding", "gzip")]),
+            _ if self.gzip => {
+                compressed = gzip::gzip(request);
+                (&compressed[..], vec![("Content-Encoding", "gzip")])
+            }
+            _ => (request, Vec::new()),
         };
         headers.push(("Content-Type", "application/x-protobuf"));
         let failed = |error| ExportError {
@@ -205,8 +226,13 @@ impl Forwarder {
         if self.to_segments(chunks) {
             return Delivery::Done;
         }
-        // Repeated fields concatenate: chunks joined are one request. One chunk is sent as is.
+        // Repeated fields concatenate: chunks joined are one request. One chunk is sent as is,
+        // with the client's gzip body when it came with one.
         let joined;
+        let gzipped = match chunks {
+            [one] => one.gzipped.as_deref(),
+            _ => None,
+        };
         let request: &[u8] = match chunks {
             [one] => &one.bytes,
             _ => {
@@ -219,7 +245,7 @@ impl Forwarder {
         };
         let mut backoff = Backoff::new(retry::seed());
         loop {
-            let failure = match export.export(request) {
+            let failure = match export.export_gzipped(request, gzipped) {
                 Ok(exported) => {
                     let rejected = exported.rejected_spans.min(spans);
                     OtlpStats::add(&self.stats.spans_forwarded, spans - rejected);
@@ -328,9 +354,22 @@ mod tests {
     struct Scripted {
         answers: Mutex<VecDeque<Result<Exported, ExportError>>>,
         bodies: Mutex<Vec<Vec<u8>>>,
+        gzipped: Mutex<Vec<Option<Vec<u8>>>>,
     }
 
     impl Export for Scripted {
+        fn export_gzipped(
+            &self,
+            request: &[u8],
+            gzipped: Option<&[u8]>,
+        ) -> Result<Exported, ExportError> {
+            self.gzipped
+                .lock()
+                .unwrap()
+                .push(gzipped.map(<[u8]>::to_vec));
+            self.export(request)
+        }
+
         fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
             self.bodies.lock().unwrap().push(request.to_vec());
             self.answers
@@ -358,6 +397,7 @@ mod tests {
         let scripted = Arc::new(Scripted {
             answers: Mutex::new(answers.into()),
             bodies: Mutex::new(Vec::new()),
+            gzipped: Mutex::new(Vec::new()),
         });
         let forwarder = Forwarder {
             queue: Arc::new(Queue::new(1 << 20)),
@@ -373,7 +413,11 @@ mod tests {
     fn chunk(tag: u8, spans: u32) -> Chunk {
         let mut bytes = Vec::new();
         put_bytes(&mut bytes, 1, &[tag]);
-        Chunk { bytes, spans }
+        Chunk {
+            bytes,
+            spans,
+            gzipped: None,
+        }
     }
 
     #[test]
@@ -389,6 +433,19 @@ mod tests {
         let relay = forwarder.relay_stats.as_ref().unwrap().snapshot();
         assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http5xx), 1);
         assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http4xx), 1);
+    }
+
+    #[test]
+    fn a_chunk_with_the_clients_gzip_body_hands_it_to_the_exporter_and_merged_ones_do_not() {
+        let (forwarder, scripted) = forwarder(Vec::new());
+        let gzipped = Chunk {
+            gzipped: Some(gzip::gzip(&chunk(1, 2).bytes)),
+            ..chunk(1, 2)
+        };
+        forwarder.deliver(std::slice::from_ref(&gzipped));
+        forwarder.deliver(&[chunk(2, 1), chunk(3, 1)]);
+        let handed = scripted.gzipped.lock().unwrap();
+        assert_eq!(*handed, [gzipped.gzipped.clone(), None]);
     }
 
     #[test]
@@ -417,7 +474,11 @@ mod tests {
         put_bytes(&mut resource_spans, 2, &scope);
         let mut bytes = Vec::new();
         put_bytes(&mut bytes, 1, &resource_spans);
-        Chunk { bytes, spans: 1 }
+        Chunk {
+            bytes,
+            spans: 1,
+            gzipped: None,
+        }
     }
 
     /// A forwarder with `auto`, and the segment pool it switches to.

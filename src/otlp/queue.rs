@@ -41,7 +41,7 @@ impl Queue {
 
     /// Takes all of `chunks`, or none of them (`false`) when they do not fit.
     pub fn offer(&self, chunks: Vec<Chunk>) -> bool {
-        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        let size: usize = chunks.iter().map(Chunk::size).sum();
         let mut state = self.lock();
         if state.closing || state.bytes + size > self.capacity {
             return false;
@@ -54,7 +54,8 @@ impl Queue {
     }
 
     /// Waits for chunks and moves into `out` as many as fit together in `max_bytes` and
-    /// `max_spans` (at least one). `false` once the queue is closing and empty.
+    /// `max_spans` (at least one). A chunk with the client's gzip body is taken alone, so it
+    /// can go out as it came. `false` once the queue is closing and empty.
     pub fn take(&self, max_bytes: usize, max_spans: usize, out: &mut Vec<Chunk>) -> bool {
         let mut state = self.lock();
         loop {
@@ -70,7 +71,8 @@ impl Queue {
         while let Some(next) = state.waiting.front() {
             let fits =
                 bytes + next.bytes.len() <= max_bytes && spans + next.spans as usize <= max_spans;
-            if !out.is_empty() && !fits {
+            let alone = next.gzipped.is_some() || out.iter().any(|c| c.gzipped.is_some());
+            if !out.is_empty() && (!fits || alone) {
                 break;
             }
             bytes += next.bytes.len();
@@ -82,7 +84,7 @@ impl Queue {
 
     /// Frees the room of delivered (or given up) chunks.
     pub fn release(&self, chunks: &[Chunk]) {
-        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        let size: usize = chunks.iter().map(Chunk::size).sum();
         let mut state = self.lock();
         state.bytes = state.bytes.saturating_sub(size);
     }
@@ -129,7 +131,7 @@ impl Queue {
     pub fn take_waiting(&self) -> Vec<Chunk> {
         let mut state = self.lock();
         let chunks: Vec<Chunk> = state.waiting.drain(..).collect();
-        let size: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        let size: usize = chunks.iter().map(Chunk::size).sum();
         state.bytes = state.bytes.saturating_sub(size);
         chunks
     }
@@ -158,6 +160,7 @@ mod tests {
         Chunk {
             bytes: vec![0; size],
             spans,
+            gzipped: None,
         }
     }
 
@@ -188,6 +191,25 @@ mod tests {
         queue.close();
         assert!(!queue.offer(vec![chunk(1, 1)]));
         assert!(!queue.take(100, 100, &mut Vec::new()));
+    }
+
+    #[test]
+    fn a_chunk_with_the_clients_gzip_body_is_taken_alone_and_its_body_counts() {
+        let queue = Queue::new(1000);
+        let gzipped = Chunk {
+            gzipped: Some(vec![0; 10]),
+            ..chunk(40, 3)
+        };
+        assert!(queue.offer(vec![chunk(40, 3), gzipped, chunk(40, 3), chunk(40, 3)]));
+        assert_eq!(queue.used_bytes(), 170);
+        let mut taken = Vec::new();
+        for expected in [1, 1, 2] {
+            assert!(queue.take(1000, 1000, &mut taken));
+            assert_eq!(taken.len(), expected);
+            queue.release(&taken);
+            taken.clear();
+        }
+        assert_eq!(queue.used_bytes(), 0);
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl Receiver {
     fn decode_and_offer(&self, request: Accepted, body: &[u8]) -> Answer {
         let format = request.format;
         let max = self.max_body_bytes;
+        let received = body;
         let decompressed;
         let body = if request.gzip {
             decompressed = match gzip::gunzip(body, max) {
@@ -246,7 +247,17 @@ impl Receiver {
                 }
             },
         };
-        let split = split::split(message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        let mut split = split::split(message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        // A gzip protobuf request that went through whole keeps its body, to go out as it
+        // came (X-Ray takes gzip) instead of being compressed again.
+        if let [only] = &mut split.chunks[..]
+            && request.gzip
+            && format == Format::Protobuf
+            && split.refused == 0
+            && only.bytes == message
+        {
+            only.gzipped = Some(received.to_vec());
+        }
         if !split.chunks.is_empty() && !self.queue.offer(split.chunks) {
             super::OtlpStats::add(&self.stats.spans_backpressured, split.accepted);
             return unavailable(
@@ -353,6 +364,31 @@ mod tests {
         let bomb = gzip::gzip(&vec![0u8; 5_000_000]);
         assert_eq!(receiver.handle(gz, &bomb).status, 413);
         assert_eq!(receiver.handle(gz, b"not gzip at all, really").status, 400);
+    }
+
+    #[test]
+    fn a_whole_gzip_protobuf_request_keeps_its_body_and_json_or_a_cut_one_does_not() {
+        let receiver = receiver(10_000_000);
+        let proto = json::to_protobuf(one_span_json(5).as_bytes(), &schema::REQUEST).unwrap();
+        let body = gzip::gzip(&proto);
+        let gz = |format| Accepted { format, gzip: true };
+        assert_eq!(receiver.handle(gz(Format::Protobuf), &body).status, 200);
+        let kept = receiver.queue.take_waiting();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].gzipped.as_deref(), Some(&body[..]));
+        assert_eq!(kept[0].bytes, proto);
+        // Not without gzip, not for JSON (X-Ray gets protobuf), not when spans were refused.
+        receiver.handle(PROTOBUF, &proto);
+        let json = gzip::gzip(one_span_json(5).as_bytes());
+        receiver.handle(gz(Format::Json), &json);
+        let mut two = json::to_protobuf(one_span_json(5).as_bytes(), &schema::REQUEST).unwrap();
+        two.extend(
+            json::to_protobuf(one_span_json(MAX_SPAN_BYTES).as_bytes(), &schema::REQUEST).unwrap(),
+        );
+        receiver.handle(gz(Format::Protobuf), &gzip::gzip(&two));
+        let kept = receiver.queue.take_waiting();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|c| c.gzipped.is_none()));
     }
 
     #[test]

@@ -146,6 +146,7 @@ mod tests {
         let chunk = Chunk {
             bytes: request(3),
             spans: 4,
+            gzipped: None,
         };
         to_pool.deliver(&[chunk], &otlp, &queue);
         assert_eq!(otlp.spans_forwarded.load(Ordering::Relaxed), 3);
@@ -192,6 +193,7 @@ mod tests {
         let chunk = Chunk {
             bytes: request(1),
             spans: 2,
+            gzipped: None,
         };
         to_pool.deliver(&[chunk], &otlp, &queue);
         assert!(started.elapsed() >= Duration::from_millis(90));

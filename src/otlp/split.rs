@@ -25,6 +25,17 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
     /// Spans in it.
     pub spans: u32,
+    /// The client's own gzip body, when `bytes` is exactly what it decompresses to (a
+    /// protobuf request that went through whole: one chunk, nothing refused). X-Ray gets it
+    /// as it came when requests go out gzip: no second compression.
+    pub gzipped: Option<Vec<u8>>,
+}
+
+impl Chunk {
+    /// Bytes it holds in the buffer.
+    pub fn size(&self) -> usize {
+        self.bytes.len() + self.gzipped.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// What [`split`] made of a request.
@@ -128,6 +139,7 @@ impl<'a> Builder<'a> {
         self.out.push(Chunk {
             bytes,
             spans: self.spans as u32,
+            gzipped: None,
         });
         self.bytes = 0;
         self.spans = 0;

@@ -75,6 +75,7 @@ fn replay(spool: &Spool, forwarder: &Forwarder) {
                 chunks.push(Chunk {
                     bytes: record.to_vec(),
                     spans: spans as u32,
+                    gzipped: None,
                 });
             }
         });
@@ -167,6 +168,7 @@ mod tests {
         let chunk = Chunk {
             bytes: request(100, 2000),
             spans: 100,
+            gzipped: None,
         };
         let kept = keep(&spool, &[chunk]);
         spool.flush();
@@ -210,6 +212,7 @@ mod tests {
         let chunk = |size: usize, spans: u32| Chunk {
             bytes: vec![0; size],
             spans,
+            gzipped: None,
         };
         let chunks = [
             chunk(3_000_000, 1),

@@ -238,8 +238,44 @@ pub fn document(
     if !sorted.annotations.is_empty() {
         doc.insert("annotations".into(), Value::Object(sorted.annotations));
     }
-    let metadata = sorted.metadata;
+    let bytes = encode_with(&doc, |out| {
+        if sorted.metadata.is_empty() {
+            return Ok(());
+        }
+        out.extend_from_slice(br#""metadata":{"default":{"#);
+        for (n, (key, value)) in sorted.metadata.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            write_value(value, out)?;
+        }
+        out.extend_from_slice(b"}}");
+        Ok(())
+    })
+    .map_err(|e| format!("cannot write JSON: {e}"))?;
+    if bytes.len() <= MAX_DOCUMENT_BYTES {
+        return Ok((bytes, 0));
+    }
+    // Over the limit (rare): cut, on JSON values.
+    let metadata = sorted
+        .metadata
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_json()))
+        .collect();
     fit(doc, metadata)
+}
+
+/// Writes `value` as [`span::AnyValue::to_json`] gives it, without building it for the
+/// common scalars.
+fn write_value(value: &span::AnyValue<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    match value {
+        span::AnyValue::Str(text) => serde_json::to_writer(out, text.as_ref()),
+        span::AnyValue::Bool(v) => serde_json::to_writer(out, v),
+        span::AnyValue::Int(v) => serde_json::to_writer(out, v),
+        other => serde_json::to_writer(out, &other.to_json()),
+    }
 }
 
 /// Span links as X-Ray `links` (trace id, span id, attributes).
@@ -276,6 +312,21 @@ fn links(span: &Span<'_>) -> Vec<Value> {
 /// `doc` as JSON with `metadata` (when not empty) as `metadata.default`, written in place
 /// rather than inserted, so that trying again after a cut copies nothing.
 fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
+    encode_with(doc, |out| {
+        if !metadata.is_empty() {
+            out.extend_from_slice(br#""metadata":{"default":"#);
+            serde_json::to_writer(&mut *out, metadata)?;
+            out.push(b'}');
+        }
+        Ok(())
+    })
+}
+
+/// `doc` as JSON, then whatever `last` writes (a member, or nothing) before the closing brace.
+fn encode_with(
+    doc: &Map<String, Value>,
+    last: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1536);
     out.push(b'{');
     for (n, (key, value)) in doc.iter().enumerate() {
@@ -286,13 +337,13 @@ fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json
         out.push(b':');
         serde_json::to_writer(&mut out, value)?;
     }
-    if !metadata.is_empty() {
-        if !doc.is_empty() {
-            out.push(b',');
-        }
-        out.extend_from_slice(br#""metadata":{"default":"#);
-        serde_json::to_writer(&mut out, metadata)?;
-        out.push(b'}');
+    let before = out.len();
+    if !doc.is_empty() {
+        out.push(b',');
+    }
+    last(&mut out)?;
+    if out.len() == before + usize::from(!doc.is_empty()) {
+        out.truncate(before);
     }
     out.push(b'}');
     Ok(out)

@@ -16,11 +16,14 @@
 //! `--runner qemu-aarch64-static --relay target/aarch64-unknown-linux-musl/release/xray` runs
 //! the aarch64 build under emulation: a functional check only, its timings mean nothing.
 
+mod client;
 mod encode;
+mod otlp;
 mod procfs;
 mod relay;
 mod sender;
 mod sink;
+mod spans;
 mod tracker;
 
 use relay::{Relay, RelayOptions};
@@ -33,7 +36,7 @@ use tracker::{Tracker, percentile};
 
 /// Measures the relay: CPU per segment, memory, loss and latency at several rates and sizes.
 #[derive(argh::FromArgs)]
-struct Args {
+pub(crate) struct Args {
     /// the relay binary (default: `xray` next to this program)
     #[argh(option)]
     relay: Option<PathBuf>,
@@ -91,9 +94,36 @@ struct Args {
     /// shipped binary's code)
     #[argh(switch)]
     encode_only: bool,
+    /// the OpenTelemetry points instead of the UDP ones: OTLP/HTTP requests to the relay's
+    /// --otlp-address, for each of --otlp-cases and --client-gzip, for --seconds each
+    #[argh(switch)]
+    otlp: bool,
+    /// OTLP destinations, comma-separated: otlp (gzip upstream), otlp-none (OTLP.Compression:
+    /// none), segments (translated, PutTraceSegments) (default otlp,otlp-none,segments)
+    #[argh(option, default = "String::from(\"otlp,otlp-none,segments\")")]
+    otlp_cases: String,
+    /// client gzip for the OTLP points: off, on, or off,on (default off,on)
+    #[argh(option, default = "String::from(\"off,on\")")]
+    client_gzip: String,
+    /// spans per OTLP request (default 512)
+    #[argh(option, default = "512")]
+    spans: usize,
+    /// bytes per span, about (default 1024)
+    #[argh(option, default = "1024")]
+    span_size: usize,
+    /// OTLP client connections (default 4)
+    #[argh(option, default = "4")]
+    connections: usize,
+    /// total OTLP spans per second; 0 sends each connection's next request once answered
+    /// (default 0)
+    #[argh(option, default = "0")]
+    otlp_rate: u64,
+    /// with --otlp, skip the UDP point (1 KB at 20,000/s) the CPU goal is measured against
+    #[argh(switch)]
+    no_udp_reference: bool,
 }
 
-fn list(text: &str) -> Vec<u64> {
+pub(crate) fn list(text: &str) -> Vec<u64> {
     text.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|s| {
@@ -105,7 +135,7 @@ fn list(text: &str) -> Vec<u64> {
         .collect()
 }
 
-fn fail(message: &str) -> ! {
+pub(crate) fn fail(message: &str) -> ! {
     eprintln!("xray-bench: {message}");
     std::process::exit(1)
 }
@@ -136,8 +166,13 @@ fn main() {
         extra_args: args.relay_arg.clone(),
         keep_logs: args.keep_logs,
         spool_mb: args.spool_mb,
+        otlp: None,
     };
     print_setup(&args, &options);
+    if args.otlp {
+        otlp::run(&args, &options);
+        return;
+    }
 
     if !args.idle_only {
         println!(
@@ -148,7 +183,7 @@ fn main() {
             for rate in list(&args.rates) {
                 for run in 0..args.repeat {
                     match run_point(&args, &options, size as usize, rate, run) {
-                        Ok(row) => println!("{row}"),
+                        Ok((row, _)) => println!("{row}"),
                         Err(err) => println!("| {size} | {rate} | failed: {err} |"),
                     }
                 }
@@ -223,21 +258,22 @@ fn print_setup(args: &Args, options: &RelayOptions) {
 }
 
 /// MiB with two decimals: enough to tell a peak of 19.96 from the 20.00 a goal allows.
-fn mb(bytes: Option<u64>) -> String {
+pub(crate) fn mb(bytes: Option<u64>) -> String {
     bytes.map_or("?".into(), |b| format!("{:.2}", b as f64 / 1_048_576.0))
 }
 
-fn ms(us: Option<u64>) -> String {
+pub(crate) fn ms(us: Option<u64>) -> String {
     us.map_or("-".into(), |us| format!("{:.1}", us as f64 / 1000.0))
 }
 
-fn run_point(
+/// One UDP point: its table row, and the relay's CPU µs per segment.
+pub(crate) fn run_point(
     args: &Args,
     options: &RelayOptions,
     size: usize,
     rate: u64,
     run: u32,
-) -> std::io::Result<String> {
+) -> std::io::Result<(String, f64)> {
     let count = (rate * args.seconds).max(20_000);
     let tracker = Arc::new(Tracker::new(count));
     let up = Arc::new(AtomicBool::new(!args.outage));
@@ -248,6 +284,7 @@ fn run_point(
             verify_every: args.verify_every,
             segment_size: size,
             up: up.clone(),
+            otlp: false,
         },
     )?;
     let mut relay = Relay::start(
@@ -343,7 +380,7 @@ fn run_point(
     if errors > 0 {
         notes.push(format!("{errors} error lines in the relay log"));
     }
-    Ok(format!(
+    let row = format!(
         "| {size} | {rate} | {count} | {delivered} | {lost} ({:.2} %) | {kernel_drops} | {cpu_per_segment:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {load}{} |",
         lost as f64 * 100.0 / count as f64,
         cpu.system_us as f64 / count as f64,
@@ -361,7 +398,8 @@ fn run_point(
         } else {
             format!(" {}", notes.join(", "))
         }
-    ))
+    );
+    Ok((row, cpu_per_segment))
 }
 
 /// Starts a relay, leaves it without traffic, and reports its RSS, CPU and wake-ups.
@@ -374,6 +412,7 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
             verify_every: 1,
             segment_size: 1024,
             up: Arc::new(AtomicBool::new(true)),
+            otlp: false,
         },
     )?;
     let mut relay = Relay::start(options, &format!("http://{}", sink.address), "idle")?;
@@ -412,7 +451,7 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
 }
 
 /// A counter's value in the relay's `/metrics` text, or `?`.
-fn metric(text: &str, name: &str) -> String {
+pub(crate) fn metric(text: &str, name: &str) -> String {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or("?")

@@ -23,6 +23,17 @@ pub struct RelayOptions {
     pub keep_logs: bool,
     /// With a spool of this many MB (`--spool-dir` in the relay's directory).
     pub spool_mb: Option<u64>,
+    /// Receive OTLP (`--otlp-address` on a free port) with these settings.
+    pub otlp: Option<OtlpSetup>,
+}
+
+/// The relay's OTLP settings for a run.
+#[derive(Clone, Debug)]
+pub struct OtlpSetup {
+    /// `OTLP.Destination`: `otlp` or `segments`.
+    pub destination: String,
+    /// `OTLP.Compression`: `gzip` or `none`.
+    pub compression: String,
 }
 
 /// A running relay.
@@ -31,6 +42,8 @@ pub struct Relay {
     pub pid: u32,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The OTLP/HTTP address, when OTLP is on.
+    pub otlp: Option<SocketAddr>,
     pub dir: PathBuf,
     log: PathBuf,
     keep_logs: bool,
@@ -58,6 +71,16 @@ impl Relay {
         if let Some(n) = options.concurrency {
             yaml.push_str(&format!("Concurrency: {n}\n"));
         }
+        let otlp_port = match &options.otlp {
+            Some(otlp) => {
+                yaml.push_str(&format!(
+                    "OTLP:\n  Destination: {}\n  Compression: {}\n",
+                    otlp.destination, otlp.compression
+                ));
+                Some(free_port()?)
+            }
+            None => None,
+        };
         std::fs::write(&config, yaml)?;
         let log = dir.join("xray.log");
         let (udp_port, tcp_port) = (free_port()?, free_port()?);
@@ -95,6 +118,11 @@ impl Relay {
                     mb.to_string(),
                 ]
             }))
+            .args(
+                otlp_port
+                    .iter()
+                    .flat_map(|port| ["--otlp-address".to_string(), format!("127.0.0.1:{port}")]),
+            )
             .args(&options.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -107,6 +135,7 @@ impl Relay {
             child,
             udp: format!("127.0.0.1:{udp_port}").parse().unwrap(),
             tcp: format!("127.0.0.1:{tcp_port}").parse().unwrap(),
+            otlp: otlp_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
             dir,
             log,
             keep_logs: options.keep_logs,

@@ -7,6 +7,7 @@
 //! every document compared byte for byte with what the sender sent.
 
 use crate::sender::{Segments, parse_id};
+use crate::spans::span_seqs;
 use crate::tracker::Tracker;
 use serde::Deserialize;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -14,6 +15,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use xray_relay::otlp::gzip::gunzip;
 
 /// How the sink behaves.
 #[derive(Clone)]
@@ -26,6 +28,9 @@ pub struct SinkOptions {
     pub segment_size: usize,
     /// While `false`, `PutTraceSegments` gets a 503 (an X-Ray outage) and counts nothing.
     pub up: Arc<AtomicBool>,
+    /// The documents are translated OTLP spans (ids anywhere in the document, no byte
+    /// comparison), and `POST /v1/traces` is served: its spans are counted by id.
+    pub otlp: bool,
 }
 
 /// A running sink; stops accepting when dropped.
@@ -97,6 +102,30 @@ fn scan_ids(body: &[u8], ids: &mut Vec<u64>) -> usize {
     unreadable
 }
 
+const DOCUMENT_ID: &[u8] = b"\\\"id\\\":\\\"";
+
+/// The seqs of the translated spans in a `PutTraceSegments` body: every document's `id` (its
+/// span id, `seq + 1` in hex), wherever it is in the document (`parent_id` is not an `id`).
+fn scan_translated(body: &[u8], seqs: &mut Vec<u64>) -> usize {
+    let mut unreadable = 0;
+    let mut at = 1;
+    while let Some(found) = body[at..]
+        .windows(DOCUMENT_ID.len())
+        .position(|w| w == DOCUMENT_ID)
+    {
+        let start = at + found;
+        at = start + DOCUMENT_ID.len();
+        if !matches!(body[start - 1], b'{' | b',') {
+            continue;
+        }
+        match body.get(at..at + 16).and_then(parse_id) {
+            Some(id) if id > 0 => seqs.push(id - 1),
+            _ => unreadable += 1,
+        }
+    }
+    unreadable
+}
+
 /// Decodes `body` and compares each document with what was sent; returns `false` on any
 /// difference or if the count differs from the scan.
 fn verify(body: &[u8], scanned: usize, segments: &mut Segments) -> bool {
@@ -149,6 +178,7 @@ fn serve(
         let length: usize = header("content-length")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
+        let gzipped = header("content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let path = request.path.unwrap_or("").to_string();
         body.resize(length, 0);
@@ -161,6 +191,28 @@ fn serve(
                     503,
                     b"{\"__type\":\"ServiceUnavailableException\",\"message\":\"outage\"}",
                 )
+            }
+            "/TraceSegments" if options.otlp => {
+                ids.clear();
+                let unreadable = scan_translated(&body, &mut ids);
+                tracker
+                    .corrupt
+                    .fetch_add(unreadable as u64, Ordering::Relaxed);
+                tracker.requests.fetch_add(1, Ordering::Relaxed);
+                (200, b"{\"UnprocessedTraceSegments\":[]}")
+            }
+            "/v1/traces" if options.otlp => {
+                ids.clear();
+                let plain = if gzipped {
+                    gunzip(&body, 64 << 20).ok()
+                } else {
+                    Some(std::mem::take(&mut body))
+                };
+                if plain.is_none_or(|plain| span_seqs(&plain, &mut ids).is_none()) {
+                    tracker.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+                tracker.requests.fetch_add(1, Ordering::Relaxed);
+                (200, b"")
             }
             "/TraceSegments" => {
                 ids.clear();
@@ -193,11 +245,16 @@ fn serve(
         }
         ids.clear();
         let response = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
             match status {
                 200 => "OK",
                 404 => "Not Found",
                 _ => "Service Unavailable",
+            },
+            if path == "/v1/traces" {
+                "application/x-protobuf"
+            } else {
+                "application/x-amz-json-1.1"
             },
             reply.len(),
             if close { "Connection: close\r\n" } else { "" }
@@ -231,5 +288,30 @@ mod tests {
             .unwrap()
             .replace("xray-bench", "xray-bEnch");
         assert!(!verify(tampered.as_bytes(), 3, &mut segments));
+    }
+}
+
+#[cfg(test)]
+mod translated_tests {
+    use super::*;
+    use xray_relay::otlp::translate::{Indexing, Translated, request};
+
+    #[test]
+    fn the_ids_of_translated_spans_are_found_and_parent_ids_are_not() {
+        let mut requests = crate::spans::Requests::new(8, 1024);
+        let mut out = Translated::default();
+        request(requests.request(40), &Indexing::default(), &mut out);
+        assert_eq!(out.documents.len(), 8);
+        let docs: Vec<String> = out
+            .documents
+            .iter()
+            .map(|d| String::from_utf8(d.clone()).unwrap())
+            .collect();
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "TraceSegmentDocuments": docs })).unwrap();
+        let mut seqs = Vec::new();
+        assert_eq!(scan_translated(&body, &mut seqs), 0);
+        seqs.sort_unstable();
+        assert_eq!(seqs, (40..48).collect::<Vec<_>>());
     }
 }

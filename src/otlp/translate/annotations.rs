@@ -3,6 +3,7 @@
 
 use super::span::{AnyValue, Attributes};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The attribute listing attribute names to annotate, as the reference exporter reads it.
 pub const ANNOTATIONS_ATTRIBUTE: &str = "aws.xray.annotations";
@@ -49,11 +50,12 @@ fn annotation(value: &AnyValue<'_>) -> Option<Value> {
 
 /// What [`split`] gives: annotations, the `default` metadata, and `user`.
 #[derive(Debug, Default)]
-pub struct Attributed {
+pub struct Attributed<'a> {
     /// `annotations`.
     pub annotations: Map<String, Value>,
-    /// `metadata.default`.
-    pub metadata: Map<String, Value>,
+    /// `metadata.default`: keys (unique) and the values as they are in the span, written
+    /// straight into the document (no JSON value built for each).
+    pub metadata: Vec<(Cow<'a, str>, &'a AnyValue<'a>)>,
     /// `user`, from `enduser.id` (segments only).
     pub user: Option<String>,
 }
@@ -61,12 +63,12 @@ pub struct Attributed {
 /// Sorts the attributes into annotations and metadata. Attributes a block of the document
 /// has used are left out, unless named for indexing; resource attributes are written for
 /// segments only.
-pub fn split(
-    attributes: &Attributes<'_>,
-    resource: &Attributes<'_>,
+pub fn split<'a>(
+    attributes: &'a Attributes<'a>,
+    resource: &'a Attributes<'a>,
     indexing: &Indexing,
     is_segment: bool,
-) -> Attributed {
+) -> Attributed<'a> {
     let mut out = Attributed::default();
     if is_segment {
         out.user = attributes.text(&["enduser.id"]);
@@ -102,7 +104,8 @@ pub fn split(
             continue;
         }
         if !used {
-            out.metadata.insert(key.to_owned(), value.to_json());
+            // Span attribute keys are unique (Attributes keeps the first of a repeated key).
+            out.metadata.push((Cow::Borrowed(key), value));
         }
     }
     if is_segment {
@@ -111,7 +114,11 @@ pub fn split(
             if named(&key) && annotate(&key, value, &mut out) {
                 continue;
             }
-            out.metadata.insert(key, value.to_json());
+            // A span attribute named like this one is replaced, as a map insert would.
+            match out.metadata.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = value,
+                None => out.metadata.push((Cow::Owned(key), value)),
+            }
         }
     }
     out

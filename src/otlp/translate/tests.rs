@@ -1388,3 +1388,44 @@ fn exceptions_are_capped_and_causes_point_only_at_written_ones() {
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "exception ids repeat");
 }
+
+#[test]
+fn metadata_written_directly_keeps_types_and_a_resource_key_replaces_a_span_attribute() {
+    let span = || {
+        with(
+            spec(SERVER),
+            &[
+                ("note", s("tab\there \"quoted\"")),
+                ("count", i(-7)),
+                ("ratio", d(0.25)),
+                ("flag", b(true)),
+                ("tags", arr(&[s("a"), i(2)])),
+                ("otel.resource.service.name", s("from the span")),
+            ],
+        )
+    };
+    let doc = one(span());
+    expect(
+        "metadata",
+        &doc,
+        &[
+            ("/metadata/default/note", json!("tab\there \"quoted\"")),
+            ("/metadata/default/count", json!(-7)),
+            ("/metadata/default/ratio", json!(0.25)),
+            ("/metadata/default/flag", json!(true)),
+            ("/metadata/default/tags", json!(["a", 2])),
+            (
+                "/metadata/default/otel.resource.service.name",
+                json!("checkout"),
+            ),
+        ],
+    );
+    // Written once in the document's bytes, not twice (a parser would hide a duplicate).
+    let out = translate_all(&service(), &[span()], &Indexing::default());
+    let text = String::from_utf8(out.documents[0].clone()).unwrap();
+    assert_eq!(
+        text.matches("otel.resource.service.name").count(),
+        1,
+        "{text}"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod chunked;
 pub mod request;
 pub mod response;
+pub mod server;
 
 use smol::lock::{Semaphore, SemaphoreGuardArc};
 use std::sync::Arc;

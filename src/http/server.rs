@@ -216,7 +216,8 @@ impl<'a> Exchange<'a> {
 
     /// Sends `answer` and closes the connection gracefully; counting is the caller's.
     pub async fn close_with(&self, answer: Answer) -> After {
-        close_with(self.stream, &answer.encode(false)).await;
+        let bytes = response::for_version(answer.encode(false), self.head.version);
+        close_with(self.stream, &bytes).await;
         After::Close
     }
 }

@@ -569,12 +569,7 @@ fn refuse_connection(
     executor: &smol::Executor<'static>,
 ) {
     connections.stats.proxy.refused(Refusal::TooManyConnections);
-    let answer = Answer::error(
-        503,
-        "ServiceUnavailableException",
-        "the relay's proxy has too many connections open; try again",
-    )
-    .with_header("Retry-After", "1");
+    let answer = Answer::busy("the relay's proxy has too many connections open; try again");
     let (refusing, before) = Gauge::new(connections, |c| &c.refusing);
     if before < connections.limits.max_connections as u64 {
         executor

@@ -113,12 +113,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
     let slot = crate::http::take_slot(&shared.forward_slots, limits.forward_wait).await;
     let Some(slot) = slot else {
         shared.stats.proxy.refused(Refusal::Busy);
-        let answer = Answer::error(
-            503,
-            "ServiceUnavailableException",
-            "every forwarding slot of the relay stayed busy; try again",
-        )
-        .with_header("Retry-After", "1");
+        let answer = Answer::busy("every forwarding slot of the relay stayed busy; try again");
         return write_answer(io, &answer, (keep_alive, version), write_timeout).await;
     };
     let method_is_head = request.method == "HEAD";

@@ -2,12 +2,12 @@
 //! `GET /healthz` and `GET /metrics` are answered locally, and so, offline, are the sampling
 //! APIs.
 //!
-//! It is a [`crate::http::server::Service`], served with the OTLP port on a thread of their
-//! own with its own executor: whatever clients do here cannot take the thread of the UDP
-//! receiver. Every limit in [`Limits`] refuses with an HTTP error and is counted in
-//! [`crate::stats::ProxyStats`]. Forwarded calls are blocking ureq calls on smol's
-//! blocking pool, at most [`Limits::forwards`] at a time, so thousands of connections cannot
-//! become thousands of threads.
+//! It is a [`crate::http::server::Service`], served (with the OTLP port, when that is on)
+//! on a thread of its own with its own executor: whatever clients do here cannot take the
+//! thread of the UDP receiver. Every limit in [`Limits`] refuses with an HTTP error and is
+//! counted in [`crate::stats::ProxyStats`]. Forwarded calls are blocking ureq calls on
+//! smol's blocking pool, at most [`Limits::forwards`] at a time, so thousands of
+//! connections cannot become thousands of threads.
 
 pub mod forward;
 pub mod local;

@@ -108,12 +108,7 @@ impl Shared {
             ),
             BodyFailure::Busy => (
                 Refusal::Busy,
-                Answer::error(
-                    503,
-                    "ServiceUnavailableException",
-                    "too many large requests at once; try again",
-                )
-                .with_header("Retry-After", "1"),
+                Answer::busy("too many large requests at once; try again"),
             ),
             BodyFailure::Timeout => (
                 Refusal::Timeout,

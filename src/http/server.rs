@@ -616,3 +616,116 @@ async fn linger_close(stream: &TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Answers with the body it read, or with the failure, within its own rules.
+    struct Echo {
+        chunked: bool,
+        slots: Arc<Semaphore>,
+    }
+
+    impl Service for Echo {
+        async fn respond(&self, exchange: &mut Exchange<'_>) -> After {
+            let rules = BodyRules {
+                max_bytes: 8,
+                chunked: self.chunked,
+                slots: &self.slots,
+                small_bytes: None,
+            };
+            let answer = match exchange.body(&rules).await {
+                Ok(body) => Answer::json(200, body),
+                Err(failure) => Answer::json(400, format!("{failure:?}")),
+            };
+            exchange.answer(answer).await
+        }
+    }
+
+    /// Sends each request on a connection of its own to a server of one `Echo`, and returns
+    /// the answers whole.
+    fn echo(chunked: bool, requests: &[&[u8]]) -> Vec<String> {
+        let listener = bind("127.0.0.1:0").unwrap();
+        let address = listener.address();
+        let stats = Arc::new(Stats::default());
+        let mut server = Server::new(Limits::default(), stats.clone());
+        let slots = Arc::new(Semaphore::new(1));
+        server
+            .serve(listener, Arc::new(Echo { chunked, slots }))
+            .unwrap();
+        let running = server.spawn("test-server").unwrap();
+        let answers = requests
+            .iter()
+            .map(|request| {
+                let mut stream = std::net::TcpStream::connect(address).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                stream.write_all(request).unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                answer
+            })
+            .collect();
+        running.stop();
+        assert_eq!(stats.proxy.open_connections.load(Ordering::Relaxed), 0);
+        answers
+    }
+
+    #[test]
+    fn a_service_reads_bodies_within_its_own_rules_and_answers_in_the_clients_version() {
+        let chunked: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let too_large: &[u8] = b"POST / HTTP/1.0\r\nContent-Length: 9\r\n\r\n";
+        let answers = echo(true, &[chunked, too_large]);
+        assert!(
+            answers[0].starts_with("HTTP/1.1 200 OK\r\n"),
+            "{}",
+            answers[0]
+        );
+        assert!(answers[0].ends_with("\r\n\r\nabcde"), "{}", answers[0]);
+        assert!(
+            answers[1].starts_with("HTTP/1.0 400 Bad Request\r\n"),
+            "{}",
+            answers[1]
+        );
+        assert!(answers[1].ends_with("TooLarge"), "{}", answers[1]);
+        let answers = echo(false, &[chunked]);
+        assert!(answers[0].ends_with("LengthRequired"), "{}", answers[0]);
+    }
+
+    /// Stopping drops the executor, and with it every connection, even one waiting for its
+    /// first byte: nothing holds the executor but the server's thread.
+    #[test]
+    fn stopping_closes_open_connections_at_once() {
+        let listener = bind("127.0.0.1:0").unwrap();
+        let address = listener.address();
+        let stats = Arc::new(Stats::default());
+        let mut server = Server::new(Limits::default(), stats.clone());
+        let slots = Arc::new(Semaphore::new(1));
+        let echo = Arc::new(Echo {
+            chunked: false,
+            slots,
+        });
+        server.serve(listener, echo).unwrap();
+        let running = server.spawn("test-server").unwrap();
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = Instant::now();
+        while stats.proxy.open_connections.load(Ordering::Relaxed) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "never accepted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        running.stop();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        // Well before the head timeout, which would have answered 408.
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        assert!(started.elapsed() < Limits::default().head_timeout);
+        assert_eq!(stats.proxy.open_connections.load(Ordering::Relaxed), 0);
+    }
+}

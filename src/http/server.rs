@@ -14,6 +14,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -87,6 +88,24 @@ pub enum After {
 pub trait Service: Send + Sync + 'static {
     /// Answers the request of `exchange`; [`After::Close`] ends the connection.
     fn respond(&self, exchange: &mut Exchange<'_>) -> impl Future<Output = After> + Send;
+}
+
+/// A [`Service`] behind a pointer, so the accept and request loops are compiled once rather
+/// than once per service (the binary's size counts), at one small allocation per request.
+trait Erased: Send + Sync {
+    fn respond_boxed<'a>(
+        &'a self,
+        exchange: &'a mut Exchange<'_>,
+    ) -> Pin<Box<dyn Future<Output = After> + Send + 'a>>;
+}
+
+impl<S: Service> Erased for S {
+    fn respond_boxed<'a>(
+        &'a self,
+        exchange: &'a mut Exchange<'_>,
+    ) -> Pin<Box<dyn Future<Output = After> + Send + 'a>> {
+        Box::pin(self.respond(exchange))
+    }
 }
 
 /// How a service takes request bodies.
@@ -399,11 +418,11 @@ impl Drop for Running {
     }
 }
 
-async fn accept<S: Service>(
+async fn accept(
     listener: TcpListener,
     address: SocketAddr,
     connections: Arc<Connections>,
-    service: Arc<S>,
+    service: Arc<dyn Erased>,
     executor: Weak<smol::Executor<'static>>,
 ) {
     let mut last_warning: Option<Instant> = None;
@@ -442,10 +461,10 @@ async fn accept<S: Service>(
 }
 
 /// Serves `stream` until the client is done or a limit ends it; `_open` counts it as open.
-async fn serve<S: Service>(
+async fn serve(
     stream: TcpStream,
     connections: Arc<Connections>,
-    service: Arc<S>,
+    service: Arc<dyn Erased>,
     _open: Gauge,
 ) {
     let limits = connections.limits;
@@ -485,7 +504,7 @@ async fn serve<S: Service>(
             reader: &mut reader,
             connections: &connections,
         };
-        let after = service.respond(&mut exchange).await;
+        let after = service.respond_boxed(&mut exchange).await;
         if after == After::Close {
             let _ = stream.shutdown(Shutdown::Both);
             return;

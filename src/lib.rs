@@ -12,14 +12,17 @@
 //! spool.rs     a writer thread fed by a bounded queue; files of length + CRC records
 //!              (spool/format.rs, spool/writer.rs); replay.rs sends them later
 //! telemetry.rs PutTelemetryRecords every 60 s; stats.rs holds the counters
-//! http/        server-side HTTP both services share: request heads (httparse), limits,
-//!              chunked bodies, answers
-//! proxy/       the TCP proxy on its own thread and executor: forward.rs (re-signed, streamed
-//!              back), local.rs (/healthz, offline sampling), metrics.rs (/metrics),
-//!              connection.rs (the connection loop), otlp.rs (POST /v1/traces); mod.rs accepts
-//! otlp/        OpenTelemetry in: receive.rs, protobuf.rs / json.rs / schema.rs (decode),
-//!              queue.rs (its share of the buffer), split.rs, forward.rs (signed to X-Ray's
-//!              OTLP endpoint), translate/ and segments.rs (spans → segments into the pool)
+//! http/        server-side HTTP both services share: server.rs (listeners on one thread and
+//!              executor, the connection cap, the per-connection request loop and its time
+//!              limits, bodies within a service's rules; a `Service` answers each request),
+//!              request.rs (heads, httparse), chunked.rs, response.rs (answers)
+//! proxy/       the TCP proxy's service: service.rs (routes a request; POST /v1/traces goes to
+//!              the OTLP service), forward.rs (re-signed, streamed back), local.rs (/healthz,
+//!              offline sampling), metrics.rs (/metrics); mod.rs starts both ports' server
+//! otlp/        OpenTelemetry in: http.rs (the OTLP service), receive.rs, protobuf.rs /
+//!              json.rs / schema.rs (decode), queue.rs (its share of the buffer), split.rs,
+//!              forward.rs (signed to X-Ray's OTLP endpoint), translate/ and segments.rs
+//!              (spans → segments into the pool)
 //! aws/         credentials, region, endpoints, SigV4 signing, the X-Ray HTTP client
 //! cli.rs, config/, settings.rs, logging.rs   flags, cfg.yaml (read as go-yaml v2 reads it),
 //!              their merge, log lines; go_url.rs / go_addr.rs: Go's URL and address rules

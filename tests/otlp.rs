@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{HttpResponse, MockXRay, Relay, RelayOptions, http_get, metric};
+use support::{HttpResponse, MockXRay, Relay, RelayOptions, http_get, metric, status_line};
 use xray_relay::otlp::{gzip, json, protobuf, schema};
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
@@ -554,4 +554,35 @@ fn cfg_otlp_destination_alone_takes_otlp_on_the_proxy_port_only() {
     // Compression: none sends the bytes as they are.
     assert_eq!(call.header("content-encoding"), None);
     assert_eq!(span_names(&call.body), ["cfg-0", "cfg-1"]);
+}
+
+/// The receiver's refusals answer an HTTP/1.0 request in HTTP/1.0, on its own port and on
+/// the proxy's, as every answer of the relay does.
+#[test]
+fn refusals_answer_http_1_0_in_http_1_0() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let relay = start(&xray, "");
+    let wrong_method = b"GET /v1/traces HTTP/1.0\r\n\r\n";
+    let wrong_type =
+        b"POST /v1/traces HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}";
+    let too_large = b"POST /v1/traces HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 99000000\r\n\r\n";
+    for address in [relay.otlp, relay.relay.tcp] {
+        assert_eq!(
+            status_line(address, wrong_method),
+            "HTTP/1.0 405 Method Not Allowed"
+        );
+        assert_eq!(
+            status_line(address, wrong_type),
+            "HTTP/1.0 415 Unsupported Media Type"
+        );
+        assert_eq!(
+            status_line(address, too_large),
+            "HTTP/1.0 413 Request Entity Too Large"
+        );
+    }
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_requests_total{status=\"413\"}"),
+        2.0
+    );
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use support::{
     HttpResponse, MockXRay, Relay, RelayOptions, http_get, http_post, http_raw, metric,
-    proc_status_kb, read_response, segment,
+    proc_status_kb, read_response, segment, status_line,
 };
 use xray_relay::aws::{Credentials, RequestToSign, Signer, XRAY_SERVICE};
 
@@ -802,19 +802,6 @@ fn an_endpoint_path_prefix_is_dropped_by_the_proxy_as_by_the_original() {
     );
 }
 
-/// Reads the status line of the one answer to `request`.
-fn status_line(address: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    let mut answer = String::new();
-    let mut reader = BufReader::new(stream);
-    std::io::BufRead::read_line(&mut reader, &mut answer).unwrap();
-    answer.trim_end().to_owned()
-}
-
 /// Statuses X-Ray answers with pass with Go's reason phrase (what the original's server
 /// writes), and unknown ones as Go writes them.
 #[test]
@@ -939,6 +926,34 @@ fn a_missing_host_is_400_and_an_unknown_version_505() {
             "xray_relay_proxy_refused_total{reason=\"bad_request\"}"
         ),
         10.0
+    );
+}
+
+/// The relay's own refusals answer an HTTP/1.0 request in HTTP/1.0 too, as the answers it
+/// forwards or makes locally do; Go's server (the original's) writes every answer to a 1.0
+/// request with an `HTTP/1.0` status line.
+#[test]
+fn the_relays_own_refusals_answer_http_1_0_in_http_1_0() {
+    let xray = sampling_mock();
+    let relay = Relay::start(RelayOptions::uploading_to(&xray.endpoint()));
+    let tcp = relay.tcp;
+    assert_eq!(
+        status_line(tcp, b"POST /healthz HTTP/1.0\r\nContent-Length: 0\r\n\r\n"),
+        "HTTP/1.0 405 Method Not Allowed"
+    );
+    assert_eq!(
+        status_line(
+            tcp,
+            b"POST /GetSamplingRules HTTP/1.0\r\nContent-Length: 2000000\r\n\r\n"
+        ),
+        "HTTP/1.0 413 Request Entity Too Large"
+    );
+    assert_eq!(
+        status_line(
+            tcp,
+            b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n"
+        ),
+        "HTTP/1.1 413 Request Entity Too Large"
     );
 }
 

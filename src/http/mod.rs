@@ -1,9 +1,11 @@
-//! Server-side HTTP/1.1 shared by the proxy and the OTLP receiver: reading request heads and
-//! bodies within limits, and writing answers.
+//! Server-side HTTP/1.1 shared by the proxy and the OTLP receiver: the connection loop and
+//! its limits ([`server`], which hands each request to a service), reading request heads and
+//! bodies within limits ([`request`], [`chunked`]), and writing answers ([`response`]).
 
 pub mod chunked;
 pub mod request;
 pub mod response;
+pub mod server;
 
 use smol::lock::{Semaphore, SemaphoreGuardArc};
 use std::sync::Arc;

@@ -48,6 +48,12 @@ impl Answer {
         answer
     }
 
+    /// A 503 in X-Ray's shape that asks the client to try again in a second: the relay is
+    /// busy, not broken.
+    pub fn busy(message: &str) -> Answer {
+        Answer::error(503, "ServiceUnavailableException", message).with_header("Retry-After", "1")
+    }
+
     /// A refusal Go's server (the original's) writes itself, before any handler runs: plain
     /// text `{status} {reason}: {text}` (`400 Bad Request: malformed Host header`).
     pub fn go_server_error(status: u16, text: &str) -> Answer {
@@ -234,9 +240,7 @@ mod tests {
 
     #[test]
     fn an_error_answer_is_x_ray_shaped() {
-        let bytes = Answer::error(503, "ServiceUnavailableException", "no \"credentials\"")
-            .with_header("Retry-After", "1")
-            .encode(false);
+        let bytes = Answer::busy("no \"credentials\"").encode(false);
         let text = String::from_utf8(bytes).unwrap();
         let body = r#"{"__type":"ServiceUnavailableException","message":"no \"credentials\""}"#;
         assert_eq!(

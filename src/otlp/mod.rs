@@ -2,16 +2,18 @@
 //! gzip or not) whose spans are kept in the OTLP share of the relay's buffer and forwarded,
 //! signed, to X-Ray's OTLP endpoint, or written to the local sink.
 //!
-//! The steps, one file each: [`receive`] (what a request may be and what it becomes),
-//! [`protobuf`] and [`json`] (decoding, driven by the tables in [`schema`]), [`split`]
-//! (within X-Ray's limits), [`queue`] (the buffer share and its backpressure), [`forward`],
-//! or [`translate`] into the segment pool ([`segments`]), with [`auto`] choosing between them.
-//! The HTTP side (heads, bodies, limits, connections) is the proxy's, in [`crate::http`]
-//! and [`crate::proxy`].
+//! The steps, one file each: [`http`] (the service that answers `POST /v1/traces` on the
+//! OTLP port and, handed it by the proxy, on the proxy's), [`receive`] (what a request may be
+//! and what it becomes), [`protobuf`] and [`json`] (decoding, driven by the tables in
+//! [`schema`]), [`split`] (within X-Ray's limits), [`queue`] (the buffer share and its
+//! backpressure), [`forward`], or [`translate`] into the segment pool ([`segments`]), with
+//! [`auto`] choosing between them. Connections, heads, body reading and their limits are the
+//! server's that the proxy uses too, in [`crate::http`].
 
 pub mod auto;
 pub mod forward;
 pub mod gzip;
+pub mod http;
 pub mod json;
 pub mod protobuf;
 pub mod queue;

@@ -5,6 +5,7 @@ use super::Shared;
 use super::request::Head;
 use super::response::{self, Answer, Framing};
 use crate::aws::{BackendError, ErrorClass, ForwardRequest, ForwardResponse, XRayClient};
+use crate::http::server::After;
 use crate::stats::Refusal;
 use smol::io::AsyncWrite;
 use std::io::Read;
@@ -95,15 +96,6 @@ enum Piece {
     Broken(String),
 }
 
-/// Whether the connection can serve another request after a forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
-    /// The answer was complete.
-    Continue,
-    /// The answer was cut off, or the client stopped reading: close.
-    Close,
-}
-
 /// How much of X-Ray's body is read per piece.
 const PIECE_BYTES: usize = 16 * 1024;
 
@@ -117,16 +109,12 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
     (keep_alive, version): (bool, u8),
 ) -> After {
     let limits = &shared.limits;
+    let write_timeout = limits.connection.write_timeout;
     let slot = crate::http::take_slot(&shared.forward_slots, limits.forward_wait).await;
     let Some(slot) = slot else {
         shared.stats.proxy.refused(Refusal::Busy);
-        let answer = Answer::error(
-            503,
-            "ServiceUnavailableException",
-            "every forwarding slot of the relay stayed busy; try again",
-        )
-        .with_header("Retry-After", "1");
-        return write_answer(io, &answer, (keep_alive, version), limits.write_timeout).await;
+        let answer = Answer::busy("every forwarding slot of the relay stayed busy; try again");
+        return write_answer(io, &answer, (keep_alive, version), write_timeout).await;
     };
     let method_is_head = request.method == "HEAD";
     let target = request.target.clone();
@@ -153,12 +141,12 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
         }) => (status, headers, length),
         Some(Piece::Failed(error)) => {
             let answer = failure_answer(shared, &target, &error);
-            return write_answer(io, &answer, (keep_alive, version), limits.write_timeout).await;
+            return write_answer(io, &answer, (keep_alive, version), write_timeout).await;
         }
         _ => {
             shared.stats.proxy.upstream_error(ErrorClass::Timeout);
             let answer = Answer::error(504, "GatewayTimeout", "X-Ray did not answer in time");
-            return write_answer(io, &answer, (keep_alive, version), limits.write_timeout).await;
+            return write_answer(io, &answer, (keep_alive, version), write_timeout).await;
         }
     };
     shared
@@ -186,7 +174,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
         keep_alive,
     );
     let head = response::for_version(head, version);
-    if response::write_within(io, &head, limits.write_timeout)
+    if response::write_within(io, &head, write_timeout)
         .await
         .is_err()
     {
@@ -202,7 +190,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
                 } else {
                     data
                 };
-                if response::write_within(io, &bytes, limits.write_timeout)
+                if response::write_within(io, &bytes, write_timeout)
                     .await
                     .is_err()
                 {
@@ -219,7 +207,7 @@ pub(super) async fn forward<W: AsyncWrite + Unpin>(
         }
     }
     let complete = match framing {
-        Framing::Chunked => response::write_within(io, &response::chunk(b""), limits.write_timeout)
+        Framing::Chunked => response::write_within(io, &response::chunk(b""), write_timeout)
             .await
             .is_ok(),
         Framing::Length(length) => written == length,

@@ -470,6 +470,18 @@ pub fn http_raw(address: SocketAddr, request: &[u8]) -> std::io::Result<HttpResp
     read_response(&mut BufReader::new(stream))
 }
 
+/// Reads the status line of the one answer to `request` on a new connection.
+pub fn status_line(address: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    answer.trim_end().to_owned()
+}
+
 /// `GET path` on a new connection.
 pub fn http_get(address: SocketAddr, path: &str) -> HttpResponse {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");

@@ -1,20 +1,37 @@
 //! The spool replayer: one thread that reads spool files, oldest first, and delivers their
 //! segments beside the live uploaders.
 //!
-//! A file is deleted only when X-Ray has accepted every intact record in it (records damaged
-//! beyond their checksum are counted as dropped). It uses the uploaders' [`Courier`], so it
-//! backs off while X-Ray is unreachable and resumes by itself when it is back. When X-Ray
-//! refuses a batch for a reason retries within seconds cannot fix (an IAM policy being fixed,
-//! say), the file stays and replay pauses for minutes, then tries again from the first record
-//! not yet accepted. A file that cannot be read for now (too many open files) also stays. A
-//! file cut short by shutdown stays on disk and is replayed from its start at the next run
+//! A file is deleted only when every intact record in it is settled: accepted by X-Ray, or
+//! refused by it on its own for its content (records damaged beyond their checksum are
+//! counted as dropped). It uses the uploaders' [`Courier`], so it backs off while X-Ray is
+//! unreachable and resumes by itself when it is back.
+//!
+//! X-Ray refuses a batch for one of two reasons ([`Refusal`]), and they call for opposite
+//! answers:
+//! - the access (403 AccessDenied, credentials missing or refused, a signature error, any
+//!   4xx not known to be about the content): an operator fixes it, and then every document
+//!   passes, so nothing is given up. The file stays and replay pauses for minutes (doubling),
+//!   then tries again from the first record not yet accepted.
+//! - the content (400 `InvalidRequestException`, `ValidationException`,
+//!   `SerializationException`, 413): some document in the batch will never pass, and waiting
+//!   changes nothing. Pausing would keep it at the head of the spool forever, with every file
+//!   behind it waiting until the spool deletes them for room. So the batch is sent again in
+//!   halves, each refused half halved again, until the documents X-Ray refuses alone are
+//!   found: those are logged with their trace id and counted as dropped, the rest delivered,
+//!   and replay goes on. A batch of n costs at most 2n - 1 calls, and only when refused.
+//!
+//! A file that cannot be read for now (too many open files) also stays. A file cut short by
+//! shutdown stays on disk and is replayed from its start at the next run
 //! (X-Ray ignores the duplicates: segment ids are unique).
 
+use crate::batch;
 use crate::pool::{Batch, Spilled};
+use crate::retry::Refusal;
 use crate::spool::{self, Replaying, Spool, Unsent, count_lost};
 use crate::stats::Stats;
 use crate::upload::{Courier, Delivery};
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -152,24 +169,47 @@ impl Replayer<'_> {
             records - skip,
             file.path.display()
         );
-        let mut delivered = skip;
-        let mut documents = self.documents.documents().skip(skip as usize).peekable();
-        while documents.peek().is_some() {
-            self.batch.clear();
-            while let Some(document) = documents.peek() {
-                if !self.batch.push_document(document) {
-                    break;
-                }
-                documents.next();
-            }
-            let sent = self.batch.len() as u64;
-            match courier.deliver(&mut self.batch, &mut self.scratch) {
+        let documents: Vec<&[u8]> = self.documents.documents().collect();
+        let (batch, scratch) = (&mut self.batch, &mut self.scratch);
+        // Every document before this one is settled: accepted, or refused on its own.
+        let mut settled = skip as usize;
+        // Parts of a batch refused for its content, still to send; the next one last.
+        let mut halves: Vec<Range<usize>> = Vec::new();
+        loop {
+            let range = match halves.pop() {
+                Some(half) => half,
+                None if settled < documents.len() => settled..documents.len(),
+                None => break,
+            };
+            batch.clear();
+            let end = range.start
+                + documents[range.clone()]
+                    .iter()
+                    .take_while(|d| batch.push_document(d))
+                    .count();
+            let sent = end - range.start;
+            match courier.deliver(batch, scratch) {
                 Delivery::Done => {
-                    delivered += sent;
-                    Stats::add(&courier.stats.replayed, sent);
-                    spool.replay_progress(&mut file, records, delivered);
+                    Stats::add(&courier.stats.replayed, sent as u64);
                 }
-                Delivery::Dropped => {
+                Delivery::Dropped(Refusal::Content) if sent > 1 => {
+                    // Halves, the first sent first, so what is settled stays a prefix.
+                    let middle = range.start + sent / 2;
+                    halves.push(middle..end);
+                    halves.push(range.start..middle);
+                    continue;
+                }
+                Delivery::Dropped(Refusal::Content) => {
+                    count_lost(&courier.stats, Unsent::Refused, 1);
+                    let ids = batch::segment_ids(documents[range.start]);
+                    log::error!(
+                        "X-Ray refuses spooled segment {} of trace {} from {} for its content (see the error above); it is dropped and replay goes on",
+                        ids.id.as_deref().unwrap_or("without an id"),
+                        ids.trace_id.as_deref().unwrap_or("unknown"),
+                        file.path.display()
+                    );
+                }
+                Delivery::Dropped(Refusal::Access) => {
                     let pause = doubled(self.refused_pause, self.refusals);
                     self.refusals += 1;
                     log::error!(
@@ -189,6 +229,8 @@ impl Replayer<'_> {
                     return Outcome::Stop;
                 }
             }
+            settled = end;
+            spool.replay_progress(&mut file, records, settled as u64);
         }
         self.refusals = 0;
         spool.finished_replaying(file);
@@ -208,10 +250,13 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
 
-    /// Accepts the first call, refuses (403) the next `refusals`, then accepts everything.
+    /// Accepts the first call, refuses (403) the next `refusals`, then accepts everything but
+    /// a batch holding one of the `poisoned` documents, which it refuses for its content
+    /// (400, as X-Ray answers a segment it will never take).
     struct Refusing {
         calls: AtomicU32,
         refusals: u32,
+        poisoned: Vec<Vec<u8>>,
         accepted: Mutex<Vec<Vec<u8>>>,
     }
 
@@ -227,6 +272,18 @@ mod tests {
                     status: 403,
                     error_type: Some("AccessDeniedException".into()),
                     message: "not allowed".into(),
+                    request_id: String::new(),
+                    undecodable: None,
+                });
+            }
+            if batch
+                .documents()
+                .any(|d| self.poisoned.iter().any(|p| p == d))
+            {
+                return Err(BackendError::Http {
+                    status: 400,
+                    error_type: Some("InvalidRequestException".into()),
+                    message: "Invalid segment. ErrorCode: InvalidTraceId".into(),
                     request_id: String::new(),
                     undecodable: None,
                 });
@@ -266,15 +323,17 @@ mod tests {
     }
 
     /// Replays `spool` on a thread of its own (pauses of 200 ms) into an X-Ray that refuses
-    /// the first `refusals` calls.
+    /// the first `refusals` calls and every batch holding a `poisoned` document.
     fn replaying(
         refusals: u32,
+        poisoned: &[Vec<u8>],
         spool: &Arc<Spool>,
         stats: &Arc<Stats>,
     ) -> (Arc<Refusing>, std::thread::JoinHandle<()>) {
         let xray = Arc::new(Refusing {
             calls: AtomicU32::new(0),
             refusals,
+            poisoned: poisoned.to_vec(),
             accepted: Mutex::new(Vec::new()),
         });
         let courier = courier(xray.clone(), spool, stats);
@@ -292,7 +351,7 @@ mod tests {
         let file = spool.files().remove(0);
         // The file's second batch is refused twice: replay pauses twice, keeping the file.
         let started = Instant::now();
-        let (xray, replayer) = replaying(2, &spool, &stats);
+        let (xray, replayer) = replaying(2, &[], &spool, &stats);
         let deadline = Instant::now() + Duration::from_secs(10);
         while xray.accepted.lock().unwrap().len() < 50 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -328,7 +387,7 @@ mod tests {
         let record = 10 + docs[0].len();
         bytes[8 + 4 * record + 10 + 3] ^= 0xff;
         std::fs::write(&file, &bytes).unwrap();
-        let (xray, replayer) = replaying(0, &spool, &stats);
+        let (xray, replayer) = replaying(0, &[], &spool, &stats);
         let deadline = Instant::now() + Duration::from_secs(10);
         while file.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -351,12 +410,71 @@ mod tests {
         let unreadable = dir.0.join("00000000000000000001.spool");
         std::fs::create_dir(&unreadable).unwrap();
         let (spool, stats) = spooled(&dir, &[doc(1)]);
-        let (_xray, replayer) = replaying(0, &spool, &stats);
+        let (_xray, replayer) = replaying(0, &[], &spool, &stats);
         std::thread::sleep(Duration::from_millis(300));
         spool.stop();
         replayer.join().unwrap();
         assert!(unreadable.is_dir());
         assert_eq!(spool.files().len(), 2);
         assert_eq!(stats.snapshot().dropped, 0);
+    }
+
+    /// Waits up to 10 s for the spool to have no file left.
+    fn until_empty(spool: &Spool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !spool.files().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_document_x_ray_refuses_for_its_content_is_dropped_alone_and_replay_goes_on() {
+        let dir = TempDir::new("replay-poisoned");
+        let docs: Vec<Vec<u8>> = (0..30).map(doc).collect();
+        let (spool, stats) = spooled(&dir, &docs);
+        let behind: Vec<Vec<u8>> = (30..40).map(doc).collect();
+        spool_or_count_lost(
+            Some(&spool),
+            &stats,
+            Unsent::Unfinished,
+            behind.iter().map(Vec::as_slice),
+        );
+        spool.flush();
+        assert_eq!(spool.files().len(), 2);
+        let poisoned = docs[13].clone();
+        let started = Instant::now();
+        let (xray, replayer) = replaying(0, std::slice::from_ref(&poisoned), &spool, &stats);
+        until_empty(&spool);
+        spool.stop();
+        replayer.join().unwrap();
+        // No pause: the refusal is about one document, not about the relay's access.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            spool.files().is_empty(),
+            "a file stayed behind the refused document"
+        );
+        let mut expected: Vec<Vec<u8>> = docs.iter().chain(&behind).cloned().collect();
+        expected.remove(13);
+        // Each accepted document once, in order.
+        assert_eq!(*xray.accepted.lock().unwrap(), expected);
+        let counts = stats.snapshot();
+        assert_eq!((counts.replayed, counts.dropped, counts.sent), (39, 1, 39));
+    }
+
+    #[test]
+    fn a_file_x_ray_refuses_every_document_of_is_counted_lost_and_removed() {
+        let dir = TempDir::new("replay-all-poisoned");
+        let docs: Vec<Vec<u8>> = (0..9).map(doc).collect();
+        let (spool, stats) = spooled(&dir, &docs);
+        let (xray, replayer) = replaying(0, &docs, &spool, &stats);
+        until_empty(&spool);
+        spool.stop();
+        replayer.join().unwrap();
+        assert!(spool.files().is_empty());
+        assert!(xray.accepted.lock().unwrap().is_empty());
+        // Halving the batch of 9 until every document stands alone: 2 * 9 - 1 refusals.
+        assert_eq!(xray.calls.load(Ordering::SeqCst), 17);
+        let counts = stats.snapshot();
+        assert_eq!((counts.replayed, counts.dropped, counts.sent), (0, 9, 0));
     }
 }

@@ -49,6 +49,39 @@ pub fn verdict(error: &BackendError) -> Verdict {
     }
 }
 
+/// Whom a refusal (a [`Verdict::Drop`]) is about, which decides what the spool replayer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// X-Ray refused what the batch contains (400 `InvalidRequestException`,
+    /// `ValidationException`, `SerializationException`, 413): some document in it will never
+    /// pass, and the others are worth sending without it.
+    Content,
+    /// Anything else: the identity, its policy, the endpoint. An operator can fix it, and
+    /// then every document passes, so none is given up.
+    Access,
+}
+
+/// Sorts a refusal. Only the error types that name the request's content count as
+/// [`Refusal::Content`]; an unknown 4xx is [`Refusal::Access`], the kind that loses nothing.
+pub fn refusal(error: &BackendError) -> Refusal {
+    match error {
+        BackendError::Http {
+            status, error_type, ..
+        } => {
+            let content_type = matches!(
+                error_type.as_deref(),
+                Some("InvalidRequestException" | "ValidationException" | "SerializationException")
+            );
+            if (*status == 400 && content_type) || *status == 413 {
+                Refusal::Content
+            } else {
+                Refusal::Access
+            }
+        }
+        _ => Refusal::Access,
+    }
+}
+
 /// X-Ray refused a signature because the relay's clock and X-Ray's disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClockSkew {
@@ -265,6 +298,27 @@ mod tests {
             ),
         ] {
             assert_eq!(verdict(&error), Verdict::Retry, "{error}");
+        }
+    }
+
+    #[test]
+    fn only_refusals_of_the_content_give_documents_up() {
+        for error in [
+            http(400, Some("InvalidRequestException"), "Invalid segment"),
+            http(400, Some("ValidationException"), ""),
+            http(400, Some("SerializationException"), ""),
+            http(413, None, ""),
+        ] {
+            assert_eq!(refusal(&error), Refusal::Content, "{error}");
+        }
+        for error in [
+            http(403, Some("AccessDeniedException"), "not allowed"),
+            http(400, Some("UnrecognizedClientException"), "invalid token"),
+            http(403, Some("InvalidSignatureException"), "mismatch"),
+            http(400, None, ""),
+            http(404, None, ""),
+        ] {
+            assert_eq!(refusal(&error), Refusal::Access, "{error}");
         }
     }
 

@@ -140,6 +140,8 @@ struct Queue {
     bytes: usize,
     stopping: bool,
     writer_gone: bool,
+    /// Stop stopped waiting for a late writer: nothing queued now would reach the disk.
+    given_up: bool,
     flush_asked: u64,
     flushed: u64,
 }
@@ -295,7 +297,7 @@ impl Spool {
         let mut wake_writer = false;
         for document in documents {
             loop {
-                if queue.writer_gone {
+                if queue.writer_gone || queue.given_up {
                     lost += 1;
                     break;
                 }
@@ -441,12 +443,18 @@ impl Spool {
     /// Writes what is queued, closes the current file (synced), ends the writer and wakes
     /// the replayer to stop. Later documents are counted as lost.
     pub fn stop(&self) {
+        self.stop_within(STOP_WAIT);
+    }
+
+    /// [`Spool::stop`], giving the writer `wait` to finish (tests need less than a slow
+    /// disk gets).
+    fn stop_within(&self, wait: Duration) {
         let shared = &self.shared;
         {
             let mut queue = shared.queue();
             queue.stopping = true;
             shared.queue_changed.notify_all();
-            let deadline = Instant::now() + STOP_WAIT;
+            let deadline = Instant::now() + wait;
             while !queue.writer_gone {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -455,9 +463,10 @@ impl Spool {
                     let unwritten = queue.documents.len() as u64;
                     queue.documents.clear();
                     queue.bytes = 0;
+                    queue.given_up = true;
                     count_lost(&shared.stats, Unsent::Unfinished, unwritten);
                     log::warn!(
-                        "The spool writer did not finish within {STOP_WAIT:?}; {unwritten} queued segments are lost"
+                        "The spool writer did not finish within {wait:?}; {unwritten} queued segments are lost"
                     );
                     break;
                 }

@@ -8,7 +8,7 @@
 
 use crate::batch::{self, Unprocessed};
 use crate::pool::{Batch, Pool};
-use crate::retry::{self, Backoff, Verdict};
+use crate::retry::{self, Backoff, Refusal, Verdict};
 use crate::sink::Destination;
 use crate::spool::{Spool, Unsent, spool_or_count_lost};
 use crate::stats::Stats;
@@ -63,8 +63,8 @@ pub enum Delivery {
     /// X-Ray has every document it will ever take (refused ones were logged and counted).
     Done,
     /// The failure could never pass; the documents are still in the batch, for the caller to
-    /// keep or count as lost.
-    Dropped,
+    /// keep or count as lost. Says whether X-Ray refused the content or the access.
+    Dropped(Refusal),
     /// Shutdown gave up while the batch was still failing; the documents are still in it.
     Abandoned,
 }
@@ -91,7 +91,7 @@ impl Courier {
                     self.pool.release(&batch);
                     continue;
                 }
-                Delivery::Dropped => Unsent::Refused,
+                Delivery::Dropped(_) => Unsent::Refused,
                 Delivery::Abandoned => Unsent::Unfinished,
             };
             if self.pool.release_unsent(&batch) {
@@ -219,7 +219,7 @@ impl Courier {
                             "Sending segment batch failed with: {sdk_text}; dropping {} segments (this error does not pass with retries)",
                             batch.len()
                         );
-                        return Delivery::Dropped;
+                        return Delivery::Dropped(retry::refusal(&err));
                     }
                     Stats::add(&self.stats.retried, batch.len() as u64);
                     log::error!(

@@ -108,3 +108,68 @@ fn an_overflowing_spool_loses_segments_counted_once_and_metrics_and_telemetry_ag
         "{records:?}"
     );
 }
+
+#[test]
+fn a_segment_x_ray_refuses_for_its_content_is_dropped_alone_and_the_rest_delivered() {
+    let poison = segment(7);
+    let refused = poison.clone();
+    let xray = MockXRay::with_responder(Arc::new(move |request| {
+        let poisoned = request.path == "/TraceSegments"
+            && request.json()["TraceSegmentDocuments"]
+                .as_array()
+                .is_some_and(|docs| docs.iter().any(|d| d.as_str() == Some(refused.as_str())));
+        if poisoned {
+            (
+                400,
+                r#"{"__type":"InvalidRequestException","message":"Invalid segment. ErrorCode: InvalidTraceId"}"#
+                    .into(),
+            )
+        } else {
+            (200, "{}".into())
+        }
+    }));
+    let spool_dir = TempDir::new("poisoned");
+    let spool = spool_dir.path("spool");
+    let mut options = RelayOptions::uploading_to(&xray.endpoint());
+    options
+        .args
+        .extend(["--spool-dir".into(), spool.display().to_string()]);
+    let relay = Relay::start(options);
+    // Sent together, so the uploader's batch holds the refused one: the whole batch is
+    // refused and spooled, and the replayer sorts it out.
+    for i in 0..20 {
+        relay.send_segment(&segment(i));
+    }
+    let delivered = xray.wait_for_documents(19, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&spool).unwrap().count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = http_get(relay.tcp, "/metrics").text();
+    let (status, log) = relay.stop();
+    assert!(status.success(), "{log}");
+    let unique: HashSet<&String> = delivered.iter().collect();
+    assert_eq!(
+        (unique.len(), delivered.len()),
+        (19, 19),
+        "{delivered:?}\n{log}"
+    );
+    assert!(!unique.contains(&poison));
+    assert_eq!(
+        metric(&text, "xray_relay_segments_dropped_total"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "xray_relay_segments_sent_total"),
+        19.0,
+        "{text}"
+    );
+    assert_eq!(
+        log.matches("X-Ray refuses spooled segment 0000000000000007 of trace 1-5f84c7a1-000000000000000000000007")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "{log}");
+}

@@ -359,3 +359,23 @@ fn any_bytes_come_back_exactly() {
     assert_eq!(read, docs);
     assert_eq!((report.corrupt, report.torn_tail), (0, false));
 }
+
+#[test]
+fn documents_a_late_writer_has_not_taken_when_stop_gives_up_are_counted_lost() {
+    let dir = Dir::new("late-writer");
+    writer::held::hold(&dir.0);
+    let (spool, stats) = open(&dir.0, 10 * 1024 * 1024);
+    let docs: Vec<Vec<u8>> = (0..7).map(|i| doc(i, 100)).collect();
+    // Queued: the writer, held, has not taken them.
+    assert_eq!(append(&spool, &stats, &docs), 0);
+    let started = Instant::now();
+    spool.stop_within(Duration::from_millis(100));
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    let counts = stats.snapshot();
+    assert_eq!((counts.dropped, counts.spillover), (7, 0));
+    // A document queued after that would not reach the disk either: it is lost, and
+    // counted once, on its own account.
+    assert_eq!(append(&spool, &stats, &docs[..1]), 1);
+    assert_eq!(stats.snapshot().dropped, 8);
+    writer::held::release(&dir.0);
+}

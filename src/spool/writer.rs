@@ -55,6 +55,8 @@ pub(super) fn run(shared: &Shared, next_sequence: u64) {
     };
     let mut documents = Spilled::new();
     loop {
+        #[cfg(test)]
+        held::wait_while_held(&shared.dir);
         let mut queue = shared.queue();
         let mut idle = false;
         while queue.documents.is_empty() && !queue.stopping && queue.flush_asked == queue.flushed {
@@ -331,5 +333,34 @@ impl Writer<'_> {
             entry.path.display()
         );
         true
+    }
+}
+
+/// Holds the writer of a spool directory before it takes the queue, as a disk that does
+/// not answer would, so tests can see what stop does with a writer that is late.
+#[cfg(test)]
+pub(super) mod held {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Condvar, Mutex};
+
+    static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static RELEASED: Condvar = Condvar::new();
+
+    /// Holds the writer of the spool in `dir` from its next turn on.
+    pub fn hold(dir: &Path) {
+        HELD.lock().unwrap().push(dir.to_path_buf());
+    }
+
+    /// Lets it go on.
+    pub fn release(dir: &Path) {
+        HELD.lock().unwrap().retain(|held| held != dir);
+        RELEASED.notify_all();
+    }
+
+    pub(in crate::spool) fn wait_while_held(dir: &Path) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        while held.iter().any(|h| h == dir) {
+            held = RELEASED.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
     }
 }

@@ -1388,3 +1388,31 @@ fn exceptions_are_capped_and_causes_point_only_at_written_ones() {
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "exception ids repeat");
 }
+
+#[test]
+fn java_frames_left_out_add_up_without_overflow() {
+    // `... N more` counts from the trace text itself: two huge counts (or one and frames past
+    // MAX_FRAMES) must saturate, not overflow (a panic in debug builds).
+    let trace = format!(
+        "E: x\n\tat a.B.c(B.java:1)\n\t... {max} more\nCaused by: F: y\n\t... 3 more\n\t... {max} more\n",
+        max = u64::MAX
+    );
+    let doc = one(exception_event("E", "x", &trace));
+    expect(
+        "java more",
+        &doc,
+        &[
+            ("/cause/exceptions/0/stack/0/label", json!("a.B.c")),
+            ("/cause/exceptions/0/truncated", json!(u64::MAX)),
+            ("/cause/exceptions/1/type", json!("F")),
+            ("/cause/exceptions/1/truncated", json!(u64::MAX)),
+        ],
+    );
+    let many = exceptions::parse(&format!(
+        "E: x\n\t... {} more\n{}",
+        u64::MAX,
+        "\tat a.B.c(B.java:1)\n".repeat(exceptions::MAX_FRAMES + 1)
+    ));
+    assert_eq!(many[0].frames.len(), exceptions::MAX_FRAMES);
+    assert_eq!(many[0].truncated, u64::MAX);
+}

@@ -1416,3 +1416,32 @@ fn java_frames_left_out_add_up_without_overflow() {
     assert_eq!(many[0].frames.len(), exceptions::MAX_FRAMES);
     assert_eq!(many[0].truncated, u64::MAX);
 }
+
+#[test]
+fn a_parent_id_that_is_not_8_bytes_is_no_parent() {
+    // Fuzz finding: a CLIENT span whose parent span id was 7 or 9 bytes became a subsegment
+    // without parent_id, which X-Ray refuses. A parent id X-Ray cannot name is no parent.
+    for parent in [&[7u8; 7][..], &[7u8; 9][..], &[0u8; 8][..]] {
+        let mut span = spec(CLIENT).encode();
+        put_bytes(&mut span, 4, parent);
+        let mut out = Translated::default();
+        translate(
+            &resource_spans(&service(), &[span]),
+            &Indexing::default(),
+            &mut out,
+        );
+        assert_eq!((out.documents.len(), out.refused), (1, 0), "{parent:?}");
+        let doc: Value = serde_json::from_slice(&out.documents[0]).expect("JSON");
+        expect(
+            "parent id of another length",
+            &doc,
+            &[
+                ("/name", json!("checkout")),
+                ("/type", Value::Null),
+                ("/parent_id", Value::Null),
+                ("/namespace", Value::Null),
+                ("/service/version", json!("1.4.2")),
+            ],
+        );
+    }
+}

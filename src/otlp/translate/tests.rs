@@ -1445,3 +1445,51 @@ fn a_parent_id_that_is_not_8_bytes_is_no_parent() {
         );
     }
 }
+
+#[test]
+fn annotations_stay_within_x_ray_limits() {
+    // At most 50 annotations (the rest stay metadata with their types), string values cut to
+    // 1,000 characters (not bytes), keys to 500; a key that is not UTF-8 is cleaned like any.
+    let long_value = "é".repeat(annotations::MAX_VALUE_CHARS + 1);
+    let long_key = "k".repeat(annotations::MAX_KEY_CHARS + 20);
+    let mut encoded = child(INTERNAL).encode();
+    let mut not_utf8 = Vec::new();
+    put_bytes(&mut not_utf8, 1, b"caf\xe9");
+    put_bytes(&mut not_utf8, 2, &s("latte"));
+    put_bytes(&mut encoded, 9, &not_utf8);
+    put_bytes(&mut encoded, 9, &kv("long.value", &s(&long_value)));
+    put_bytes(&mut encoded, 9, &kv(&long_key, &b(true)));
+    for n in 0..60 {
+        put_bytes(&mut encoded, 9, &kv(&format!("n{n:02}"), &i(n)));
+    }
+    let all = Indexing {
+        indexed: Vec::new(),
+        all: true,
+    };
+    let mut out = Translated::default();
+    translate(&resource_spans(&service(), &[encoded]), &all, &mut out);
+    let doc: Value = serde_json::from_slice(&out.documents[0]).expect("JSON");
+    let annotations = doc["annotations"].as_object().expect("annotations");
+    assert_eq!(annotations.len(), annotations::MAX_ANNOTATIONS);
+    let cut_key = "k".repeat(annotations::MAX_KEY_CHARS);
+    expect(
+        "limits",
+        &doc,
+        &[
+            ("/annotations/caf_", json!("latte")),
+            (
+                "/annotations/long_value",
+                json!("é".repeat(annotations::MAX_VALUE_CHARS)),
+            ),
+            (&format!("/annotations/{cut_key}"), json!(true)),
+            ("/annotations/n00", json!(0)),
+            ("/annotations/n46", json!(46)),
+            ("/annotations/n47", Value::Null),
+            ("/metadata/default/n47", json!(47)),
+            ("/metadata/default/n59", json!(59)),
+            ("/metadata/default/caf\u{fffd}", Value::Null),
+            ("/metadata/default/long.value", Value::Null),
+            ("/metadata/default/n00", Value::Null),
+        ],
+    );
+}

@@ -1493,3 +1493,32 @@ fn annotations_stay_within_x_ray_limits() {
         ],
     );
 }
+
+#[test]
+fn an_attribute_with_an_empty_key_is_no_annotation() {
+    // Fuzz finding: with IndexAllAttributes, an attribute whose key was empty became the
+    // annotation "", a key X-Ray cannot index. It stays metadata.
+    let all = Indexing {
+        indexed: Vec::new(),
+        all: true,
+    };
+    let doc = one_with(
+        &service(),
+        with(spec(SERVER), &[("", s("/cart")), ("cart.id", s("c-1"))]),
+        &all,
+    );
+    expect(
+        "empty key",
+        &doc,
+        &[
+            ("/annotations/cart_id", json!("c-1")),
+            ("/metadata/default/", json!("/cart")),
+        ],
+    );
+    assert!(
+        !doc["annotations"]
+            .as_object()
+            .expect("annotations")
+            .contains_key("")
+    );
+}

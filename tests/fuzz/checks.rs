@@ -422,8 +422,8 @@ pub fn otlp_json(data: &[u8]) {
 
 /// The span → X-Ray document translator (`otlp::translate`): any bytes taken for an
 /// `ExportTraceServiceRequest`. Invariants: every document is a JSON object under X-Ray's
-/// 64 KB with an id of 16 hex digits, an X-Ray trace id, a name of 1 to 200 characters and a
-/// start time; for a valid request, every span is either a document or counted as refused.
+/// 64 KB that X-Ray's rules take (see [`xray_document_problem`]); for a valid request, every
+/// span is either a document or counted as refused.
 pub fn otlp_translate(data: &[u8]) {
     let indexing = translate::Indexing {
         indexed: vec!["a".into(), "otel.resource.service.name".into()],
@@ -439,19 +439,9 @@ pub fn otlp_translate(data: &[u8]) {
         );
         let value: serde_json::Value =
             serde_json::from_slice(document).expect("a document is not JSON");
-        let id = value["id"].as_str().expect("no id");
-        assert!(
-            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-            "id {id}"
-        );
-        let trace = value["trace_id"].as_str().expect("no trace_id");
-        assert!(
-            trace.len() == 35 && trace.starts_with("1-"),
-            "trace id {trace}"
-        );
-        let name = value["name"].as_str().expect("no name").chars().count();
-        assert!((1..=200).contains(&name), "a name of {name} characters");
-        assert!(value["start_time"].is_number(), "no start_time");
+        if let Some(problem) = xray_document_problem(&value) {
+            panic!("{problem}: {value}");
+        }
     }
     if protobuf::check(data, &schema::REQUEST).is_ok() {
         let all = split::split(data, usize::MAX, usize::MAX);
@@ -462,4 +452,118 @@ pub fn otlp_translate(data: &[u8]) {
             "spans lost or made up by the translation"
         );
     }
+}
+
+fn is_hex_id(value: &serde_json::Value) -> bool {
+    value
+        .as_str()
+        .is_some_and(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What X-Ray would refuse in a translated document (its segment document rules), or `None`:
+/// an id of 16 hex digits, an X-Ray trace id, a name of 1 to 200 characters that X-Ray
+/// takes, a start time and either an end time not before it or `in_progress`; a subsegment
+/// with its parent's id and no segment-only fields; annotation keys of 1 to 500 letters,
+/// digits and `_` (at most 50) with scalar values; an integer HTTP status; exceptions with
+/// ids, their causes pointing at written ones.
+pub fn xray_document_problem(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let problem = |what: &str| Some(what.to_owned());
+    if !is_hex_id(&value["id"]) {
+        return problem("id is not 16 hex digits");
+    }
+    let trace = value["trace_id"].as_str().unwrap_or("");
+    let parts: Vec<&str> = trace.split('-').collect();
+    if !(parts.len() == 3
+        && parts[0] == "1"
+        && parts[1].len() == 8
+        && parts[2].len() == 24
+        && parts[1..]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())))
+    {
+        return problem("trace_id is not 1-8hex-24hex");
+    }
+    let name = value["name"].as_str().unwrap_or("");
+    if !(1..=200).contains(&name.chars().count()) || name.trim().is_empty() {
+        return problem("the name is empty or over 200 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/%&#=+\\-@".contains(c))
+    {
+        return problem("the name has characters X-Ray refuses");
+    }
+    let Some(start) = value["start_time"].as_f64() else {
+        return problem("no start_time");
+    };
+    match (value.get("end_time"), value.get("in_progress")) {
+        (Some(end), None) if end.as_f64().is_some_and(|end| end >= start) => {}
+        (None, Some(Value::Bool(true))) => {}
+        _ => return problem("neither an end_time from start_time on nor in_progress"),
+    }
+    if let Some(parent) = value.get("parent_id")
+        && !is_hex_id(parent)
+    {
+        return problem("parent_id is not 16 hex digits");
+    }
+    match value.get("type") {
+        None => {}
+        Some(Value::String(kind)) if kind == "subsegment" => {
+            if value.get("parent_id").is_none() {
+                return problem("a subsegment without parent_id");
+            }
+            if value.get("service").is_some() || value.get("origin").is_some() {
+                return problem("a subsegment with segment-only fields");
+            }
+        }
+        Some(_) => return problem("type is not subsegment"),
+    }
+    for flag in ["error", "throttle", "fault", "in_progress"] {
+        if value.get(flag).is_some_and(|v| v != &Value::Bool(true)) {
+            return problem("a flag that is not true");
+        }
+    }
+    if let Some(annotations) = value.get("annotations") {
+        let Some(annotations) = annotations.as_object() else {
+            return problem("annotations is not an object");
+        };
+        if annotations.len() > 50 {
+            return problem("more than 50 annotations");
+        }
+        for (key, value) in annotations {
+            if !(1..=500).contains(&key.len())
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return problem("an annotation key X-Ray refuses");
+            }
+            match value {
+                Value::String(text) if text.chars().count() <= 1000 => {}
+                Value::Bool(_) | Value::Number(_) => {}
+                _ => return problem("an annotation value that is not a scalar X-Ray takes"),
+            }
+        }
+    }
+    if let Some(status) = value.pointer("/http/response/status")
+        && !status.is_i64()
+    {
+        return problem("http.response.status is not an integer");
+    }
+    if let Some(cause) = value.get("cause") {
+        let Some(exceptions) = cause["exceptions"].as_array() else {
+            return problem("cause without exceptions");
+        };
+        let ids: Vec<&Value> = exceptions.iter().map(|e| &e["id"]).collect();
+        for exception in exceptions {
+            if !is_hex_id(&exception["id"]) {
+                return problem("an exception id is not 16 hex digits");
+            }
+            if let Some(cause) = exception.get("cause")
+                && !ids.contains(&cause)
+            {
+                return problem("an exception's cause is not among the exceptions");
+            }
+        }
+    }
+    None
 }

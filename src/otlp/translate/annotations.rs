@@ -84,7 +84,8 @@ pub fn split<'a>(
         .unwrap_or_default();
     let named = |key: &str| indexing.indexed.iter().chain(&listed).any(|k| k == key);
     let annotate = |key: &str, value: &AnyValue<'_>, out: &mut Attributed| -> bool {
-        if out.annotations.len() >= MAX_ANNOTATIONS {
+        // An empty key is no key X-Ray can index: the attribute stays metadata.
+        if out.annotations.len() >= MAX_ANNOTATIONS || key.is_empty() {
             return false;
         }
         match annotation(value) {

@@ -41,7 +41,7 @@ impl Parsed {
         if self.frames.len() < MAX_FRAMES {
             self.frames.push(frame);
         } else {
-            self.truncated += 1;
+            self.truncated = self.truncated.saturating_add(1);
         }
     }
 }
@@ -93,7 +93,9 @@ fn java(trace: &str) -> Vec<Parsed> {
             .and_then(|m| m.strip_suffix(" more"))
         {
             if let Some(current) = out.last_mut() {
-                current.truncated += more.trim().parse::<u64>().unwrap_or(0);
+                // The count is the trace's text: it may be anything up to u64::MAX.
+                let more = more.trim().parse::<u64>().unwrap_or(0);
+                current.truncated = current.truncated.saturating_add(more);
             }
         } else if let Some(cause) = trimmed.strip_prefix("Caused by: ") {
             let (kind, message) = type_and_message(cause);

@@ -352,9 +352,10 @@ impl<'a> Span<'a> {
         self.kind.unwrap_or(SpanKind::Unspecified)
     }
 
-    /// Whether the span has a parent (a non-zero parent span id).
+    /// Whether the span has a parent: a parent span id X-Ray can name (8 bytes, not all
+    /// zero). Any other is no parent, since a subsegment without `parent_id` is refused.
     pub fn has_parent(&self) -> bool {
-        self.parent_span_id.iter().any(|&b| b != 0)
+        self.parent_span_id.len() == 8 && self.parent_span_id.iter().any(|&b| b != 0)
     }
 
     /// What the flags say of the parent: `Some(true)` remote, `Some(false)` local, `None`

@@ -1429,3 +1429,137 @@ fn metadata_written_directly_keeps_types_and_a_resource_key_replaces_a_span_attr
         "{text}"
     );
 }
+
+#[test]
+fn java_frames_left_out_add_up_without_overflow() {
+    // `... N more` counts from the trace text itself: two huge counts (or one and frames past
+    // MAX_FRAMES) must saturate, not overflow (a panic in debug builds).
+    let trace = format!(
+        "E: x\n\tat a.B.c(B.java:1)\n\t... {max} more\nCaused by: F: y\n\t... 3 more\n\t... {max} more\n",
+        max = u64::MAX
+    );
+    let doc = one(exception_event("E", "x", &trace));
+    expect(
+        "java more",
+        &doc,
+        &[
+            ("/cause/exceptions/0/stack/0/label", json!("a.B.c")),
+            ("/cause/exceptions/0/truncated", json!(u64::MAX)),
+            ("/cause/exceptions/1/type", json!("F")),
+            ("/cause/exceptions/1/truncated", json!(u64::MAX)),
+        ],
+    );
+    let many = exceptions::parse(&format!(
+        "E: x\n\t... {} more\n{}",
+        u64::MAX,
+        "\tat a.B.c(B.java:1)\n".repeat(exceptions::MAX_FRAMES + 1)
+    ));
+    assert_eq!(many[0].frames.len(), exceptions::MAX_FRAMES);
+    assert_eq!(many[0].truncated, u64::MAX);
+}
+
+#[test]
+fn a_parent_id_that_is_not_8_bytes_is_no_parent() {
+    // Fuzz finding: a CLIENT span whose parent span id was 7 or 9 bytes became a subsegment
+    // without parent_id, which X-Ray refuses. A parent id X-Ray cannot name is no parent.
+    for parent in [&[7u8; 7][..], &[7u8; 9][..], &[0u8; 8][..]] {
+        let mut span = spec(CLIENT).encode();
+        put_bytes(&mut span, 4, parent);
+        let mut out = Translated::default();
+        translate(
+            &resource_spans(&service(), &[span]),
+            &Indexing::default(),
+            &mut out,
+        );
+        assert_eq!((out.documents.len(), out.refused), (1, 0), "{parent:?}");
+        let doc: Value = serde_json::from_slice(&out.documents[0]).expect("JSON");
+        expect(
+            "parent id of another length",
+            &doc,
+            &[
+                ("/name", json!("checkout")),
+                ("/type", Value::Null),
+                ("/parent_id", Value::Null),
+                ("/namespace", Value::Null),
+                ("/service/version", json!("1.4.2")),
+            ],
+        );
+    }
+}
+
+#[test]
+fn annotations_stay_within_x_ray_limits() {
+    // At most 50 annotations (the rest stay metadata with their types), string values cut to
+    // 1,000 characters (not bytes), keys to 500; a key that is not UTF-8 is cleaned like any.
+    let long_value = "é".repeat(annotations::MAX_VALUE_CHARS + 1);
+    let long_key = "k".repeat(annotations::MAX_KEY_CHARS + 20);
+    let mut encoded = child(INTERNAL).encode();
+    let mut not_utf8 = Vec::new();
+    put_bytes(&mut not_utf8, 1, b"caf\xe9");
+    put_bytes(&mut not_utf8, 2, &s("latte"));
+    put_bytes(&mut encoded, 9, &not_utf8);
+    put_bytes(&mut encoded, 9, &kv("long.value", &s(&long_value)));
+    put_bytes(&mut encoded, 9, &kv(&long_key, &b(true)));
+    for n in 0..60 {
+        put_bytes(&mut encoded, 9, &kv(&format!("n{n:02}"), &i(n)));
+    }
+    let all = Indexing {
+        indexed: Vec::new(),
+        all: true,
+    };
+    let mut out = Translated::default();
+    translate(&resource_spans(&service(), &[encoded]), &all, &mut out);
+    let doc: Value = serde_json::from_slice(&out.documents[0]).expect("JSON");
+    let annotations = doc["annotations"].as_object().expect("annotations");
+    assert_eq!(annotations.len(), annotations::MAX_ANNOTATIONS);
+    let cut_key = "k".repeat(annotations::MAX_KEY_CHARS);
+    expect(
+        "limits",
+        &doc,
+        &[
+            ("/annotations/caf_", json!("latte")),
+            (
+                "/annotations/long_value",
+                json!("é".repeat(annotations::MAX_VALUE_CHARS)),
+            ),
+            (&format!("/annotations/{cut_key}"), json!(true)),
+            ("/annotations/n00", json!(0)),
+            ("/annotations/n46", json!(46)),
+            ("/annotations/n47", Value::Null),
+            ("/metadata/default/n47", json!(47)),
+            ("/metadata/default/n59", json!(59)),
+            ("/metadata/default/caf\u{fffd}", Value::Null),
+            ("/metadata/default/long.value", Value::Null),
+            ("/metadata/default/n00", Value::Null),
+        ],
+    );
+}
+
+#[test]
+fn an_attribute_with_an_empty_key_is_no_annotation() {
+    // Fuzz finding: with IndexAllAttributes, an attribute whose key was empty became the
+    // annotation "", a key X-Ray cannot index. It stays metadata.
+    let all = Indexing {
+        indexed: Vec::new(),
+        all: true,
+    };
+    let doc = one_with(
+        &service(),
+        with(spec(SERVER), &[("", s("/cart")), ("cart.id", s("c-1"))]),
+        &all,
+    );
+    expect(
+        "empty key",
+        &doc,
+        &[
+            ("/annotations/cart_id", json!("c-1")),
+            ("/metadata/default/", json!("/cart")),
+        ],
+    );
+    assert!(
+        !doc["annotations"]
+            .as_object()
+            .expect("annotations")
+            .contains_key("")
+    );
+}

@@ -67,6 +67,15 @@ fn forwarded_names(xray: &MockXRay) -> Vec<String> {
         .collect()
 }
 
+/// Span names in every call to X-Ray's OTLP path, whatever it answered.
+fn sent_names(xray: &MockXRay) -> Vec<String> {
+    xray.requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .flat_map(|r| span_names(&gzip::gunzip(&r.body, 10_000_000).unwrap()))
+        .collect()
+}
+
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -229,30 +238,27 @@ fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
     let answer = rpc_status(message);
     let xray = otlp_mock(Arc::new(move |_| (400, answer.clone())));
     let relay = start(&xray, "");
-    let calls = || {
-        xray.requests()
-            .iter()
-            .filter(|r| r.path == "/v1/traces")
-            .count()
-    };
-    // One at a time: requests waiting together would be merged into one call.
+    // Back to back: requests waiting together may be merged into one call, so spans are
+    // counted, not calls.
     for i in 0..3 {
         let proto = request_protobuf(&format!("r{i}"), 1, 10);
         assert_eq!(
             post(relay.otlp, "application/x-protobuf", None, &proto).status,
             200
         );
-        wait_for("a call", Duration::from_secs(10), || calls() > i);
     }
+    wait_for("3 spans refused", Duration::from_secs(10), || {
+        let metrics = http_get(relay.relay.tcp, "/metrics").text();
+        metric(&metrics, "xray_relay_otlp_spans_refused_total") >= 3.0
+    });
     let log = relay.relay.wait_for_log(message, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
+    let mut sent = sent_names(&xray);
+    sent.sort();
     assert_eq!(
-        xray.requests()
-            .iter()
-            .filter(|r| r.path == "/v1/traces")
-            .count(),
-        3,
-        "not retried"
+        sent,
+        ["r0-0", "r1-0", "r2-0"],
+        "each span sent once: not retried"
     );
     let errors = log
         .lines()

@@ -13,13 +13,29 @@ use xray_relay::otlp::{gzip, json, protobuf, schema};
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 /// An OTLP JSON request of `spans` spans named `{prefix}-{i}`, each with `pad` bytes of
-/// attribute.
+/// attribute, ending now (X-Ray refuses spans more than 14 days old).
 fn request_json(prefix: &str, spans: usize, pad: usize) -> String {
+    request_json_at(prefix, spans, pad, |_| now_ns())
+}
+
+/// As [`request_json`], span `i` ending at `end(i)` (Unix ns) after 100 ms.
+fn request_json_at(prefix: &str, spans: usize, pad: usize, end: impl Fn(usize) -> u64) -> String {
     let spans: Vec<String> = (0..spans)
         .map(|i| {
+            let end = end(i);
             format!(
-                r#"{{"traceId":"{TRACE}","spanId":"{i:016x}","name":"{prefix}-{i}","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":1700000000100000000,"attributes":[{{"key":"pad","value":{{"stringValue":"{}"}}}}]}}"#,
+                r#"{{"traceId":"{TRACE}","spanId":"{i:016x}","name":"{prefix}-{i}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":{end},"attributes":[{{"key":"pad","value":{{"stringValue":"{}"}}}}]}}"#,
+                end - 100_000_000,
                 "p".repeat(pad)
             )
         })
@@ -270,6 +286,80 @@ fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
 }
 
 #[test]
+fn no_call_spans_more_than_24_hours_and_spans_x_ray_refuses_for_their_age_are_refused_at_once() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let relay = start(&xray, "");
+    let now = now_ns();
+    // Spans 10 h apart over three days, then two X-Ray refuses: 15 days old, 3 h ahead.
+    let json = request_json_at("t", 10, 10, |i| match i {
+        8 => now - 15 * 24 * HOUR_NS,
+        9 => now + 3 * HOUR_NS,
+        i => now - (70 - 10 * i as u64) * HOUR_NS,
+    });
+    let answer = post(relay.otlp, "application/json", None, json.as_bytes());
+    assert_eq!(answer.status, 200);
+    let partial = &answer.json()["partialSuccess"];
+    assert_eq!(partial["rejectedSpans"], "2", "{partial}");
+    assert!(
+        partial["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("14 days")
+    );
+    wait_for("8 spans at X-Ray", Duration::from_secs(10), || {
+        forwarded_names(&xray).len() >= 8
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut names = forwarded_names(&xray);
+    names.sort();
+    let expected: Vec<String> = (0..8).map(|i| format!("t-{i}")).collect();
+    assert_eq!(names, expected);
+    let calls: Vec<Vec<u64>> = xray
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .map(|r| {
+            let text = protobuf_json(&gzip::gunzip(&r.body, 10_000_000).unwrap());
+            span_field(&text, "startTimeUnixNano")
+                .into_iter()
+                .chain(span_field(&text, "endTimeUnixNano"))
+                .collect()
+        })
+        .collect();
+    assert!(calls.len() >= 3, "{calls:?}");
+    for times in &calls {
+        let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        assert!(last - first <= 24 * HOUR_NS, "{times:?}");
+    }
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(metric(&metrics, "xray_relay_otlp_spans_refused_total"), 2.0);
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_received_total"),
+        10.0
+    );
+}
+
+/// An `ExportTraceServiceRequest` (protobuf) as OTLP JSON.
+fn protobuf_json(request: &[u8]) -> serde_json::Value {
+    let mut text = String::new();
+    protobuf::write_json(request, &schema::REQUEST, &mut text);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A 64-bit field of every span in an OTLP JSON request.
+fn span_field(request: &serde_json::Value, field: &str) -> Vec<u64> {
+    let mut values = Vec::new();
+    for rs in request["resourceSpans"].as_array().into_iter().flatten() {
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for span in ss["spans"].as_array().into_iter().flatten() {
+                values.push(span[field].as_str().unwrap().parse().unwrap());
+            }
+        }
+    }
+    values
+}
+
+#[test]
 fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_took() {
     // X-Ray is down: nothing leaves the 8 MiB OTLP buffer.
     let xray = otlp_mock(Arc::new(|_| (503, "down".into())));
@@ -444,7 +534,8 @@ fn offline_spans_are_written_as_otlp_json_lines() {
     assert_eq!(span["traceId"], TRACE);
     assert_eq!(span["name"], "offline-1");
     // Integers come out as strings, as the OTLP JSON mapping writes them.
-    assert_eq!(span["endTimeUnixNano"], "1700000000100000000");
+    let sent = &expected["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["endTimeUnixNano"];
+    assert_eq!(span["endTimeUnixNano"], sent.as_u64().unwrap().to_string());
     assert_eq!(
         line["resourceSpans"][0]["resource"],
         expected["resourceSpans"][0]["resource"]

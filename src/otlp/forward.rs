@@ -336,7 +336,12 @@ mod tests {
     fn chunk(tag: u8, spans: u32) -> Chunk {
         let mut bytes = Vec::new();
         put_bytes(&mut bytes, 1, &[tag]);
-        Chunk { bytes, spans }
+        Chunk {
+            bytes,
+            spans,
+            first: 0,
+            last: 0,
+        }
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct Receiver {
     pub stats: Arc<OtlpStats>,
     /// See [`MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
+    /// Refuse spans X-Ray's OTLP endpoint refuses for their times (more than 14 days old,
+    /// more than 2 h ahead): at once, in `partial_success`, rather than after the buffer and
+    /// a call. Only for that destination: the local sink writes whatever came, and X-Ray
+    /// documents have rules of their own.
+    pub refuse_out_of_time: bool,
 }
 
 /// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
@@ -144,6 +149,7 @@ pub fn start(
         queue: Arc::new(Queue::new(buffer_bytes)),
         stats: Arc::new(OtlpStats::default()),
         max_body_bytes: MAX_BODY_BYTES,
+        refuse_out_of_time: matches!(destination, Destination::Export(_)),
     });
     let forwarder = Arc::new(Forwarder {
         queue: receiver.queue.clone(),

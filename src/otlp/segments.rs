@@ -146,6 +146,8 @@ mod tests {
         let chunk = Chunk {
             bytes: request(3),
             spans: 4,
+            first: 0,
+            last: 0,
         };
         to_pool.deliver(&[chunk], &otlp, &queue);
         assert_eq!(otlp.spans_forwarded.load(Ordering::Relaxed), 3);
@@ -192,6 +194,8 @@ mod tests {
         let chunk = Chunk {
             bytes: request(1),
             spans: 2,
+            first: 0,
+            last: 0,
         };
         to_pool.deliver(&[chunk], &otlp, &queue);
         assert!(started.elapsed() >= Duration::from_millis(90));

@@ -34,7 +34,7 @@ pub fn keep(spool: &Spool, chunks: &[Chunk]) -> Kept {
     let records = Stats::default();
     let mut kept = Kept::default();
     for chunk in chunks {
-        let pieces = split::split(&chunk.bytes, RECORD_BYTES, MAX_REQUEST_SPANS);
+        let pieces = split::split(&chunk.bytes, RECORD_BYTES, MAX_REQUEST_SPANS, None);
         kept.lost += pieces.refused;
         for piece in &pieces.chunks {
             let lost = spool_or_count_lost(
@@ -70,12 +70,11 @@ fn replay(spool: &Spool, forwarder: &Forwarder) {
         let read = spool::read_file(&file.path, |record| {
             // A record is a request the relay checked before it was written; a damaged one
             // that still passes the record checksum is left out rather than sent.
+            // Split again for the chunks' times (a record is one chunk's worth).
             if protobuf::check(record, &schema::REQUEST).is_ok() {
-                let spans = split::split(record, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS).accepted;
-                chunks.push(Chunk {
-                    bytes: record.to_vec(),
-                    spans: spans as u32,
-                });
+                chunks.extend(
+                    split::split(record, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None).chunks,
+                );
             }
         });
         if let Err(error) = read {
@@ -110,16 +109,20 @@ fn replay(spool: &Spool, forwarder: &Forwarder) {
 fn groups(chunks: &[Chunk]) -> Vec<&[Chunk]> {
     let mut groups = Vec::new();
     let (mut start, mut bytes, mut spans) = (0, 0, 0);
+    let (mut first, mut last) = (u64::MAX, 0);
     for (i, chunk) in chunks.iter().enumerate() {
         if i > start
             && (bytes + chunk.bytes.len() > MAX_REQUEST_BYTES
-                || spans + chunk.spans as usize > MAX_REQUEST_SPANS)
+                || spans + chunk.spans as usize > MAX_REQUEST_SPANS
+                || !split::within_window(first.min(chunk.first), last.max(chunk.last)))
         {
             groups.push(&chunks[start..i]);
             (start, bytes, spans) = (i, 0, 0);
+            (first, last) = (u64::MAX, 0);
         }
         bytes += chunk.bytes.len();
         spans += chunk.spans as usize;
+        (first, last) = (first.min(chunk.first), last.max(chunk.last));
     }
     if start < chunks.len() {
         groups.push(&chunks[start..]);
@@ -167,6 +170,8 @@ mod tests {
         let chunk = Chunk {
             bytes: request(100, 2000),
             spans: 100,
+            first: 0,
+            last: 0,
         };
         let kept = keep(&spool, &[chunk]);
         spool.flush();
@@ -207,18 +212,21 @@ mod tests {
 
     #[test]
     fn groups_fit_one_request_each() {
-        let chunk = |size: usize, spans: u32| Chunk {
+        let chunk = |size: usize, spans: u32, hour: u64| Chunk {
             bytes: vec![0; size],
             spans,
+            first: hour * 3_600_000_000_000,
+            last: hour * 3_600_000_000_000,
         };
         let chunks = [
-            chunk(3_000_000, 1),
-            chunk(3_000_000, 1),
-            chunk(10, 9_999),
-            chunk(10, 1),
+            chunk(3_000_000, 1, 0),
+            chunk(3_000_000, 1, 0),
+            chunk(10, 9_999, 0),
+            chunk(10, 1, 0),
+            chunk(10, 1, 25),
         ];
         let sizes: Vec<usize> = groups(&chunks).iter().map(|g| g.len()).collect();
-        assert_eq!(sizes, [1, 2, 1]);
+        assert_eq!(sizes, [1, 2, 1, 1], "the last is 25 h after the others");
         assert!(groups(&[]).is_empty());
     }
 }

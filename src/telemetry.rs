@@ -3,7 +3,14 @@
 //! As in the original: nothing is reported until the first datagram arrives; records that could
 //! not be sent are kept (at most 30, oldest dropped first) and sent with the next ones, at most
 //! 10 per call; a last record is sent at shutdown.
+//!
+//! OTLP spans count where X-Ray's fields fit ([`Telemetry::with_otlp`]): a span is what
+//! X-Ray makes a segment or subsegment of, so spans received, sent and refused are added to
+//! the segment counts; backpressured requests are not (nothing is lost, the client sends
+//! them again), and failed calls to the OTLP endpoint are in `BackendConnectionErrors`
+//! already (the forwarders count them in the relay's counters).
 
+use crate::otlp::OtlpStats;
 use crate::sink::PostJson;
 use crate::stats::{ErrorClass, Snapshot, Stats};
 use serde_json::{Value, json};
@@ -64,6 +71,7 @@ pub struct Telemetry<P> {
     client: P,
     stats: Arc<Stats>,
     reporter: Reporter,
+    otlp: Option<(Arc<OtlpStats>, bool)>,
     last: Snapshot,
     queue: heapless::Deque<Record, MAX_QUEUED>,
 }
@@ -75,17 +83,45 @@ impl<P: PostJson> Telemetry<P> {
             client,
             stats,
             reporter,
+            otlp: None,
             last: Snapshot::default(),
             queue: heapless::Deque::new(),
         }
     }
 
+    /// Adds OTLP spans to the record: `SegmentsReceivedCount` the spans received (in
+    /// requests taken; a request answered 503 is sent again and counted then),
+    /// `SegmentsRejectedCount` the spans refused (over 200 KB, out of X-Ray's times,
+    /// refused by X-Ray or by translation, as invalid and unprocessed segments are), and with
+    /// `forwarded_are_sent` (the `otlp` destination) `SegmentsSentCount` the spans X-Ray's
+    /// OTLP endpoint accepted. With the `segments` destination the translated documents go
+    /// through the segment uploads, which count them as sent already.
+    pub fn with_otlp(mut self, stats: Arc<OtlpStats>, forwarded_are_sent: bool) -> Self {
+        self.otlp = Some((stats, forwarded_are_sent));
+        self
+    }
+
+    /// The counters now, OTLP's included.
+    fn snapshot(&self) -> Snapshot {
+        let mut now = self.stats.snapshot();
+        if let Some((otlp, forwarded_are_sent)) = &self.otlp {
+            let spans = otlp.snapshot();
+            now.received += spans.spans_received;
+            now.rejected += spans.spans_refused;
+            if *forwarded_are_sent {
+                now.sent += spans.spans_forwarded;
+            }
+        }
+        now
+    }
+
     /// Cuts a record of what happened since the last one, and sends everything queued.
     pub fn report(&mut self) {
-        let now = self.stats.snapshot();
+        let now = self.snapshot();
         let counts = now.since(&self.last);
         self.last = now;
-        // Silent until the first datagram, as the original: a relay nobody uses reports nothing.
+        // Silent until the first datagram (or span), as the original: a relay nobody uses
+        // reports nothing.
         if now.received == 0 {
             log::debug!("Skipped telemetry data as no segments found");
             return;
@@ -295,5 +331,45 @@ mod tests {
         let calls = backend.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0]["TelemetryRecords"][0]["SegmentsReceivedCount"], 3);
+    }
+
+    #[test]
+    fn otlp_spans_count_where_x_rays_fields_fit() {
+        let backend = Backend {
+            up: Mutex::new(true),
+            ..Default::default()
+        };
+        let stats = Arc::new(Stats::default());
+        let otlp = Arc::new(OtlpStats::default());
+        let mut telemetry =
+            Telemetry::new(&backend, stats.clone(), reporter()).with_otlp(otlp.clone(), true);
+        telemetry.report();
+        assert!(
+            backend.calls.lock().unwrap().is_empty(),
+            "silent until used"
+        );
+        Stats::add(&stats.received, 2);
+        Stats::add(&stats.sent, 2);
+        OtlpStats::add(&otlp.spans_received, 10);
+        OtlpStats::add(&otlp.spans_forwarded, 7);
+        OtlpStats::add(&otlp.spans_refused, 3);
+        OtlpStats::add(&otlp.spans_backpressured, 50);
+        telemetry.report();
+        // With the segments destination, the pool's uploads count what is sent.
+        let mut by_segments =
+            Telemetry::new(&backend, Arc::new(Stats::default()), reporter()).with_otlp(otlp, false);
+        by_segments.report();
+        let calls = backend.calls.lock().unwrap();
+        let record = &calls[0]["TelemetryRecords"][0];
+        assert_eq!(record["SegmentsReceivedCount"], 12);
+        assert_eq!(record["SegmentsSentCount"], 9);
+        assert_eq!(record["SegmentsRejectedCount"], 3);
+        assert_eq!(
+            record["SegmentsSpilloverCount"], 0,
+            "backpressure loses nothing"
+        );
+        let record = &calls[1]["TelemetryRecords"][0];
+        assert_eq!(record["SegmentsReceivedCount"], 10);
+        assert_eq!(record["SegmentsSentCount"], 0);
     }
 }

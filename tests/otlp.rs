@@ -339,6 +339,51 @@ fn no_call_spans_more_than_24_hours_and_spans_x_ray_refuses_for_their_age_are_re
     );
 }
 
+#[test]
+fn the_telemetry_record_counts_spans_where_x_rays_fields_fit() {
+    // X-Ray refuses one span of each request (partial success).
+    let mut partial = vec![0x08, 1, 0x12, 3];
+    partial.extend_from_slice(b"old");
+    let mut response = vec![0x0a, partial.len() as u8];
+    response.extend_from_slice(&partial);
+    let response = String::from_utf8(response).unwrap();
+    let xray = otlp_mock(Arc::new(move |_| (200, response.clone())));
+    let relay = start(&xray, "");
+    for i in 0..2 {
+        let proto = request_protobuf(&format!("r{i}"), 4, 10);
+        assert_eq!(
+            post(relay.otlp, "application/x-protobuf", None, &proto).status,
+            200
+        );
+    }
+    // One span X-Ray would refuse for its age, refused at once.
+    let old = request_json_at("old", 1, 10, |_| now_ns() - 20 * 24 * HOUR_NS);
+    assert_eq!(
+        post(relay.otlp, "application/json", None, old.as_bytes()).status,
+        200
+    );
+    relay.relay.send_segment(&support::segment(1));
+    wait_for("8 spans at X-Ray", Duration::from_secs(10), || {
+        sent_names(&xray).len() >= 8
+    });
+    xray.wait_for_documents(1, Duration::from_secs(10));
+    let (status, log) = relay.relay.stop();
+    assert!(status.success(), "{log}");
+    // The last record, sent at shutdown.
+    let records = xray.telemetry_records();
+    let sum = |field: &str| -> u64 { records.iter().map(|r| r[field].as_u64().unwrap()).sum() };
+    // Requests may be merged: X-Ray refused one span per call.
+    let calls = xray
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .count() as u64;
+    assert_eq!(sum("SegmentsReceivedCount"), 1 + 9, "{records:?}");
+    assert_eq!(sum("SegmentsSentCount"), 1 + 8 - calls, "{records:?}");
+    assert_eq!(sum("SegmentsRejectedCount"), 1 + calls, "{records:?}");
+    assert_eq!(sum("SegmentsSpilloverCount"), 0, "{records:?}");
+}
+
 /// An `ExportTraceServiceRequest` (protobuf) as OTLP JSON.
 fn protobuf_json(request: &[u8]) -> serde_json::Value {
     let mut text = String::new();

@@ -94,7 +94,8 @@ impl<P: PostJson> Telemetry<P> {
     /// `SegmentsRejectedCount` the spans refused (over 200 KB, out of X-Ray's times,
     /// refused by X-Ray or by translation, as invalid and unprocessed segments are), and with
     /// `forwarded_are_sent` (the `otlp` destination) `SegmentsSentCount` the spans X-Ray's
-    /// OTLP endpoint accepted. With the `segments` destination the translated documents go
+    /// OTLP endpoint accepted; `SegmentsSpilloverCount` the spans the OTLP spool lost (as
+    /// the segment spool's losses count there). With the `segments` destination the translated documents go
     /// through the segment uploads, which count them as sent already.
     pub fn with_otlp(mut self, stats: Arc<OtlpStats>, forwarded_are_sent: bool) -> Self {
         self.otlp = Some((stats, forwarded_are_sent));
@@ -108,6 +109,8 @@ impl<P: PostJson> Telemetry<P> {
             let spans = otlp.snapshot();
             now.received += spans.spans_received;
             now.rejected += spans.spans_refused;
+            // The OTLP spool's losses, as the segment spool's count as spillover.
+            now.spillover += spans.spans_lost;
             if *forwarded_are_sent {
                 now.sent += spans.spans_forwarded;
             }
@@ -354,6 +357,7 @@ mod tests {
         OtlpStats::add(&otlp.spans_forwarded, 7);
         OtlpStats::add(&otlp.spans_refused, 3);
         OtlpStats::add(&otlp.spans_backpressured, 50);
+        OtlpStats::add(&otlp.spans_lost, 4);
         telemetry.report();
         // With the segments destination, the pool's uploads count what is sent.
         let mut by_segments =
@@ -365,8 +369,8 @@ mod tests {
         assert_eq!(record["SegmentsSentCount"], 9);
         assert_eq!(record["SegmentsRejectedCount"], 3);
         assert_eq!(
-            record["SegmentsSpilloverCount"], 0,
-            "backpressure loses nothing"
+            record["SegmentsSpilloverCount"], 4,
+            "the spool's losses; backpressure loses nothing"
         );
         let record = &calls[1]["TelemetryRecords"][0];
         assert_eq!(record["SegmentsReceivedCount"], 10);

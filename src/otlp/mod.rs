@@ -109,9 +109,9 @@ impl Running {
         let stats = &self.receiver.stats;
         match self.spool {
             Some((spool, replayer)) => {
+                // The writer counts what it writes (spans_spooled) and loses (spans_lost).
                 let kept = spool::keep(&spool, &left);
-                OtlpStats::add(&stats.spans_spooled, kept.spooled);
-                OtlpStats::add(&stats.spans_refused, kept.lost);
+                OtlpStats::add(&stats.spans_lost, kept.lost);
                 if spans > 0 {
                     log::warn!(
                         "Spooled {} OTLP spans not forwarded before shutdown ({} lost)",
@@ -170,12 +170,11 @@ pub fn start(
     }
     let spool = match spool_dir {
         Some((dir, max_bytes)) => {
-            // Its losses are of requests, counted in spans by the OTLP counters, so the
-            // spool's own record counts stay out of the segment counters.
+            // What it writes and loses counts in spans, in the OTLP counters.
             let spool = Arc::new(crate::spool::Spool::open(
                 &dir.join(spool::SUBDIRECTORY),
                 max_bytes,
-                Arc::new(crate::stats::Stats::default()),
+                Arc::new(spool::SpoolCounts(receiver.stats.clone())),
             )?);
             let replayer = spool::spawn_replay(spool.clone(), forwarder.clone())?;
             Some((spool, replayer))

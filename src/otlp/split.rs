@@ -230,6 +230,14 @@ pub fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The spans in `request` (already [`protobuf::check`]ed).
+pub fn count_spans(request: &[u8]) -> u64 {
+    nested(request, 1, schema::REQUEST.name)
+        .flat_map(|rs| nested(rs, 2, schema::RESOURCE_SPANS.name))
+        .map(|ss| nested(ss, 2, schema::SCOPE_SPANS.name).count() as u64)
+        .sum()
+}
+
 /// Splits `request` (already [`protobuf::check`]ed) into chunks of at most `max_bytes`,
 /// `max_spans` and [`MAX_REQUEST_WINDOW_NANOS`]; spans over [`MAX_SPAN_BYTES`] are left out,
 /// and with `now` (Unix ns) so are spans X-Ray would refuse for their times ([`in_time`]).
@@ -343,6 +351,7 @@ mod tests {
         let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None);
         assert_eq!(split.chunks.len(), 1);
         assert_eq!(split.accepted, 12);
+        assert_eq!(count_spans(&request), 12);
         assert_eq!(meaning(&split.chunks[0].bytes), meaning(&request));
         protobuf::check(&split.chunks[0].bytes, &schema::REQUEST).unwrap();
     }

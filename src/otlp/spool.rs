@@ -27,10 +27,32 @@ pub struct Kept {
     pub lost: u64,
 }
 
-/// Writes `chunks` to `spool`, cut into records.
+/// The OTLP spool's [`spool::Counts`]: a record weighs its spans, written ones count in
+/// `spans_spooled`, lost ones in `spans_lost`, so the segment counters see none of them.
+pub struct SpoolCounts(pub Arc<OtlpStats>);
+
+impl spool::Counts for SpoolCounts {
+    fn weight(&self, record: &[u8]) -> u64 {
+        split::count_spans(record)
+    }
+
+    fn lost(&self, _: Unsent, spans: u64) {
+        OtlpStats::add(&self.0.spans_lost, spans);
+    }
+
+    fn spooled(&self, spans: u64) {
+        OtlpStats::add(&self.0.spans_spooled, spans);
+    }
+
+    fn weighs_documents(&self) -> bool {
+        true
+    }
+}
+
+/// Writes `chunks` to `spool`, cut into records. The spool's writer counts what it writes
+/// and loses later through its [`SpoolCounts`].
 pub fn keep(spool: &Spool, chunks: &[Chunk]) -> Kept {
-    // Spans are counted here, in the OTLP counters; the spool's own count is of records,
-    // which are not segments.
+    // Records the spool's queue cannot take are counted by the caller, in spans.
     let records = Stats::default();
     let mut kept = Kept::default();
     for chunk in chunks {
@@ -208,6 +230,38 @@ mod tests {
             .sum();
         assert_eq!(names, 100);
         assert!(text.lines().count() > 1);
+    }
+
+    #[test]
+    fn spans_in_files_deleted_for_room_count_as_lost_in_the_otlp_counters() {
+        let dir = crate::test_support::TempDir::new("otlp-spool-full");
+        let otlp = Arc::new(OtlpStats::default());
+        let spool = Spool::open(
+            &dir.0.join(SUBDIRECTORY),
+            256 * 1024,
+            Arc::new(SpoolCounts(otlp.clone())),
+        )
+        .unwrap();
+        // 10 × 20 spans of ~2 KB: about 420 KB into a spool of 256 KB.
+        for _ in 0..10 {
+            let chunk = Chunk {
+                bytes: request(20, 2000),
+                spans: 20,
+                first: 0,
+                last: 0,
+            };
+            assert_eq!(keep(&spool, &[chunk]).spooled, 20);
+            spool.flush();
+        }
+        spool.stop();
+        let mut on_disk = 0;
+        for file in spool.files() {
+            spool::read_file(&file, |record| on_disk += split::count_spans(record)).unwrap();
+        }
+        let stats = otlp.snapshot();
+        assert_eq!(stats.spans_spooled, 200);
+        assert!(stats.spans_lost > 0 && on_disk > 0, "{stats:?}");
+        assert_eq!(stats.spans_lost, 200 - on_disk, "{stats:?}");
     }
 
     #[test]

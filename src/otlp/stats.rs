@@ -24,10 +24,13 @@ pub struct OtlpStats {
     pub spans_backpressured: AtomicU64,
     /// Upstream requests that failed (any reason).
     pub forward_failures: AtomicU64,
-    /// Spans written to the spool at shutdown.
+    /// Spans written to the spool (at shutdown).
     pub spans_spooled: AtomicU64,
     /// Spans read back from the spool and delivered.
     pub spans_replayed: AtomicU64,
+    /// Spans the spool lost: no room in its queue, an oldest file deleted for room (the
+    /// spool at its `--spool-max-mb`), a failed write.
+    pub spans_lost: AtomicU64,
     /// `OTLP.Destination: segments`: metadata entries (rarely other parts) cut from
     /// translated documents to keep them under X-Ray's 64 KB.
     pub metadata_cut: AtomicU64,
@@ -54,6 +57,8 @@ pub struct OtlpSnapshot {
     pub spans_spooled: u64,
     /// See [`OtlpStats::spans_replayed`].
     pub spans_replayed: u64,
+    /// See [`OtlpStats::spans_lost`].
+    pub spans_lost: u64,
 }
 
 impl OtlpStats {
@@ -90,6 +95,7 @@ impl OtlpStats {
             forward_failures: get(&self.forward_failures),
             spans_spooled: get(&self.spans_spooled),
             spans_replayed: get(&self.spans_replayed),
+            spans_lost: get(&self.spans_lost),
         }
     }
 }
@@ -119,6 +125,7 @@ pub fn health(stats: &OtlpStats, buffered: usize, capacity: usize) -> serde_json
             "backpressured": counts.spans_backpressured,
             "spooled": counts.spans_spooled,
             "replayed": counts.spans_replayed,
+            "lost": counts.spans_lost,
         },
         "buffer": { "used_bytes": buffered, "capacity_bytes": capacity },
     })
@@ -175,13 +182,18 @@ pub fn render_metrics(stats: &OtlpStats, buffered: usize, capacity: usize, out: 
         ),
         (
             "spooled",
-            "Spans written to the spool at shutdown.",
+            "Spans written to the spool.",
             counts.spans_spooled,
         ),
         (
             "replayed",
             "Spans read back from the spool and delivered.",
             counts.spans_replayed,
+        ),
+        (
+            "lost",
+            "Spans the spool lost (full: oldest file deleted for room; failed writes).",
+            counts.spans_lost,
         ),
     ];
     for (name, help, value) in counters {
@@ -225,6 +237,7 @@ mod tests {
         stats.answered(503);
         stats.answered(418);
         OtlpStats::add(&stats.spans_received, 7);
+        OtlpStats::add(&stats.spans_lost, 2);
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.answered, vec![(200, 2), (503, 1), (0, 1)]);
         let mut out = String::new();
@@ -235,11 +248,13 @@ mod tests {
         );
         assert!(out.contains("xray_relay_otlp_requests_total{status=\"other\"} 1\n"));
         assert!(out.contains("xray_relay_otlp_spans_received_total 7\n"));
+        assert!(out.contains("xray_relay_otlp_spans_lost_total 2\n"));
         assert!(out.contains("xray_relay_otlp_buffer_used_bytes 10\n"));
         let health = health(&stats, 10, 100);
         assert_eq!(health["requests"]["200"], 2);
         assert_eq!(health["requests"]["other"], 1);
         assert_eq!(health["spans"]["received"], 7);
+        assert_eq!(health["spans"]["lost"], 2);
         assert_eq!(health["buffer"]["capacity_bytes"], 100);
     }
 }

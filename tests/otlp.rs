@@ -447,6 +447,71 @@ fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_took() {
     assert_eq!(xray.wait_for_documents(1, Duration::from_secs(10)).len(), 1);
 }
 
+#[test]
+fn with_a_small_buffer_otlp_and_segments_share_it_and_memory_stays_within_it() {
+    // X-Ray is down: OTLP data stays in its share of the 3 MB.
+    let xray = otlp_mock(Arc::new(|_| (503, "down".into())));
+    let relay = start(&xray, "TotalBufferSizeMB: 3\n");
+    let log = relay
+        .relay
+        .wait_for_log("OTLP request bodies are limited", Duration::from_secs(5));
+    // Halves: 1.5 MiB each, bodies up to 768 KiB.
+    assert!(log.contains("OTLP buffer: 1572864 bytes"), "{log}");
+    assert!(log.contains("limited to 786432 bytes"), "{log}");
+    let pid = relay.relay.child.id();
+    // Warm up (code pages of the paths taken), then measure from there.
+    let small = request_protobuf("warm", 1, 10);
+    assert_eq!(
+        post(
+            relay.otlp,
+            "application/x-protobuf",
+            Some("gzip"),
+            &gzip::gzip(&small)
+        )
+        .status,
+        200
+    );
+    relay.relay.send_segment(&support::segment(1000));
+    xray.wait_for_documents(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1200));
+    let idle_kb = support::proc_status_kb(pid, "VmRSS");
+    let body = request_protobuf("m", 600, 1000);
+    assert!(
+        body.len() > 600_000 && body.len() < 786_432,
+        "{}",
+        body.len()
+    );
+    let too_big = request_protobuf("big", 800, 1000);
+    let answer = post(relay.otlp, "application/x-protobuf", None, &too_big);
+    assert_eq!(answer.status, 413);
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let gzipped = i % 2 == 1;
+        let sent = if gzipped {
+            gzip::gzip(&body)
+        } else {
+            body.clone()
+        };
+        let encoding = gzipped.then_some("gzip");
+        statuses.push(post(relay.otlp, "application/x-protobuf", encoding, &sent).status);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 503, 503],
+        "two fit in 1.5 MiB beside the first"
+    );
+    // Segments still have their half.
+    for i in 0..200 {
+        relay.relay.send_segment(&support::segment(i));
+    }
+    xray.wait_for_documents(201, Duration::from_secs(10));
+    let peak_kb = support::proc_status_kb(pid, "VmHWM");
+    let grown_kb = peak_kb.saturating_sub(idle_kb);
+    println!("idle {idle_kb} kB, peak {peak_kb} kB, grown {grown_kb} kB");
+    // The buffer (3 MiB) and the margin for bodies in flight and their copies (4 MiB).
+    assert!(grown_kb <= 7 * 1024, "idle {idle_kb} kB, peak {peak_kb} kB");
+}
+
 fn raw(address: SocketAddr, bytes: &[u8]) -> HttpResponse {
     support::http_raw(address, bytes).unwrap()
 }

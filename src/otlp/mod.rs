@@ -29,10 +29,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// The largest OTLP request body taken, before and after decompression (413 above).
+/// The largest OTLP request body taken, before and after decompression (413 above); less
+/// with a small buffer ([`body_limit`]).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The OTLP share of the buffer is at least this (two of the largest requests).
+/// The OTLP share of the buffer is at least this (two of the largest requests) when
+/// `--buffer-memory` allows it ([`share_buffer`]).
 pub const MIN_BUFFER_BYTES: usize = 2 * MAX_BODY_BYTES;
 
 /// OTLP request bodies read at once (each up to [`MAX_BODY_BYTES`]); more wait, then 503.
@@ -58,14 +60,24 @@ pub struct Receiver {
 }
 
 /// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
-/// at least [`MIN_BUFFER_BYTES`], the rest for segments. Returns (segments, OTLP).
+/// but at least [`MIN_BUFFER_BYTES`] or, when that would be more than half (under 16 MiB),
+/// half; the rest for segments. Returns (segments, OTLP), which add up to `buffer_bytes`.
 ///
 /// Split rather than shared: segments arrive by UDP and cannot be asked to wait, so a burst
 /// of OTLP must not push them out; OTLP clients can, so they get a fixed share and a 503
-/// when it is full.
+/// when it is full. Segments keep at least half, so a small `-m` still buffers them; OTLP
+/// keeps room for two of its largest requests ([`body_limit`]), one being forwarded while
+/// the next is taken.
 pub fn share_buffer(buffer_bytes: usize) -> (usize, usize) {
-    let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES);
-    (buffer_bytes.saturating_sub(otlp), otlp)
+    let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES.min(buffer_bytes / 2));
+    (buffer_bytes - otlp, otlp)
+}
+
+/// The largest request body for an OTLP share of `otlp_bytes`: [`MAX_BODY_BYTES`], or half
+/// the share when that is less (`--buffer-memory` under 16 MiB), so two always fit. Bodies
+/// in flight are memory outside the buffer, so a small buffer takes smaller requests too.
+pub fn body_limit(otlp_bytes: usize) -> usize {
+    MAX_BODY_BYTES.min(otlp_bytes / 2)
 }
 
 /// The forwarders, running.
@@ -148,7 +160,7 @@ pub fn start(
     let receiver = Arc::new(Receiver {
         queue: Arc::new(Queue::new(buffer_bytes)),
         stats: Arc::new(OtlpStats::default()),
-        max_body_bytes: MAX_BODY_BYTES,
+        max_body_bytes: body_limit(buffer_bytes),
         refuse_out_of_time: matches!(destination, Destination::Export(_)),
     });
     let forwarder = Arc::new(Forwarder {
@@ -159,6 +171,12 @@ pub fn start(
         leftovers: Mutex::new(Vec::new()),
         relay_stats: Some(relay_stats),
     });
+    if receiver.max_body_bytes < MAX_BODY_BYTES {
+        log::info!(
+            "OTLP request bodies are limited to {} bytes (413 above) to fit a small --buffer-memory",
+            receiver.max_body_bytes
+        );
+    }
     let mut threads = Vec::new();
     for n in 0..FORWARDERS {
         let forwarder = forwarder.clone();
@@ -206,7 +224,17 @@ mod tests {
     fn the_buffer_is_shared_a_quarter_for_otlp_with_a_floor() {
         assert_eq!(share_buffer(64 << 20), (48 << 20, 16 << 20));
         assert_eq!(share_buffer(16 << 20), (8 << 20, 8 << 20));
-        assert_eq!(share_buffer(3 << 20), (0, MIN_BUFFER_BYTES));
+        assert_eq!(share_buffer(32 << 20), (24 << 20, 8 << 20));
+        // Under 16 MiB the floor would take more than half: halves, and smaller bodies.
+        assert_eq!(share_buffer(3 << 20), (3 << 19, 3 << 19));
+        assert_eq!(share_buffer(11 << 20), (11 << 19, 11 << 19));
+        assert_eq!(body_limit(3 << 19), 3 << 18);
+        assert_eq!(body_limit(8 << 20), MAX_BODY_BYTES);
+        for mb in 3..100 {
+            let (segments, otlp) = share_buffer(mb << 20);
+            assert_eq!(segments + otlp, mb << 20);
+            assert!(segments >= otlp && otlp >= 2 * body_limit(otlp), "{mb}");
+        }
     }
 
     #[test]

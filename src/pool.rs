@@ -30,6 +30,10 @@ pub const BATCH_MAX_BYTES: usize = 256 * 1024;
 /// The smallest pool the relay accepts (the original's minimum).
 pub const MIN_POOL_BYTES: usize = 3 * 1024 * 1024;
 
+/// The smallest pool made: segments' share of the smallest buffer when OTLP takes the rest
+/// (`otlp::share_buffer`), so `--buffer-memory` stays the whole budget.
+const SMALLEST_POOL_BYTES: usize = 1024 * 1024;
+
 /// The largest pool, in MB: slots hold 32-bit arena offsets, so the arena stays below 4 GiB.
 pub const MAX_POOL_MB: u64 = 4095;
 
@@ -397,9 +401,10 @@ pub struct Pool {
 
 impl Pool {
     /// A pool using at most `memory_bytes` (arena plus slot table), allocated now, once,
-    /// between [`MIN_POOL_BYTES`] and [`MAX_POOL_MB`] (beyond which offsets would wrap).
+    /// between 1 MiB (about segments' share of [`MIN_POOL_BYTES`] beside OTLP) and
+    /// [`MAX_POOL_MB`] (beyond which offsets would wrap).
     pub fn with_memory(memory_bytes: usize) -> Pool {
-        let memory_bytes = memory_bytes.clamp(MIN_POOL_BYTES, MAX_POOL_BYTES);
+        let memory_bytes = memory_bytes.clamp(SMALLEST_POOL_BYTES, MAX_POOL_BYTES);
         let slot_count = (memory_bytes / BYTES_PER_SLOT).max(BATCH_SIZE);
         let arena_bytes = memory_bytes - slot_count * std::mem::size_of::<Slot>();
         Pool {

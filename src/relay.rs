@@ -317,6 +317,10 @@ fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Starte
     };
     let telemetry = match telemetry {
         Some(telemetry) => {
+            let telemetry = match &otlp {
+                Some(running) => telemetry.with_otlp(running.receiver.stats.clone()),
+                None => telemetry,
+            };
             let (stop, stopped) = std::sync::mpsc::channel();
             let finished = telemetry::spawn(telemetry, stopped)
                 .map_err(|err| StartError(format!("cannot start telemetry: {err}")))?;

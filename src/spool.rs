@@ -68,6 +68,39 @@ pub fn count_lost(stats: &Stats, why: Unsent, n: u64) {
     }
 }
 
+/// Where a spool counts what it writes and what it loses: segments one per document
+/// ([`Stats`], losses through [`count_lost`]); the OTLP spool weighs each record (a
+/// request) by its spans, in the OTLP counters.
+pub trait Counts: Send + Sync {
+    /// What `document` counts for.
+    fn weight(&self, document: &[u8]) -> u64;
+    /// Counts `n` (summed weights) lost for `why`.
+    fn lost(&self, why: Unsent, n: u64);
+    /// Counts `n` (summed weights) written to a spool file.
+    fn spooled(&self, n: u64);
+    /// Whether documents weigh other than 1: a file deleted for room is then read to weigh
+    /// the records it loses.
+    fn weighs_documents(&self) -> bool;
+}
+
+impl Counts for Stats {
+    fn weight(&self, _: &[u8]) -> u64 {
+        1
+    }
+
+    fn lost(&self, why: Unsent, n: u64) {
+        count_lost(self, why, n);
+    }
+
+    fn spooled(&self, n: u64) {
+        Stats::add(&self.spooled, n);
+    }
+
+    fn weighs_documents(&self) -> bool {
+        false
+    }
+}
+
 /// The one decision for documents leaving the pool unsent: queue them for the spool, or
 /// count them as lost (no spool, or no room in its queue). Returns how many were lost.
 ///
@@ -150,7 +183,7 @@ struct Queue {
 struct Shared {
     dir: PathBuf,
     max_bytes: u64,
-    stats: Arc<Stats>,
+    counts: Arc<dyn Counts>,
     /// Bytes in spool files (and in the writer's buffer), kept as files grow and go.
     total: AtomicU64,
     queue: Mutex<Queue>,
@@ -193,8 +226,8 @@ pub struct Replaying {
 
 impl Spool {
     /// Opens (creating, mode 0700) the spool directory, limited to `max_bytes` of files, and
-    /// starts its writer thread. Losses are counted in `stats`.
-    pub fn open(dir: &Path, max_bytes: u64, stats: Arc<Stats>) -> io::Result<Spool> {
+    /// starts its writer thread. What it writes and loses is counted in `counts`.
+    pub fn open(dir: &Path, max_bytes: u64, counts: Arc<dyn Counts>) -> io::Result<Spool> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -239,7 +272,7 @@ impl Spool {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             max_bytes: max_bytes.max(min_bytes),
-            stats,
+            counts,
             total: AtomicU64::new(total),
             queue: Mutex::new(Queue::default()),
             queue_changed: Condvar::new(),
@@ -460,11 +493,15 @@ impl Spool {
                 if left.is_zero() {
                     // A slow disk: what is still queued will not be on disk before the
                     // process ends, so it is lost, and counted as such now.
-                    let unwritten = queue.documents.len() as u64;
+                    let unwritten: u64 = queue
+                        .documents
+                        .documents()
+                        .map(|d| shared.counts.weight(d))
+                        .sum();
                     queue.documents.clear();
                     queue.bytes = 0;
                     queue.given_up = true;
-                    count_lost(&shared.stats, Unsent::Unfinished, unwritten);
+                    shared.counts.lost(Unsent::Unfinished, unwritten);
                     log::warn!(
                         "The spool writer did not finish within {wait:?}; {unwritten} queued segments are lost"
                     );

@@ -3,7 +3,14 @@
 //! As in the original: nothing is reported until the first datagram arrives; records that could
 //! not be sent are kept (at most 30, oldest dropped first) and sent with the next ones, at most
 //! 10 per call; a last record is sent at shutdown.
+//!
+//! OTLP spans count where X-Ray's fields fit ([`Telemetry::with_otlp`]): a span is what
+//! X-Ray makes a segment or subsegment of, so spans received, sent and refused are added to
+//! the segment counts; backpressured requests are not (nothing is lost, the client sends
+//! them again), and failed calls to the OTLP endpoint are in `BackendConnectionErrors`
+//! already (the forwarders count them in the relay's counters).
 
+use crate::otlp::OtlpStats;
 use crate::sink::PostJson;
 use crate::stats::{ErrorClass, Snapshot, Stats};
 use serde_json::{Value, json};
@@ -64,6 +71,7 @@ pub struct Telemetry<P> {
     client: P,
     stats: Arc<Stats>,
     reporter: Reporter,
+    otlp: Option<Arc<OtlpStats>>,
     last: Snapshot,
     queue: heapless::Deque<Record, MAX_QUEUED>,
 }
@@ -75,17 +83,45 @@ impl<P: PostJson> Telemetry<P> {
             client,
             stats,
             reporter,
+            otlp: None,
             last: Snapshot::default(),
             queue: heapless::Deque::new(),
         }
     }
 
+    /// Adds OTLP spans to the record: `SegmentsReceivedCount` the spans received (in
+    /// requests taken; a request answered 503 is sent again and counted then),
+    /// `SegmentsRejectedCount` the spans refused (over 200 KB, out of X-Ray's times,
+    /// refused by X-Ray or by translation, as invalid and unprocessed segments are),
+    /// `SegmentsSentCount` the spans X-Ray's OTLP endpoint accepted (translated spans go
+    /// through the segment uploads, which count them as sent), `SegmentsSpilloverCount` the
+    /// spans the OTLP spool lost (as the segment spool's losses count there).
+    pub fn with_otlp(mut self, stats: Arc<OtlpStats>) -> Self {
+        self.otlp = Some(stats);
+        self
+    }
+
+    /// The counters now, OTLP's included.
+    fn snapshot(&self) -> Snapshot {
+        let mut now = self.stats.snapshot();
+        if let Some(otlp) = &self.otlp {
+            let spans = otlp.snapshot();
+            now.received += spans.spans_received;
+            now.rejected += spans.spans_refused;
+            // The OTLP spool's losses, as the segment spool's count as spillover.
+            now.spillover += spans.spans_lost;
+            now.sent += spans.spans_exported;
+        }
+        now
+    }
+
     /// Cuts a record of what happened since the last one, and sends everything queued.
     pub fn report(&mut self) {
-        let now = self.stats.snapshot();
+        let now = self.snapshot();
         let counts = now.since(&self.last);
         self.last = now;
-        // Silent until the first datagram, as the original: a relay nobody uses reports nothing.
+        // Silent until the first datagram (or span), as the original: a relay nobody uses
+        // reports nothing.
         if now.received == 0 {
             log::debug!("Skipped telemetry data as no segments found");
             return;
@@ -295,5 +331,51 @@ mod tests {
         let calls = backend.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0]["TelemetryRecords"][0]["SegmentsReceivedCount"], 3);
+    }
+
+    #[test]
+    fn otlp_spans_count_where_x_rays_fields_fit() {
+        let backend = Backend {
+            up: Mutex::new(true),
+            ..Default::default()
+        };
+        let stats = Arc::new(Stats::default());
+        let otlp = Arc::new(OtlpStats::default());
+        let mut telemetry =
+            Telemetry::new(&backend, stats.clone(), reporter()).with_otlp(otlp.clone());
+        telemetry.report();
+        assert!(
+            backend.calls.lock().unwrap().is_empty(),
+            "silent until used"
+        );
+        Stats::add(&stats.received, 2);
+        Stats::add(&stats.sent, 2);
+        OtlpStats::add(&otlp.spans_received, 10);
+        OtlpStats::add(&otlp.spans_forwarded, 7);
+        OtlpStats::add(&otlp.spans_exported, 7);
+        OtlpStats::add(&otlp.spans_refused, 3);
+        OtlpStats::add(&otlp.spans_backpressured, 50);
+        OtlpStats::add(&otlp.spans_lost, 4);
+        telemetry.report();
+        // Translated spans (forwarded into the pool, not exported): the pool's uploads
+        // count what is sent.
+        let otlp = Arc::new(OtlpStats::default());
+        OtlpStats::add(&otlp.spans_received, 10);
+        OtlpStats::add(&otlp.spans_forwarded, 10);
+        let mut by_segments =
+            Telemetry::new(&backend, Arc::new(Stats::default()), reporter()).with_otlp(otlp);
+        by_segments.report();
+        let calls = backend.calls.lock().unwrap();
+        let record = &calls[0]["TelemetryRecords"][0];
+        assert_eq!(record["SegmentsReceivedCount"], 12);
+        assert_eq!(record["SegmentsSentCount"], 9);
+        assert_eq!(record["SegmentsRejectedCount"], 3);
+        assert_eq!(
+            record["SegmentsSpilloverCount"], 4,
+            "the spool's losses; backpressure loses nothing"
+        );
+        let record = &calls[1]["TelemetryRecords"][0];
+        assert_eq!(record["SegmentsReceivedCount"], 10);
+        assert_eq!(record["SegmentsSentCount"], 0);
     }
 }

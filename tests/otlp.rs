@@ -13,13 +13,29 @@ use xray_relay::otlp::{gzip, json, protobuf, schema};
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 /// An OTLP JSON request of `spans` spans named `{prefix}-{i}`, each with `pad` bytes of
-/// attribute.
+/// attribute, ending now (X-Ray refuses spans more than 14 days old).
 fn request_json(prefix: &str, spans: usize, pad: usize) -> String {
+    request_json_at(prefix, spans, pad, |_| now_ns())
+}
+
+/// As [`request_json`], span `i` ending at `end(i)` (Unix ns) after 100 ms.
+fn request_json_at(prefix: &str, spans: usize, pad: usize, end: impl Fn(usize) -> u64) -> String {
     let spans: Vec<String> = (0..spans)
         .map(|i| {
+            let end = end(i);
             format!(
-                r#"{{"traceId":"{TRACE}","spanId":"{i:016x}","name":"{prefix}-{i}","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":1700000000100000000,"attributes":[{{"key":"pad","value":{{"stringValue":"{}"}}}}]}}"#,
+                r#"{{"traceId":"{TRACE}","spanId":"{i:016x}","name":"{prefix}-{i}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":{end},"attributes":[{{"key":"pad","value":{{"stringValue":"{}"}}}}]}}"#,
+                end - 100_000_000,
                 "p".repeat(pad)
             )
         })
@@ -64,6 +80,15 @@ fn forwarded_names(xray: &MockXRay) -> Vec<String> {
             assert_eq!(r.header("content-encoding"), Some("gzip"));
             span_names(&gzip::gunzip(&r.body, 10_000_000).unwrap())
         })
+        .collect()
+}
+
+/// Span names in every call to X-Ray's OTLP path, whatever it answered.
+fn sent_names(xray: &MockXRay) -> Vec<String> {
+    xray.requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .flat_map(|r| span_names(&gzip::gunzip(&r.body, 10_000_000).unwrap()))
         .collect()
 }
 
@@ -231,30 +256,27 @@ fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
     let answer = rpc_status(message);
     let xray = otlp_mock(Arc::new(move |_| (400, answer.clone())));
     let relay = start(&xray, "OTLP:\n  Destination: otlp\n");
-    let calls = || {
-        xray.requests()
-            .iter()
-            .filter(|r| r.path == "/v1/traces")
-            .count()
-    };
-    // One at a time: requests waiting together would be merged into one call.
+    // Back to back: requests waiting together may be merged into one call, so spans are
+    // counted, not calls.
     for i in 0..3 {
         let proto = request_protobuf(&format!("r{i}"), 1, 10);
         assert_eq!(
             post(relay.otlp, "application/x-protobuf", None, &proto).status,
             200
         );
-        wait_for("a call", Duration::from_secs(10), || calls() > i);
     }
+    wait_for("3 spans refused", Duration::from_secs(10), || {
+        let metrics = http_get(relay.relay.tcp, "/metrics").text();
+        metric(&metrics, "xray_relay_otlp_spans_refused_total") >= 3.0
+    });
     let log = relay.relay.wait_for_log(message, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
+    let mut sent = sent_names(&xray);
+    sent.sort();
     assert_eq!(
-        xray.requests()
-            .iter()
-            .filter(|r| r.path == "/v1/traces")
-            .count(),
-        3,
-        "not retried"
+        sent,
+        ["r0-0", "r1-0", "r2-0"],
+        "each span sent once: not retried"
     );
     let errors = log
         .lines()
@@ -268,6 +290,125 @@ fn a_400_reaches_the_log_verbatim_once_and_is_not_retried() {
         0.0
     );
     assert!(xray.documents().is_empty());
+}
+
+#[test]
+fn no_call_spans_more_than_24_hours_and_spans_x_ray_refuses_for_their_age_are_refused_at_once() {
+    let xray = otlp_mock(Arc::new(|_| (200, String::new())));
+    let relay = start(&xray, "OTLP:\n  Destination: otlp\n");
+    let now = now_ns();
+    // Spans 10 h apart over three days, then two X-Ray refuses: 15 days old, 3 h ahead.
+    let json = request_json_at("t", 10, 10, |i| match i {
+        8 => now - 15 * 24 * HOUR_NS,
+        9 => now + 3 * HOUR_NS,
+        i => now - (70 - 10 * i as u64) * HOUR_NS,
+    });
+    let answer = post(relay.otlp, "application/json", None, json.as_bytes());
+    assert_eq!(answer.status, 200);
+    let partial = &answer.json()["partialSuccess"];
+    assert_eq!(partial["rejectedSpans"], "2", "{partial}");
+    assert!(
+        partial["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("14 days")
+    );
+    wait_for("8 spans at X-Ray", Duration::from_secs(10), || {
+        forwarded_names(&xray).len() >= 8
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut names = forwarded_names(&xray);
+    names.sort();
+    let expected: Vec<String> = (0..8).map(|i| format!("t-{i}")).collect();
+    assert_eq!(names, expected);
+    let calls: Vec<Vec<u64>> = xray
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .map(|r| {
+            let text = protobuf_json(&gzip::gunzip(&r.body, 10_000_000).unwrap());
+            span_field(&text, "startTimeUnixNano")
+                .into_iter()
+                .chain(span_field(&text, "endTimeUnixNano"))
+                .collect()
+        })
+        .collect();
+    assert!(calls.len() >= 3, "{calls:?}");
+    for times in &calls {
+        let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        assert!(last - first <= 24 * HOUR_NS, "{times:?}");
+    }
+    let metrics = http_get(relay.relay.tcp, "/metrics").text();
+    assert_eq!(metric(&metrics, "xray_relay_otlp_spans_refused_total"), 2.0);
+    assert_eq!(
+        metric(&metrics, "xray_relay_otlp_spans_received_total"),
+        10.0
+    );
+}
+
+#[test]
+fn the_telemetry_record_counts_spans_where_x_rays_fields_fit() {
+    // X-Ray refuses one span of each request (partial success).
+    let mut partial = vec![0x08, 1, 0x12, 3];
+    partial.extend_from_slice(b"old");
+    let mut response = vec![0x0a, partial.len() as u8];
+    response.extend_from_slice(&partial);
+    let response = String::from_utf8(response).unwrap();
+    let xray = otlp_mock(Arc::new(move |_| (200, response.clone())));
+    let relay = start(&xray, "OTLP:\n  Destination: otlp\n");
+    for i in 0..2 {
+        let proto = request_protobuf(&format!("r{i}"), 4, 10);
+        assert_eq!(
+            post(relay.otlp, "application/x-protobuf", None, &proto).status,
+            200
+        );
+    }
+    // One span X-Ray would refuse for its age, refused at once.
+    let old = request_json_at("old", 1, 10, |_| now_ns() - 20 * 24 * HOUR_NS);
+    assert_eq!(
+        post(relay.otlp, "application/json", None, old.as_bytes()).status,
+        200
+    );
+    relay.relay.send_segment(&support::segment(1));
+    wait_for("8 spans at X-Ray", Duration::from_secs(10), || {
+        sent_names(&xray).len() >= 8
+    });
+    xray.wait_for_documents(1, Duration::from_secs(10));
+    let (status, log) = relay.relay.stop();
+    assert!(status.success(), "{log}");
+    // The last record, sent at shutdown.
+    let records = xray.telemetry_records();
+    let sum = |field: &str| -> u64 { records.iter().map(|r| r[field].as_u64().unwrap()).sum() };
+    // Requests may be merged: X-Ray refused one span per call.
+    let calls = xray
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .count() as u64;
+    assert_eq!(sum("SegmentsReceivedCount"), 1 + 9, "{records:?}");
+    assert_eq!(sum("SegmentsSentCount"), 1 + 8 - calls, "{records:?}");
+    assert_eq!(sum("SegmentsRejectedCount"), 1 + calls, "{records:?}");
+    assert_eq!(sum("SegmentsSpilloverCount"), 0, "{records:?}");
+}
+
+/// An `ExportTraceServiceRequest` (protobuf) as OTLP JSON.
+fn protobuf_json(request: &[u8]) -> serde_json::Value {
+    let mut text = String::new();
+    protobuf::write_json(request, &schema::REQUEST, &mut text);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A 64-bit field of every span in an OTLP JSON request.
+fn span_field(request: &serde_json::Value, field: &str) -> Vec<u64> {
+    let mut values = Vec::new();
+    for rs in request["resourceSpans"].as_array().into_iter().flatten() {
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for span in ss["spans"].as_array().into_iter().flatten() {
+                values.push(span[field].as_str().unwrap().parse().unwrap());
+            }
+        }
+    }
+    values
 }
 
 #[test]
@@ -311,6 +452,125 @@ fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_took() {
     // UDP segments still go through the segment buffer.
     relay.relay.send_segment(&support::segment(1));
     assert_eq!(xray.wait_for_documents(1, Duration::from_secs(10)).len(), 1);
+}
+
+#[test]
+fn with_a_small_buffer_otlp_and_segments_share_it_and_memory_stays_within_it() {
+    // X-Ray is down: OTLP data stays in its share of the 3 MB.
+    let xray = otlp_mock(Arc::new(|_| (503, "down".into())));
+    let relay = start(&xray, "TotalBufferSizeMB: 3\n");
+    let log = relay
+        .relay
+        .wait_for_log("OTLP request bodies are limited", Duration::from_secs(5));
+    // Halves: 1.5 MiB each, bodies up to 768 KiB.
+    assert!(log.contains("OTLP buffer: 1572864 bytes"), "{log}");
+    assert!(log.contains("limited to 786432 bytes"), "{log}");
+    let pid = relay.relay.child.id();
+    // Warm up (code pages of the paths taken), then measure from there.
+    let small = request_protobuf("warm", 1, 10);
+    assert_eq!(
+        post(
+            relay.otlp,
+            "application/x-protobuf",
+            Some("gzip"),
+            &gzip::gzip(&small)
+        )
+        .status,
+        200
+    );
+    relay.relay.send_segment(&support::segment(1000));
+    xray.wait_for_documents(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1200));
+    let idle_kb = support::proc_status_kb(pid, "VmRSS");
+    let body = request_protobuf("m", 600, 1000);
+    assert!(
+        body.len() > 600_000 && body.len() < 786_432,
+        "{}",
+        body.len()
+    );
+    let too_big = request_protobuf("big", 800, 1000);
+    let answer = post(relay.otlp, "application/x-protobuf", None, &too_big);
+    assert_eq!(answer.status, 413);
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let gzipped = i % 2 == 1;
+        let sent = if gzipped {
+            gzip::gzip(&body)
+        } else {
+            body.clone()
+        };
+        let encoding = gzipped.then_some("gzip");
+        statuses.push(post(relay.otlp, "application/x-protobuf", encoding, &sent).status);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 503, 503],
+        "two fit in 1.5 MiB beside the first"
+    );
+    // Segments still have their half.
+    for i in 0..200 {
+        relay.relay.send_segment(&support::segment(i));
+    }
+    xray.wait_for_documents(201, Duration::from_secs(10));
+    let peak_kb = support::proc_status_kb(pid, "VmHWM");
+    let grown_kb = peak_kb.saturating_sub(idle_kb);
+    println!("idle {idle_kb} kB, peak {peak_kb} kB, grown {grown_kb} kB");
+    // The buffer (3 MiB) and the margin for bodies in flight and their copies (4 MiB).
+    assert!(grown_kb <= 7 * 1024, "idle {idle_kb} kB, peak {peak_kb} kB");
+}
+
+#[test]
+fn a_4_mb_json_body_is_decoded_in_memory_near_its_size() {
+    let dir = support::TempDir::new("otlp-json-memory");
+    let sink = dir.path("spans.jsonl");
+    let port = support::free_port();
+    let mut options = RelayOptions::uploading_to("http://127.0.0.1:9");
+    options.config.push_str("TotalBufferSizeMB: 64\n");
+    options.args.extend([
+        "--local-sink".into(),
+        sink.to_string_lossy().into_owned(),
+        "--otlp-address".into(),
+        format!("127.0.0.1:{port}"),
+        "--otlp-destination".into(),
+        "otlp".into(),
+    ]);
+    let relay = Relay::start(options);
+    relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let small = request_json("warm", 1, 10);
+    assert_eq!(
+        post(address, "application/json", None, small.as_bytes()).status,
+        200
+    );
+    wait_for("the first line", Duration::from_secs(10), || {
+        support::read(&sink).ends_with('\n')
+    });
+    let idle_kb = support::proc_status_kb(relay.child.id(), "VmRSS");
+    // Many small values, as real spans have: what a tree of the document is costly for.
+    let attributes: Vec<String> = (0..25)
+        .map(|i| format!(r#"{{"key":"k{i}","value":{{"stringValue":"value {i}"}}}}"#))
+        .collect();
+    let json = request_json("big", 2900, 10).replace(
+        r#"{"key":"pad","value":{"stringValue":"pppppppppp"}}"#,
+        &attributes.join(","),
+    );
+    assert!(
+        json.len() > 4_000_000 && json.len() < 4 << 20,
+        "{}",
+        json.len()
+    );
+    assert_eq!(
+        post(address, "application/json", None, json.as_bytes()).status,
+        200
+    );
+    wait_for("2900 spans in the sink", Duration::from_secs(20), || {
+        support::read(&sink).matches("\"name\":\"big-").count() == 2900
+    });
+    let grown_kb = support::proc_status_kb(relay.child.id(), "VmHWM").saturating_sub(idle_kb);
+    println!("a 4 MB JSON body: peak RSS {grown_kb} kB above idle");
+    // The body, its protobuf, the chunks and the sink's JSON line: about twice the body
+    // (8 MB measured), not the 115 MB a tree of the whole document took.
+    assert!(grown_kb < 16 * 1024, "{grown_kb} kB");
 }
 
 fn raw(address: SocketAddr, bytes: &[u8]) -> HttpResponse {
@@ -448,7 +708,8 @@ fn offline_spans_are_written_as_otlp_json_lines() {
     assert_eq!(span["traceId"], TRACE);
     assert_eq!(span["name"], "offline-1");
     // Integers come out as strings, as the OTLP JSON mapping writes them.
-    assert_eq!(span["endTimeUnixNano"], "1700000000100000000");
+    let sent = &expected["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["endTimeUnixNano"];
+    assert_eq!(span["endTimeUnixNano"], sent.as_u64().unwrap().to_string());
     assert_eq!(
         line["resourceSpans"][0]["resource"],
         expected["resourceSpans"][0]["resource"]

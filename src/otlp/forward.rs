@@ -249,6 +249,7 @@ impl Forwarder {
                 Ok(exported) => {
                     let rejected = exported.rejected_spans.min(spans);
                     OtlpStats::add(&self.stats.spans_forwarded, spans - rejected);
+                    OtlpStats::add(&self.stats.spans_exported, spans - rejected);
                     if rejected > 0 {
                         OtlpStats::add(&self.stats.spans_refused, rejected);
                         self.log_once(
@@ -417,6 +418,8 @@ mod tests {
             bytes,
             spans,
             gzipped: None,
+            first: 0,
+            last: 0,
         }
     }
 
@@ -478,6 +481,8 @@ mod tests {
             bytes,
             spans: 1,
             gzipped: None,
+            first: 1_700_000_000_000_000_000,
+            last: 1_700_000_000_000_000_000,
         }
     }
 

@@ -33,10 +33,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// The largest OTLP request body taken, before and after decompression (413 above).
+/// The largest OTLP request body taken, before and after decompression (413 above); less
+/// with a small buffer ([`body_limit`]).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The OTLP share of the buffer is at least this (two of the largest requests).
+/// The OTLP share of the buffer is at least this (two of the largest requests) when
+/// `--buffer-memory` allows it ([`share_buffer`]).
 pub const MIN_BUFFER_BYTES: usize = 2 * MAX_BODY_BYTES;
 
 /// OTLP request bodies read at once (each up to [`MAX_BODY_BYTES`]); more wait, then 503.
@@ -54,17 +56,32 @@ pub struct Receiver {
     pub stats: Arc<OtlpStats>,
     /// See [`MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
+    /// Refuse spans X-Ray's OTLP endpoint refuses for their times (more than 14 days old,
+    /// more than 2 h ahead): at once, in `partial_success`, rather than after the buffer and
+    /// a call. Only for that destination: the local sink writes whatever came, and X-Ray
+    /// documents have rules of their own.
+    pub refuse_out_of_time: bool,
 }
 
 /// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
-/// at least [`MIN_BUFFER_BYTES`], the rest for segments. Returns (segments, OTLP).
+/// but at least [`MIN_BUFFER_BYTES`] or, when that would be more than half (under 16 MiB),
+/// half; the rest for segments. Returns (segments, OTLP), which add up to `buffer_bytes`.
 ///
 /// Split rather than shared: segments arrive by UDP and cannot be asked to wait, so a burst
 /// of OTLP must not push them out; OTLP clients can, so they get a fixed share and a 503
-/// when it is full.
+/// when it is full. Segments keep at least half, so a small `-m` still buffers them; OTLP
+/// keeps room for two of its largest requests ([`body_limit`]), one being forwarded while
+/// the next is taken.
 pub fn share_buffer(buffer_bytes: usize) -> (usize, usize) {
-    let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES);
-    (buffer_bytes.saturating_sub(otlp), otlp)
+    let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES.min(buffer_bytes / 2));
+    (buffer_bytes - otlp, otlp)
+}
+
+/// The largest request body for an OTLP share of `otlp_bytes`: [`MAX_BODY_BYTES`], or half
+/// the share when that is less (`--buffer-memory` under 16 MiB), so two always fit. Bodies
+/// in flight are memory outside the buffer, so a small buffer takes smaller requests too.
+pub fn body_limit(otlp_bytes: usize) -> usize {
+    MAX_BODY_BYTES.min(otlp_bytes / 2)
 }
 
 /// The forwarders, running.
@@ -108,9 +125,9 @@ impl Running {
         let stats = &self.receiver.stats;
         match self.spool {
             Some((spool, replayer)) => {
+                // The writer counts what it writes (spans_spooled) and loses (spans_lost).
                 let kept = spool::keep(&spool, &left);
-                OtlpStats::add(&stats.spans_spooled, kept.spooled);
-                OtlpStats::add(&stats.spans_refused, kept.lost);
+                OtlpStats::add(&stats.spans_lost, kept.lost);
                 if spans > 0 {
                     log::warn!(
                         "Spooled {} OTLP spans not forwarded before shutdown ({} lost)",
@@ -147,7 +164,8 @@ pub fn start(
     let receiver = Arc::new(Receiver {
         queue: Arc::new(Queue::new(buffer_bytes)),
         stats: Arc::new(OtlpStats::default()),
-        max_body_bytes: MAX_BODY_BYTES,
+        max_body_bytes: body_limit(buffer_bytes),
+        refuse_out_of_time: matches!(destination, Destination::Export(_)),
     });
     let forwarder = Arc::new(Forwarder {
         queue: receiver.queue.clone(),
@@ -157,6 +175,12 @@ pub fn start(
         leftovers: Mutex::new(Vec::new()),
         relay_stats: Some(relay_stats),
     });
+    if receiver.max_body_bytes < MAX_BODY_BYTES {
+        log::info!(
+            "OTLP request bodies are limited to {} bytes (413 above) to fit a small --buffer-memory",
+            receiver.max_body_bytes
+        );
+    }
     let mut threads = Vec::new();
     for n in 0..FORWARDERS {
         let forwarder = forwarder.clone();
@@ -168,12 +192,11 @@ pub fn start(
     }
     let spool = match spool_dir {
         Some((dir, max_bytes)) => {
-            // Its losses are of requests, counted in spans by the OTLP counters, so the
-            // spool's own record counts stay out of the segment counters.
+            // What it writes and loses counts in spans, in the OTLP counters.
             let spool = Arc::new(crate::spool::Spool::open(
                 &dir.join(spool::SUBDIRECTORY),
                 max_bytes,
-                Arc::new(crate::stats::Stats::default()),
+                Arc::new(spool::SpoolCounts(receiver.stats.clone())),
             )?);
             let replayer = spool::spawn_replay(spool.clone(), forwarder.clone())?;
             Some((spool, replayer))
@@ -205,7 +228,17 @@ mod tests {
     fn the_buffer_is_shared_a_quarter_for_otlp_with_a_floor() {
         assert_eq!(share_buffer(64 << 20), (48 << 20, 16 << 20));
         assert_eq!(share_buffer(16 << 20), (8 << 20, 8 << 20));
-        assert_eq!(share_buffer(3 << 20), (0, MIN_BUFFER_BYTES));
+        assert_eq!(share_buffer(32 << 20), (24 << 20, 8 << 20));
+        // Under 16 MiB the floor would take more than half: halves, and smaller bodies.
+        assert_eq!(share_buffer(3 << 20), (3 << 19, 3 << 19));
+        assert_eq!(share_buffer(11 << 20), (11 << 19, 11 << 19));
+        assert_eq!(body_limit(3 << 19), 3 << 18);
+        assert_eq!(body_limit(8 << 20), MAX_BODY_BYTES);
+        for mb in 3..100 {
+            let (segments, otlp) = share_buffer(mb << 20);
+            assert_eq!(segments + otlp, mb << 20);
+            assert!(segments >= otlp && otlp >= 2 * body_limit(otlp), "{mb}");
+        }
     }
 
     #[test]

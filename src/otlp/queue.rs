@@ -3,7 +3,7 @@
 //! start; a request that does not fit is refused whole (the client is told to retry), so
 //! nothing is accepted and then dropped for lack of room.
 
-use super::split::Chunk;
+use super::split::{Chunk, within_window};
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -68,15 +68,19 @@ impl Queue {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         let (mut bytes, mut spans) = (0, 0);
+        // Merged chunks must also stay within X-Ray's 24 h between spans.
+        let (mut first, mut last) = (u64::MAX, 0);
         while let Some(next) = state.waiting.front() {
-            let fits =
-                bytes + next.bytes.len() <= max_bytes && spans + next.spans as usize <= max_spans;
+            let fits = bytes + next.bytes.len() <= max_bytes
+                && spans + next.spans as usize <= max_spans
+                && within_window(first.min(next.first), last.max(next.last));
             let alone = next.gzipped.is_some() || out.iter().any(|c| c.gzipped.is_some());
             if !out.is_empty() && (!fits || alone) {
                 break;
             }
             bytes += next.bytes.len();
             spans += next.spans as usize;
+            (first, last) = (first.min(next.first), last.max(next.last));
             out.extend(state.waiting.pop_front());
         }
         true
@@ -157,10 +161,17 @@ mod tests {
     use super::*;
 
     fn chunk(size: usize, spans: u32) -> Chunk {
+        timed(size, spans, 0)
+    }
+
+    fn timed(size: usize, spans: u32, hour: u64) -> Chunk {
+        let time = hour * 3600 * 1_000_000_000;
         Chunk {
             bytes: vec![0; size],
             spans,
             gzipped: None,
+            first: time,
+            last: time,
         }
     }
 
@@ -210,6 +221,21 @@ mod tests {
             taken.clear();
         }
         assert_eq!(queue.used_bytes(), 0);
+    }
+
+    #[test]
+    fn takes_merge_only_chunks_within_24_hours_of_each_other() {
+        let queue = Queue::new(1000);
+        assert!(queue.offer(vec![timed(10, 1, 0), timed(10, 1, 24), timed(10, 1, 25)]));
+        let mut taken = Vec::new();
+        assert!(queue.take(1000, 1000, &mut taken));
+        assert_eq!(taken.len(), 2, "hours 0 and 24 together");
+        taken.clear();
+        assert!(queue.take(1000, 1000, &mut taken));
+        assert_eq!(
+            (taken.len(), taken[0].first),
+            (1, 25 * 3600 * 1_000_000_000)
+        );
     }
 
     #[test]

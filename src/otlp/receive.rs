@@ -247,7 +247,8 @@ impl Receiver {
                 }
             },
         };
-        let mut split = split::split(message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        let now = self.refuse_out_of_time.then(split::now_nanos);
+        let mut split = split::split(message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, now);
         // A gzip protobuf request that went through whole keeps its body, to go out as it
         // came (X-Ray takes gzip) instead of being compressed again.
         if let [only] = &mut split.chunks[..]
@@ -270,12 +271,22 @@ impl Receiver {
             return success(format, 0, "");
         }
         super::OtlpStats::add(&self.stats.spans_refused, split.refused);
-        let message = format!(
-            "{} spans larger than X-Ray's limit of {} bytes were refused (trace ids {})",
-            split.refused,
-            split::MAX_SPAN_BYTES,
-            split.refused_traces.join(", ")
-        );
+        let mut reasons = Vec::new();
+        let large = split.refused - split.out_of_time;
+        if large > 0 {
+            reasons.push(format!(
+                "{large} spans larger than X-Ray's limit of {} bytes were refused (trace ids {})",
+                split::MAX_SPAN_BYTES,
+                split.refused_traces.join(", ")
+            ));
+        }
+        if split.out_of_time > 0 {
+            reasons.push(format!(
+                "{} spans ended more than 14 days ago or start more than 2 hours ahead, which X-Ray refuses",
+                split.out_of_time
+            ));
+        }
+        let message = reasons.join("; ");
         log::warn!("OTLP: {message}");
         success(format, split.refused, &message)
     }
@@ -293,6 +304,7 @@ mod tests {
             queue: Arc::new(Queue::new(capacity)),
             stats: Arc::new(OtlpStats::default()),
             max_body_bytes: 1_000_000,
+            refuse_out_of_time: false,
         }
     }
 
@@ -439,5 +451,27 @@ mod tests {
                 .contains(&"ab".repeat(16))
         );
         assert_eq!(receiver.stats.snapshot().spans_refused, 1);
+    }
+
+    #[test]
+    fn spans_out_of_x_rays_times_are_refused_by_partial_success_when_asked() {
+        let mut receiver = receiver(1_000_000);
+        receiver.refuse_out_of_time = true;
+        let now = split::now_nanos();
+        let text = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"name":"now","startTimeUnixNano":"{now}","endTimeUnixNano":"{now}"}},{{"name":"unset"}}]}}]}}]}}"#
+        );
+        let answer = receiver.handle(JSON, text.as_bytes());
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
+        assert!(
+            body["partialSuccess"]["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("more than 14 days ago")
+        );
+        assert_eq!(receiver.queue.waiting_spans(), 1);
+        let stats = receiver.stats.snapshot();
+        assert_eq!((stats.spans_received, stats.spans_refused), (2, 1));
     }
 }

@@ -147,6 +147,8 @@ mod tests {
             bytes: request(3),
             spans: 4,
             gzipped: None,
+            first: 0,
+            last: 0,
         };
         to_pool.deliver(&[chunk], &otlp, &queue);
         assert_eq!(otlp.spans_forwarded.load(Ordering::Relaxed), 3);
@@ -194,6 +196,8 @@ mod tests {
             bytes: request(1),
             spans: 2,
             gzipped: None,
+            first: 0,
+            last: 0,
         };
         to_pool.deliver(&[chunk], &otlp, &queue);
         assert!(started.elapsed() >= Duration::from_millis(90));

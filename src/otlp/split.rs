@@ -1,6 +1,6 @@
 //! Cutting a checked `ExportTraceServiceRequest` into requests within X-Ray's limits, at
 //! ResourceSpans / ScopeSpans / span boundaries, never inside a span; spans over X-Ray's
-//! per-span limit are left out and reported.
+//! per-span limit, or (when asked) outside the times it takes, are left out and reported.
 
 use super::protobuf::{self, Value};
 use super::schema;
@@ -13,6 +13,15 @@ pub const MAX_REQUEST_SPANS: usize = 10_000;
 
 /// … and refuses spans over 200 KB.
 pub const MAX_SPAN_BYTES: usize = 200 * 1024;
+
+/// … and refuses a request whose spans are more than 24 h apart (by start and end times).
+pub const MAX_REQUEST_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// … and refuses spans more than 14 days old …
+pub const MAX_SPAN_AGE_NANOS: u64 = 14 * 24 * 3600 * 1_000_000_000;
+
+/// … or more than 2 h in the future.
+pub const MAX_SPAN_AHEAD_NANOS: u64 = 2 * 3600 * 1_000_000_000;
 
 /// A length-delimited field's tag and length take at most this much here (bodies are far
 /// below 2⁲⁸ bytes).
@@ -29,6 +38,10 @@ pub struct Chunk {
     /// protobuf request that went through whole: one chunk, nothing refused). X-Ray gets it
     /// as it came when requests go out gzip: no second compression.
     pub gzipped: Option<Vec<u8>>,
+    /// The earliest start or end time of its spans (Unix ns, 0 when unset).
+    pub first: u64,
+    /// The latest start or end time of its spans (Unix ns).
+    pub last: u64,
 }
 
 impl Chunk {
@@ -38,6 +51,24 @@ impl Chunk {
     }
 }
 
+/// Whether spans with times from `first` to `last` (Unix ns) may go in one request.
+pub fn within_window(first: u64, last: u64) -> bool {
+    last.saturating_sub(first) <= MAX_REQUEST_WINDOW_NANOS
+}
+
+/// A span's start and end times (Unix ns; 0 when unset), earliest first.
+pub fn span_times(span: &[u8]) -> (u64, u64) {
+    let (mut start, mut end) = (0, 0);
+    for entry in protobuf::fields(span, schema::SPAN.name).flatten() {
+        match (entry.number, entry.value) {
+            (7, Value::I64(t)) => start = t,
+            (8, Value::I64(t)) => end = t,
+            _ => {}
+        }
+    }
+    (start.min(end), start.max(end))
+}
+
 /// What [`split`] made of a request.
 #[derive(Debug, Default)]
 pub struct Split {
@@ -45,10 +76,14 @@ pub struct Split {
     pub chunks: Vec<Chunk>,
     /// Spans in the chunks.
     pub accepted: u64,
-    /// Spans left out for being over [`MAX_SPAN_BYTES`].
+    /// Spans left out: over [`MAX_SPAN_BYTES`], or outside the times X-Ray takes.
     pub refused: u64,
-    /// Trace ids (hex) of the first few refused spans, for the log and the client.
+    /// Trace ids (hex) of the first few spans over [`MAX_SPAN_BYTES`], for the log and the
+    /// client.
     pub refused_traces: Vec<String>,
+    /// Of [`Split::refused`], spans ended more than [`MAX_SPAN_AGE_NANOS`] ago or starting
+    /// more than [`MAX_SPAN_AHEAD_NANOS`] ahead.
+    pub out_of_time: u64,
 }
 
 struct Scope<'a> {
@@ -67,6 +102,9 @@ struct Builder<'a> {
     resources: Vec<Resource<'a>>,
     bytes: usize,
     spans: usize,
+    /// Earliest and latest time of the spans added since the last flush.
+    first: u64,
+    last: u64,
     out: Vec<Chunk>,
 }
 
@@ -79,6 +117,7 @@ impl<'a> Builder<'a> {
         scope_head: &[u8],
         new_scope: bool,
         span: &'a [u8],
+        (first, last): (u64, u64),
     ) {
         // After a flush the span starts a new ResourceSpans and ScopeSpans of its own.
         let cost = |this: &Self| {
@@ -92,12 +131,19 @@ impl<'a> Builder<'a> {
             cost
         };
         if self.spans > 0
-            && (self.bytes + cost(self) > self.max_bytes || self.spans >= self.max_spans)
+            && (self.bytes + cost(self) > self.max_bytes
+                || self.spans >= self.max_spans
+                || !within_window(self.first.min(first), self.last.max(last)))
         {
             self.flush();
         }
+        if self.spans == 0 {
+            (self.first, self.last) = (first, last);
+        }
         self.bytes += cost(self);
         self.spans += 1;
+        self.first = self.first.min(first);
+        self.last = self.last.max(last);
         if new_resource || self.resources.is_empty() {
             self.resources.push(Resource {
                 head: resource_head.to_vec(),
@@ -140,6 +186,8 @@ impl<'a> Builder<'a> {
             bytes,
             spans: self.spans as u32,
             gzipped: None,
+            first: self.first,
+            last: self.last,
         });
         self.bytes = 0;
         self.spans = 0;
@@ -180,15 +228,40 @@ pub fn trace_id(span: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Splits `request` (already [`protobuf::check`]ed) into chunks of at most `max_bytes` and
-/// `max_spans`; spans over [`MAX_SPAN_BYTES`] are left out.
-pub fn split(request: &[u8], max_bytes: usize, max_spans: usize) -> Split {
+/// Whether X-Ray takes a span of times `(first, last)` at `now` (Unix ns): not ended more
+/// than 14 days ago, not starting more than 2 h ahead. Only spans wholly outside are
+/// refused, so nothing X-Ray might take is lost here (it reports the rest itself).
+pub fn in_time(now: u64, (first, last): (u64, u64)) -> bool {
+    last >= now.saturating_sub(MAX_SPAN_AGE_NANOS) && first <= now + MAX_SPAN_AHEAD_NANOS
+}
+
+/// The time now in Unix ns, for [`split`]'s `now`.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The spans in `request` (already [`protobuf::check`]ed).
+pub fn count_spans(request: &[u8]) -> u64 {
+    nested(request, 1, schema::REQUEST.name)
+        .flat_map(|rs| nested(rs, 2, schema::RESOURCE_SPANS.name))
+        .map(|ss| nested(ss, 2, schema::SCOPE_SPANS.name).count() as u64)
+        .sum()
+}
+
+/// Splits `request` (already [`protobuf::check`]ed) into chunks of at most `max_bytes`,
+/// `max_spans` and [`MAX_REQUEST_WINDOW_NANOS`]; spans over [`MAX_SPAN_BYTES`] are left out,
+/// and with `now` (Unix ns) so are spans X-Ray would refuse for their times ([`in_time`]).
+pub fn split(request: &[u8], max_bytes: usize, max_spans: usize, now: Option<u64>) -> Split {
     let mut builder = Builder {
         max_bytes,
         max_spans: max_spans.max(1),
         resources: Vec::new(),
         bytes: 0,
         spans: 0,
+        first: 0,
+        last: 0,
         out: Vec::new(),
     };
     let mut result = Split::default();
@@ -206,7 +279,20 @@ pub fn split(request: &[u8], max_bytes: usize, max_spans: usize) -> Split {
                     }
                     continue;
                 }
-                builder.add(&resource_head, new_resource, &scope_head, new_scope, span);
+                let times = span_times(span);
+                if now.is_some_and(|now| !in_time(now, times)) {
+                    result.refused += 1;
+                    result.out_of_time += 1;
+                    continue;
+                }
+                builder.add(
+                    &resource_head,
+                    new_resource,
+                    &scope_head,
+                    new_scope,
+                    span,
+                    times,
+                );
                 result.accepted += 1;
                 new_resource = false;
                 new_scope = false;
@@ -274,9 +360,10 @@ mod tests {
     #[test]
     fn a_small_request_stays_whole() {
         let request = request(2, 2, 3, 10);
-        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None);
         assert_eq!(split.chunks.len(), 1);
         assert_eq!(split.accepted, 12);
+        assert_eq!(count_spans(&request), 12);
         assert_eq!(meaning(&split.chunks[0].bytes), meaning(&request));
         protobuf::check(&split.chunks[0].bytes, &schema::REQUEST).unwrap();
     }
@@ -285,7 +372,7 @@ mod tests {
     fn splits_at_span_boundaries_within_both_limits_and_loses_nothing() {
         let request = request(3, 2, 4, 300);
         for (max_bytes, max_spans) in [(1000, 100), (5000, 5), (100_000, 7), (400, 1)] {
-            let split = split(&request, max_bytes, max_spans);
+            let split = split(&request, max_bytes, max_spans, None);
             let mut joined = Vec::new();
             for chunk in &split.chunks {
                 assert!(
@@ -316,9 +403,109 @@ mod tests {
         let mut resource_spans = Vec::new();
         put_bytes(&mut resource_spans, 2, &scope_spans);
         put_bytes(&mut request, 1, &resource_spans);
-        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None);
         assert_eq!((split.accepted, split.refused), (1, 1));
         assert_eq!(split.refused_traces, vec!["02".repeat(16)]);
         assert_eq!(meaning(&split.chunks[0].bytes).len(), 1);
+    }
+
+    const HOUR: u64 = 3600 * 1_000_000_000;
+
+    /// A span named `name` from `start` to `end` (Unix ns).
+    fn timed_span(name: &str, start: u64, end: u64) -> Vec<u8> {
+        let mut span = Vec::new();
+        put_bytes(&mut span, 5, name.as_bytes());
+        for (number, time) in [(7, start), (8, end)] {
+            protobuf::put_tag(&mut span, number, protobuf::I64);
+            span.extend_from_slice(&time.to_le_bytes());
+        }
+        span
+    }
+
+    fn one_scope(spans: &[Vec<u8>]) -> Vec<u8> {
+        let mut scope_spans = Vec::new();
+        for span in spans {
+            put_bytes(&mut scope_spans, 2, span);
+        }
+        let mut resource_spans = Vec::new();
+        put_bytes(&mut resource_spans, 2, &scope_spans);
+        let mut request = Vec::new();
+        put_bytes(&mut request, 1, &resource_spans);
+        request
+    }
+
+    #[test]
+    fn no_request_spans_more_than_24_hours() {
+        let now = 1_800_000_000 * 1_000_000_000;
+        // Spans over three days, hours apart, one lasting 30 h (alone in its request).
+        let mut spans: Vec<Vec<u8>> = (0..12)
+            .map(|i| {
+                timed_span(
+                    &format!("s{i}"),
+                    now - (72 - 6 * i) * HOUR,
+                    now - (71 - 6 * i) * HOUR,
+                )
+            })
+            .collect();
+        spans.insert(5, timed_span("long", now - 40 * HOUR, now - 10 * HOUR));
+        let request = one_scope(&spans);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, Some(now));
+        assert_eq!((split.accepted, split.refused), (13, 0));
+        assert!(split.chunks.len() >= 4, "{}", split.chunks.len());
+        let mut joined = Vec::new();
+        for chunk in &split.chunks {
+            let times: Vec<(u64, u64)> = meaning(&chunk.bytes)
+                .iter()
+                .map(|(_, _, span)| span_times(span))
+                .collect();
+            let first = times.iter().map(|t| t.0).min().unwrap();
+            let last = times.iter().map(|t| t.1).max().unwrap();
+            assert_eq!((chunk.first, chunk.last), (first, last));
+            assert!(last - first <= MAX_REQUEST_WINDOW_NANOS || times.len() == 1);
+            joined.extend_from_slice(&chunk.bytes);
+        }
+        assert_eq!(meaning(&joined), meaning(&request), "nothing lost or moved");
+        // Chunks a day apart are not merged again.
+        let (head, tail) = (&split.chunks[0], split.chunks.last().unwrap());
+        assert!(!within_window(head.first, tail.last));
+    }
+
+    #[test]
+    fn spans_older_than_14_days_or_2_hours_ahead_are_refused_when_asked() {
+        let now = 1_800_000_000 * 1_000_000_000;
+        let day = 24 * HOUR;
+        let request = one_scope(&[
+            timed_span("old", now - 15 * day, now - 15 * day + HOUR),
+            timed_span("unset", 0, 0),
+            timed_span("ends-inside", now - 15 * day, now - 13 * day),
+            timed_span("now", now - HOUR, now),
+            timed_span("ahead", now + 3 * HOUR, now + 4 * HOUR),
+            timed_span("soon", now + HOUR, now + 3 * HOUR),
+        ]);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, Some(now));
+        assert_eq!(
+            (split.accepted, split.refused, split.out_of_time),
+            (3, 3, 3)
+        );
+        let kept: Vec<Vec<u8>> = split
+            .chunks
+            .iter()
+            .flat_map(|c| meaning(&c.bytes))
+            .map(|(_, _, span)| span)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                timed_span("ends-inside", now - 15 * day, now - 13 * day),
+                timed_span("now", now - HOUR, now),
+                timed_span("soon", now + HOUR, now + 3 * HOUR),
+            ]
+        );
+        // Without `now` (the local sink, a replay) every span is kept.
+        assert_eq!(split_all(&request), 6);
+    }
+
+    fn split_all(request: &[u8]) -> u64 {
+        split(request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None).accepted
     }
 }

@@ -27,14 +27,36 @@ pub struct Kept {
     pub lost: u64,
 }
 
-/// Writes `chunks` to `spool`, cut into records.
+/// The OTLP spool's [`spool::Counts`]: a record weighs its spans, written ones count in
+/// `spans_spooled`, lost ones in `spans_lost`, so the segment counters see none of them.
+pub struct SpoolCounts(pub Arc<OtlpStats>);
+
+impl spool::Counts for SpoolCounts {
+    fn weight(&self, record: &[u8]) -> u64 {
+        split::count_spans(record)
+    }
+
+    fn lost(&self, _: Unsent, spans: u64) {
+        OtlpStats::add(&self.0.spans_lost, spans);
+    }
+
+    fn spooled(&self, spans: u64) {
+        OtlpStats::add(&self.0.spans_spooled, spans);
+    }
+
+    fn weighs_documents(&self) -> bool {
+        true
+    }
+}
+
+/// Writes `chunks` to `spool`, cut into records. The spool's writer counts what it writes
+/// and loses later through its [`SpoolCounts`].
 pub fn keep(spool: &Spool, chunks: &[Chunk]) -> Kept {
-    // Spans are counted here, in the OTLP counters; the spool's own count is of records,
-    // which are not segments.
+    // Records the spool's queue cannot take are counted by the caller, in spans.
     let records = Stats::default();
     let mut kept = Kept::default();
     for chunk in chunks {
-        let pieces = split::split(&chunk.bytes, RECORD_BYTES, MAX_REQUEST_SPANS);
+        let pieces = split::split(&chunk.bytes, RECORD_BYTES, MAX_REQUEST_SPANS, None);
         kept.lost += pieces.refused;
         for piece in &pieces.chunks {
             let lost = spool_or_count_lost(
@@ -70,13 +92,11 @@ fn replay(spool: &Spool, forwarder: &Forwarder) {
         let read = spool::read_file(&file.path, |record| {
             // A record is a request the relay checked before it was written; a damaged one
             // that still passes the record checksum is left out rather than sent.
+            // Split again for the chunks' times (a record is one chunk's worth).
             if protobuf::check(record, &schema::REQUEST).is_ok() {
-                let spans = split::split(record, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS).accepted;
-                chunks.push(Chunk {
-                    bytes: record.to_vec(),
-                    spans: spans as u32,
-                    gzipped: None,
-                });
+                chunks.extend(
+                    split::split(record, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None).chunks,
+                );
             }
         });
         if let Err(error) = read {
@@ -111,16 +131,20 @@ fn replay(spool: &Spool, forwarder: &Forwarder) {
 fn groups(chunks: &[Chunk]) -> Vec<&[Chunk]> {
     let mut groups = Vec::new();
     let (mut start, mut bytes, mut spans) = (0, 0, 0);
+    let (mut first, mut last) = (u64::MAX, 0);
     for (i, chunk) in chunks.iter().enumerate() {
         if i > start
             && (bytes + chunk.bytes.len() > MAX_REQUEST_BYTES
-                || spans + chunk.spans as usize > MAX_REQUEST_SPANS)
+                || spans + chunk.spans as usize > MAX_REQUEST_SPANS
+                || !split::within_window(first.min(chunk.first), last.max(chunk.last)))
         {
             groups.push(&chunks[start..i]);
             (start, bytes, spans) = (i, 0, 0);
+            (first, last) = (u64::MAX, 0);
         }
         bytes += chunk.bytes.len();
         spans += chunk.spans as usize;
+        (first, last) = (first.min(chunk.first), last.max(chunk.last));
     }
     if start < chunks.len() {
         groups.push(&chunks[start..]);
@@ -169,6 +193,8 @@ mod tests {
             bytes: request(100, 2000),
             spans: 100,
             gzipped: None,
+            first: 0,
+            last: 0,
         };
         let kept = keep(&spool, &[chunk]);
         spool.flush();
@@ -208,20 +234,56 @@ mod tests {
     }
 
     #[test]
+    fn spans_in_files_deleted_for_room_count_as_lost_in_the_otlp_counters() {
+        let dir = crate::test_support::TempDir::new("otlp-spool-full");
+        let otlp = Arc::new(OtlpStats::default());
+        let spool = Spool::open(
+            &dir.0.join(SUBDIRECTORY),
+            256 * 1024,
+            Arc::new(SpoolCounts(otlp.clone())),
+        )
+        .unwrap();
+        // 10 × 20 spans of ~2 KB: about 420 KB into a spool of 256 KB.
+        for _ in 0..10 {
+            let chunk = Chunk {
+                bytes: request(20, 2000),
+                spans: 20,
+                gzipped: None,
+                first: 0,
+                last: 0,
+            };
+            assert_eq!(keep(&spool, &[chunk]).spooled, 20);
+            spool.flush();
+        }
+        spool.stop();
+        let mut on_disk = 0;
+        for file in spool.files() {
+            spool::read_file(&file, |record| on_disk += split::count_spans(record)).unwrap();
+        }
+        let stats = otlp.snapshot();
+        assert_eq!(stats.spans_spooled, 200);
+        assert!(stats.spans_lost > 0 && on_disk > 0, "{stats:?}");
+        assert_eq!(stats.spans_lost, 200 - on_disk, "{stats:?}");
+    }
+
+    #[test]
     fn groups_fit_one_request_each() {
-        let chunk = |size: usize, spans: u32| Chunk {
+        let chunk = |size: usize, spans: u32, hour: u64| Chunk {
             bytes: vec![0; size],
             spans,
             gzipped: None,
+            first: hour * 3_600_000_000_000,
+            last: hour * 3_600_000_000_000,
         };
         let chunks = [
-            chunk(3_000_000, 1),
-            chunk(3_000_000, 1),
-            chunk(10, 9_999),
-            chunk(10, 1),
+            chunk(3_000_000, 1, 0),
+            chunk(3_000_000, 1, 0),
+            chunk(10, 9_999, 0),
+            chunk(10, 1, 0),
+            chunk(10, 1, 25),
         ];
         let sizes: Vec<usize> = groups(&chunks).iter().map(|g| g.len()).collect();
-        assert_eq!(sizes, [1, 2, 1]);
+        assert_eq!(sizes, [1, 2, 1, 1], "the last is 25 h after the others");
         assert!(groups(&[]).is_empty());
     }
 }

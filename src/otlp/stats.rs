@@ -16,18 +16,24 @@ pub struct OtlpStats {
     /// Spans refused: over X-Ray's per-span size, or refused by X-Ray (partial success or a
     /// 400), or dropped for good after failures.
     pub spans_refused: AtomicU64,
-    /// Spans X-Ray accepted (or the local sink wrote).
+    /// Spans X-Ray accepted (or the local sink wrote, or translation put into the pool).
     pub spans_forwarded: AtomicU64,
+    /// Of those, the spans X-Ray's OTLP endpoint accepted (translated ones count as sent
+    /// when the segment uploads send them).
+    pub spans_exported: AtomicU64,
     /// Spans sent again after a transient failure (each retry counts).
     pub spans_retried: AtomicU64,
     /// Spans in requests answered 503/429 because the buffer was full.
     pub spans_backpressured: AtomicU64,
     /// Upstream requests that failed (any reason).
     pub forward_failures: AtomicU64,
-    /// Spans written to the spool at shutdown.
+    /// Spans written to the spool (at shutdown).
     pub spans_spooled: AtomicU64,
     /// Spans read back from the spool and delivered.
     pub spans_replayed: AtomicU64,
+    /// Spans the spool lost: no room in its queue, an oldest file deleted for room (the
+    /// spool at its `--spool-max-mb`), a failed write.
+    pub spans_lost: AtomicU64,
     /// `OTLP.Destination: segments`: metadata entries (rarely other parts) cut from
     /// translated documents to keep them under X-Ray's 64 KB.
     pub metadata_cut: AtomicU64,
@@ -49,6 +55,8 @@ pub struct OtlpSnapshot {
     pub spans_refused: u64,
     /// See [`OtlpStats::spans_forwarded`].
     pub spans_forwarded: u64,
+    /// See [`OtlpStats::spans_exported`].
+    pub spans_exported: u64,
     /// See [`OtlpStats::spans_retried`].
     pub spans_retried: u64,
     /// See [`OtlpStats::spans_backpressured`].
@@ -59,6 +67,8 @@ pub struct OtlpSnapshot {
     pub spans_spooled: u64,
     /// See [`OtlpStats::spans_replayed`].
     pub spans_replayed: u64,
+    /// See [`OtlpStats::spans_lost`].
+    pub spans_lost: u64,
 }
 
 impl OtlpStats {
@@ -90,11 +100,13 @@ impl OtlpStats {
             spans_received: get(&self.spans_received),
             spans_refused: get(&self.spans_refused),
             spans_forwarded: get(&self.spans_forwarded),
+            spans_exported: get(&self.spans_exported),
             spans_retried: get(&self.spans_retried),
             spans_backpressured: get(&self.spans_backpressured),
             forward_failures: get(&self.forward_failures),
             spans_spooled: get(&self.spans_spooled),
             spans_replayed: get(&self.spans_replayed),
+            spans_lost: get(&self.spans_lost),
         }
     }
 }
@@ -124,6 +136,7 @@ pub fn health(stats: &OtlpStats, buffered: usize, capacity: usize) -> serde_json
             "backpressured": counts.spans_backpressured,
             "spooled": counts.spans_spooled,
             "replayed": counts.spans_replayed,
+            "lost": counts.spans_lost,
         },
         "buffer": { "used_bytes": buffered, "capacity_bytes": capacity },
     })
@@ -180,13 +193,18 @@ pub fn render_metrics(stats: &OtlpStats, buffered: usize, capacity: usize, out: 
         ),
         (
             "spooled",
-            "Spans written to the spool at shutdown.",
+            "Spans written to the spool.",
             counts.spans_spooled,
         ),
         (
             "replayed",
             "Spans read back from the spool and delivered.",
             counts.spans_replayed,
+        ),
+        (
+            "lost",
+            "Spans the spool lost (full: oldest file deleted for room; failed writes).",
+            counts.spans_lost,
         ),
     ];
     for (name, help, value) in counters {
@@ -242,6 +260,7 @@ mod tests {
         stats.answered(503);
         stats.answered(418);
         OtlpStats::add(&stats.spans_received, 7);
+        OtlpStats::add(&stats.spans_lost, 2);
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.answered, vec![(200, 2), (503, 1), (0, 1)]);
         let mut out = String::new();
@@ -252,6 +271,7 @@ mod tests {
         );
         assert!(out.contains("xray_relay_otlp_requests_total{status=\"other\"} 1\n"));
         assert!(out.contains("xray_relay_otlp_spans_received_total 7\n"));
+        assert!(out.contains("xray_relay_otlp_spans_lost_total 2\n"));
         assert!(out.contains("xray_relay_otlp_buffer_used_bytes 10\n"));
         assert!(out.contains("xray_relay_otlp_destination{destination=\"otlp\"} 1\n"));
         assert!(out.contains("xray_relay_otlp_destination{destination=\"segments\"} 0\n"));
@@ -259,6 +279,7 @@ mod tests {
         assert_eq!(health["requests"]["200"], 2);
         assert_eq!(health["requests"]["other"], 1);
         assert_eq!(health["spans"]["received"], 7);
+        assert_eq!(health["spans"]["lost"], 2);
         assert_eq!(health["buffer"]["capacity_bytes"], 100);
     }
 }

@@ -3,9 +3,8 @@
 //! a second, and deletes the oldest files to stay within the spool's limit.
 
 use super::format::{self, FILE_HEADER, RECORD_HEADER_LEN};
-use super::{Entry, Key, Shared, Unsent, count_lost};
+use super::{Entry, Key, Shared, Unsent};
 use crate::pool::Spilled;
-use crate::stats::Stats;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -37,6 +36,8 @@ struct Writer<'a> {
     /// Records framed for the current file, not yet written.
     out: Vec<u8>,
     out_records: u64,
+    /// What the records in `out` weigh ([`super::Counts::weight`]).
+    out_weight: u64,
     /// Documents that could not be written since the last one that could: the first failure
     /// of a run is logged with its cause, the recovery with the count, nothing in between.
     failed_writes: u64,
@@ -51,6 +52,7 @@ pub(super) fn run(shared: &Shared, next_sequence: u64) {
         file_limit: MAX_FILE_BYTES.min(shared.max_bytes / 4).max(64 * 1024),
         out: Vec::with_capacity(WRITE_CHUNK + format::MAX_RECORD + RECORD_HEADER_LEN),
         out_records: 0,
+        out_weight: 0,
         failed_writes: 0,
     };
     let mut documents = Spilled::new();
@@ -113,8 +115,9 @@ impl Writer<'_> {
     /// Frames one document for the current file, making room first.
     fn put(&mut self, document: &[u8]) {
         let shared = self.shared;
+        let weight = shared.counts.weight(document);
         if document.is_empty() || document.len() > format::MAX_RECORD {
-            count_lost(&shared.stats, Unsent::Refused, 1);
+            shared.counts.lost(Unsent::Refused, weight);
             return;
         }
         let record_len = (RECORD_HEADER_LEN + document.len()) as u64;
@@ -137,17 +140,18 @@ impl Writer<'_> {
             }
         }
         if shared.total.load(Ordering::Relaxed) + header + record_len > shared.max_bytes {
-            count_lost(&shared.stats, Unsent::Evicted, 1);
+            shared.counts.lost(Unsent::Evicted, weight);
             return;
         }
         if self.current.is_none()
             && let Err(err) = self.create_file()
         {
-            self.failed(&err, 1);
+            self.failed(&err, weight);
             return;
         }
         format::frame(&mut self.out, document);
         self.out_records += 1;
+        self.out_weight += weight;
         shared.total.fetch_add(record_len, Ordering::Relaxed);
         if self.out.len() >= WRITE_CHUNK {
             self.write_out();
@@ -203,6 +207,7 @@ impl Writer<'_> {
         }
         let shared = self.shared;
         let records = std::mem::take(&mut self.out_records);
+        let weight = std::mem::take(&mut self.out_weight);
         let result = match self.current.as_mut() {
             Some(current) => current.file.write_all(&self.out),
             None => Err(io::Error::other("no spool file open")),
@@ -221,7 +226,7 @@ impl Writer<'_> {
                     entry.records = Some(entry.records.unwrap_or(0) + records);
                 }
                 drop(index);
-                Stats::add(&shared.stats.spooled, records);
+                shared.counts.spooled(weight);
                 if self.failed_writes > 0 {
                     log::warn!(
                         "Spool {} is writable again; {} segments could not be written to it and were lost",
@@ -233,7 +238,7 @@ impl Writer<'_> {
             }
             Err(err) => {
                 shared.total.fetch_sub(written, Ordering::Relaxed);
-                self.failed(&err, records);
+                self.failed(&err, weight);
                 // Whatever part of the write reached the file is read back as damaged.
                 self.close(false);
             }
@@ -248,7 +253,7 @@ impl Writer<'_> {
             );
         }
         self.failed_writes += documents;
-        count_lost(&self.shared.stats, Unsent::Refused, documents);
+        self.shared.counts.lost(Unsent::Refused, documents);
     }
 
     /// Closes the current file and hands it to the replayer. With `sync`, waits until it is
@@ -313,20 +318,29 @@ impl Writer<'_> {
         let entry = index.files.remove(victim);
         drop(index);
         shared.total.fetch_sub(entry.bytes, Ordering::Relaxed);
-        let records = match entry.records {
-            Some(records) => records,
-            // A file from an earlier run the replayer has not read yet.
-            None => format::read_file(&entry.path, |_| {})
-                .map(|r| r.records)
-                .unwrap_or(0),
+        let lost = match entry.records {
+            Some(records) if !shared.counts.weighs_documents() => {
+                records.saturating_sub(entry.delivered)
+            }
+            // A file from an earlier run the replayer has not read yet, or records that
+            // weigh what they hold: read what is lost.
+            _ => {
+                let (mut at, mut lost) = (0, 0);
+                let _ = format::read_file(&entry.path, |record| {
+                    if at >= entry.delivered {
+                        lost += shared.counts.weight(record);
+                    }
+                    at += 1;
+                });
+                lost
+            }
         };
-        let lost = records.saturating_sub(entry.delivered);
         if let Err(err) = fs::remove_file(&entry.path)
             && err.kind() != io::ErrorKind::NotFound
         {
             log::error!("Cannot delete spool file {}: {err}", entry.path.display());
         }
-        count_lost(&shared.stats, Unsent::Evicted, lost);
+        shared.counts.lost(Unsent::Evicted, lost);
         log::warn!(
             "Spool is full ({} bytes): deleted {} with {lost} segments",
             shared.max_bytes,

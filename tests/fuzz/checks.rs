@@ -382,7 +382,8 @@ pub fn otlp_protobuf(data: &[u8]) {
         "JSON round trip changed the request"
     );
     let (max_bytes, max_spans) = (2000, 7);
-    let cut = split::split(data, max_bytes, max_spans);
+    // A fixed "now", so a run is repeatable; spans out of X-Ray's times are refused.
+    let cut = split::split(data, max_bytes, max_spans, Some(1_800_000_000_000_000_000));
     let mut spans = 0u64;
     for chunk in &cut.chunks {
         protobuf::check(&chunk.bytes, &schema::REQUEST).expect("a chunk is not a valid request");
@@ -395,6 +396,12 @@ pub fn otlp_protobuf(data: &[u8]) {
             "a chunk of {} spans has {} bytes",
             chunk.spans,
             chunk.bytes.len()
+        );
+        assert!(
+            chunk.spans == 1 || split::within_window(chunk.first, chunk.last),
+            "a chunk of {} spans spans {} ns",
+            chunk.spans,
+            chunk.last - chunk.first
         );
         spans += u64::from(chunk.spans);
     }
@@ -444,7 +451,7 @@ pub fn otlp_translate(data: &[u8]) {
         }
     }
     if protobuf::check(data, &schema::REQUEST).is_ok() {
-        let all = split::split(data, usize::MAX, usize::MAX);
+        let all = split::split(data, usize::MAX, usize::MAX, None);
         let spans = all.accepted + all.refused;
         assert_eq!(
             out.documents.len() as u64 + out.refused,

@@ -180,6 +180,28 @@ mod tests {
     }
 
     #[test]
+    fn documents_handed_one_by_one_are_those_collected() {
+        let bytes = request(3);
+        let mut collected = Translated::default();
+        translate::request(&bytes, &Indexing::default(), &mut collected);
+        let (mut streamed, mut handed) = (Translated::default(), Vec::new());
+        // A buffer holding an earlier, longer document: each one is written over it.
+        let mut buffer = vec![b'x'; 10_000];
+        translate::request_each(
+            &bytes,
+            &Indexing::default(),
+            &mut streamed,
+            &mut buffer,
+            |document| handed.push(document.to_vec()),
+        );
+        assert_eq!(collected.documents.len(), 3);
+        assert_eq!(handed, collected.documents);
+        assert!(streamed.documents.is_empty());
+        assert_eq!((streamed.refused, collected.refused), (1, 1));
+        assert_eq!(streamed.first_refusal, collected.first_refusal);
+    }
+
+    #[test]
     fn a_full_pool_makes_the_forwarder_wait_until_abandoned() {
         let pool = Arc::new(Pool::with_memory(MIN_POOL_BYTES));
         let filler = vec![b'x'; 60_000];

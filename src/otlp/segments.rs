@@ -23,6 +23,9 @@ pub const MAX_FILL: f64 = 0.75;
 /// How long a forwarder waits before it looks at the pool again.
 const POLL: Duration = Duration::from_millis(20);
 
+/// The translation buffer's first size: most documents fit, so it rarely grows.
+const DOCUMENT_BUFFER_BYTES: usize = 8192;
+
 /// Where translated documents go.
 pub struct ToPool {
     /// The relay's segment pool.
@@ -54,18 +57,27 @@ impl ToPool {
     /// Translates `chunks` and puts their documents into the pool, waiting for room (see the
     /// module's documentation) unless `queue` is abandoned.
     pub fn deliver(&self, chunks: &[Chunk], otlp: &OtlpStats, queue: &Queue) {
+        // One document at a time, written into one buffer and copied into the pool: no
+        // allocation per span, and no chunk's worth of documents held and freed at once.
+        let mut buffer = Vec::with_capacity(DOCUMENT_BUFFER_BYTES);
         for chunk in chunks {
             let mut translated = Translated::default();
-            translate::request(&chunk.bytes, &self.indexing, &mut translated);
-            let mut stored = 0u64;
-            for document in &translated.documents {
-                while self.pool.fill().ratio() >= MAX_FILL && queue.backoff_sleep(POLL) {}
-                if self.push(document) {
-                    stored += 1;
-                }
-            }
+            let (mut documents, mut stored) = (0u64, 0u64);
+            translate::request_each(
+                &chunk.bytes,
+                &self.indexing,
+                &mut translated,
+                &mut buffer,
+                |document| {
+                    documents += 1;
+                    while self.pool.fill().ratio() >= MAX_FILL && queue.backoff_sleep(POLL) {}
+                    if self.push(document) {
+                        stored += 1;
+                    }
+                },
+            );
             OtlpStats::add(&otlp.spans_forwarded, stored);
-            let lost = translated.documents.len() as u64 - stored + translated.refused;
+            let lost = documents - stored + translated.refused;
             OtlpStats::add(&otlp.spans_refused, lost);
             if let Some(why) = &translated.first_refusal {
                 log::warn!(
@@ -167,6 +179,28 @@ mod tests {
             ids,
             ["0101010101010101", "0202020202020202", "0303030303030303"]
         );
+    }
+
+    #[test]
+    fn documents_handed_one_by_one_are_those_collected() {
+        let bytes = request(3);
+        let mut collected = Translated::default();
+        translate::request(&bytes, &Indexing::default(), &mut collected);
+        let (mut streamed, mut handed) = (Translated::default(), Vec::new());
+        // A buffer holding an earlier, longer document: each one is written over it.
+        let mut buffer = vec![b'x'; 10_000];
+        translate::request_each(
+            &bytes,
+            &Indexing::default(),
+            &mut streamed,
+            &mut buffer,
+            |document| handed.push(document.to_vec()),
+        );
+        assert_eq!(collected.documents.len(), 3);
+        assert_eq!(handed, collected.documents);
+        assert!(streamed.documents.is_empty());
+        assert_eq!((streamed.refused, collected.refused), (1, 1));
+        assert_eq!(streamed.first_refusal, collected.first_refusal);
     }
 
     #[test]

@@ -170,17 +170,33 @@ impl<'a> Builder<'a> {
         if self.spans == 0 {
             return;
         }
+        // Written in place, the lengths of the nested messages counted first: building each
+        // level and copying it into the next would copy every span three times.
         let mut bytes = Vec::with_capacity(self.bytes);
         for resource in self.resources.drain(..) {
-            let mut resource_spans = resource.head;
-            for scope in resource.scopes {
-                let mut scope_spans = scope.head;
-                for span in scope.spans {
-                    protobuf::put_bytes(&mut scope_spans, 2, span);
+            let scope_len = |scope: &Scope<'_>| {
+                scope.head.len()
+                    + scope
+                        .spans
+                        .iter()
+                        .map(|s| field_len(2, s.len()))
+                        .sum::<usize>()
+            };
+            let resource_len = resource.head.len()
+                + resource
+                    .scopes
+                    .iter()
+                    .map(|scope| field_len(2, scope_len(scope)))
+                    .sum::<usize>();
+            put_len(&mut bytes, 1, resource_len);
+            bytes.extend_from_slice(&resource.head);
+            for scope in &resource.scopes {
+                put_len(&mut bytes, 2, scope_len(scope));
+                bytes.extend_from_slice(&scope.head);
+                for span in &scope.spans {
+                    protobuf::put_bytes(&mut bytes, 2, span);
                 }
-                protobuf::put_bytes(&mut resource_spans, 2, &scope_spans);
             }
-            protobuf::put_bytes(&mut bytes, 1, &resource_spans);
         }
         self.out.push(Chunk {
             bytes,
@@ -192,6 +208,19 @@ impl<'a> Builder<'a> {
         self.bytes = 0;
         self.spans = 0;
     }
+}
+
+/// The tag and length of a length-delimited field `number` of `len` bytes.
+fn put_len(out: &mut Vec<u8>, number: u32, len: usize) {
+    protobuf::put_tag(out, number, protobuf::LEN);
+    protobuf::put_varint(out, len as u64);
+}
+
+/// Bytes a length-delimited field `number` of `len` bytes takes, as [`protobuf::put_bytes`]
+/// writes it.
+fn field_len(number: u32, len: usize) -> usize {
+    let varint_len = |v: u64| (64 - (v | 1).leading_zeros() as usize).div_ceil(7);
+    varint_len(u64::from(number) << 3) + varint_len(len as u64) + len
 }
 
 /// The fields of a message other than `number`, copied as they are.
@@ -355,6 +384,41 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn chunks_are_written_as_nested_messages_would_be() {
+        let request = request(2, 3, 4, 300);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        // The same chunk built level by level, each message copied into its parent.
+        let mut expected = Vec::new();
+        for entry in protobuf::fields(&request, "request").map_while(Result::ok) {
+            let Value::Bytes(resource_spans) = entry.value else {
+                continue;
+            };
+            let mut resource = head_without(resource_spans, 2, "ResourceSpans");
+            for scope in protobuf::fields(resource_spans, "ResourceSpans").map_while(Result::ok) {
+                let (2, Value::Bytes(scope_spans)) = (scope.number, scope.value) else {
+                    continue;
+                };
+                let mut scope = head_without(scope_spans, 2, "ScopeSpans");
+                for span in protobuf::fields(scope_spans, "ScopeSpans").map_while(Result::ok) {
+                    if let (2, Value::Bytes(span)) = (span.number, span.value) {
+                        put_bytes(&mut scope, 2, span);
+                    }
+                }
+                put_bytes(&mut resource, 2, &scope);
+            }
+            put_bytes(&mut expected, 1, &resource);
+        }
+        assert_eq!(split.chunks.len(), 1);
+        assert_eq!(split.chunks[0].bytes, expected);
+        // A varint length of two and three bytes is counted as written.
+        for len in [0, 127, 128, 16_383, 16_384, 3_000_000] {
+            let mut out = Vec::new();
+            put_len(&mut out, 2, len);
+            assert_eq!(field_len(2, len), out.len() + len, "{len}");
+        }
     }
 
     #[test]

@@ -71,15 +71,53 @@ pub struct Translated {
 
 /// Translates every span of an `ExportTraceServiceRequest`.
 pub fn request(bytes: &[u8], indexing: &Indexing, out: &mut Translated) {
+    let mut documents = std::mem::take(&mut out.documents);
+    request_each(bytes, indexing, out, &mut Vec::new(), |document| {
+        documents.push(document.to_vec());
+    });
+    out.documents = documents;
+}
+
+/// Translates every span of an `ExportTraceServiceRequest`, handing each document to `each`
+/// as it is written in `buffer` (reused from span to span, so that a forwarder allocates no
+/// document); refusals and cuts are counted in `out`, whose `documents` stay as they are.
+pub fn request_each(
+    bytes: &[u8],
+    indexing: &Indexing,
+    out: &mut Translated,
+    buffer: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) {
     for entry in protobuf::fields(bytes, "ExportTraceServiceRequest").map_while(Result::ok) {
         if let (1, Wire::Bytes(resource_spans)) = (entry.number, entry.value) {
-            translate(resource_spans, indexing, out);
+            translate_each(resource_spans, indexing, out, buffer, &mut each);
         }
     }
 }
 
 /// Translates every span of one `ResourceSpans`, adding the documents to `out`.
 pub fn translate(resource_spans: &[u8], indexing: &Indexing, out: &mut Translated) {
+    let mut documents = std::mem::take(&mut out.documents);
+    translate_each(
+        resource_spans,
+        indexing,
+        out,
+        &mut Vec::new(),
+        &mut |document| {
+            documents.push(document.to_vec());
+        },
+    );
+    out.documents = documents;
+}
+
+/// [`translate`], handing each document to `each` as [`request_each`] does.
+fn translate_each(
+    resource_spans: &[u8],
+    indexing: &Indexing,
+    out: &mut Translated,
+    buffer: &mut Vec<u8>,
+    each: &mut impl FnMut(&[u8]),
+) {
     let mut resource = Attributes::default();
     let mut spans: Vec<&[u8]> = Vec::new();
     for entry in protobuf::fields(resource_spans, "ResourceSpans").map_while(Result::ok) {
@@ -100,9 +138,9 @@ pub fn translate(resource_spans: &[u8], indexing: &Indexing, out: &mut Translate
     local_ids.sort_unstable();
     for span in &spans {
         let local_parent = local_ids.binary_search(&span.parent_span_id).is_ok();
-        match document(span, &resource, local_parent, indexing) {
-            Ok((bytes, cut)) => {
-                out.documents.push(bytes);
+        match document_into(span, &resource, local_parent, indexing, buffer) {
+            Ok(cut) => {
+                each(buffer);
                 out.cut += cut;
             }
             Err(why) => {
@@ -139,6 +177,18 @@ pub fn document(
     local_parent: bool,
     indexing: &Indexing,
 ) -> Result<(Vec<u8>, u64), String> {
+    let mut out = Vec::new();
+    document_into(span, resource, local_parent, indexing, &mut out).map(|cut| (out, cut))
+}
+
+/// [`document`] written into `out` (cleared first): how many entries were cut to fit.
+pub fn document_into(
+    span: &Span<'_>,
+    resource: &Attributes<'_>,
+    local_parent: bool,
+    indexing: &Indexing,
+    out: &mut Vec<u8>,
+) -> Result<u64, String> {
     let trace_id = names::trace_id(span.trace_id).ok_or_else(|| {
         format!(
             "span with trace id {:?}: not 16 bytes",
@@ -238,7 +288,7 @@ pub fn document(
     if !sorted.annotations.is_empty() {
         doc.insert("annotations".into(), Value::Object(sorted.annotations));
     }
-    let bytes = encode_with(&doc, |out| {
+    encode_with(&doc, out, |out| {
         if sorted.metadata.is_empty() {
             return Ok(());
         }
@@ -255,8 +305,8 @@ pub fn document(
         Ok(())
     })
     .map_err(|e| format!("cannot write JSON: {e}"))?;
-    if bytes.len() <= MAX_DOCUMENT_BYTES {
-        return Ok((bytes, 0));
+    if out.len() <= MAX_DOCUMENT_BYTES {
+        return Ok(0);
     }
     // Over the limit (rare): cut, on JSON values.
     let metadata = sorted
@@ -264,7 +314,9 @@ pub fn document(
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_json()))
         .collect();
-    fit(doc, metadata)
+    let (bytes, cut) = fit(doc, metadata)?;
+    *out = bytes;
+    Ok(cut)
 }
 
 /// Writes `value` as [`span::AnyValue::to_json`] gives it, without building it for the
@@ -312,41 +364,45 @@ fn links(span: &Span<'_>) -> Vec<Value> {
 /// `doc` as JSON with `metadata` (when not empty) as `metadata.default`, written in place
 /// rather than inserted, so that trying again after a cut copies nothing.
 fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
-    encode_with(doc, |out| {
+    let mut out = Vec::with_capacity(MAX_DOCUMENT_BYTES);
+    encode_with(doc, &mut out, |out| {
         if !metadata.is_empty() {
             out.extend_from_slice(br#""metadata":{"default":"#);
             serde_json::to_writer(&mut *out, metadata)?;
             out.push(b'}');
         }
         Ok(())
-    })
+    })?;
+    Ok(out)
 }
 
-/// `doc` as JSON, then whatever `last` writes (a member, or nothing) before the closing brace.
+/// `doc` as JSON into `out` (cleared first), then whatever `last` writes (a member, or
+/// nothing) before the closing brace.
 fn encode_with(
     doc: &Map<String, Value>,
+    out: &mut Vec<u8>,
     last: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
-) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(1536);
+) -> serde_json::Result<()> {
+    out.clear();
     out.push(b'{');
     for (n, (key, value)) in doc.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, key)?;
+        serde_json::to_writer(&mut *out, key)?;
         out.push(b':');
-        serde_json::to_writer(&mut out, value)?;
+        serde_json::to_writer(&mut *out, value)?;
     }
     let before = out.len();
     if !doc.is_empty() {
         out.push(b',');
     }
-    last(&mut out)?;
+    last(out)?;
     if out.len() == before + usize::from(!doc.is_empty()) {
         out.truncate(before);
     }
     out.push(b'}');
-    Ok(out)
+    Ok(())
 }
 
 fn encoded_len(value: &Value) -> usize {

@@ -32,16 +32,6 @@ fn request_json(first: usize, count: usize) -> String {
     )
 }
 
-fn post_json(address: SocketAddr, body: &str) -> u16 {
-    let request = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    support::http_raw(address, request.as_bytes())
-        .unwrap()
-        .status
-}
-
 /// A google.rpc.Status (protobuf) with code 3 and `message`, as the OTLP endpoint answers.
 fn rpc_status(message: &str) -> String {
     let mut body = vec![0x08, 3, 0x12, message.len() as u8];
@@ -129,7 +119,7 @@ fn cloud_watch_logs_keeps_spans_on_the_otlp_endpoint() {
         authorization.contains("/us-east-1/xray/aws4_request"),
         "{authorization}"
     );
-    assert_eq!(post_json(otlp, &request_json(1, 3)), 200);
+    assert_eq!(support::post_otlp_json(otlp, &request_json(1, 3)), 200);
     wait_for("the OTLP call", || otlp_calls(&xray) == 1);
     assert!(segment_ids(&xray).is_empty());
     let metrics = http_get(relay.tcp, "/metrics").text();
@@ -158,7 +148,7 @@ fn x_ray_as_destination_translates_spans_to_segments() {
         Duration::from_secs(10),
     );
     assert_eq!(choices(&log).len(), 1, "{log}");
-    assert_eq!(post_json(otlp, &request_json(1, 3)), 200);
+    assert_eq!(support::post_otlp_json(otlp, &request_json(1, 3)), 200);
     wait_for("3 segments", || segment_ids(&xray).len() == 3);
     assert_eq!(otlp_calls(&xray), 0);
     let metrics = http_get(relay.tcp, "/metrics").text();
@@ -187,7 +177,9 @@ fn refused_check_then_the_transaction_search_400_switches_to_segments_losing_not
     // Four requests at once: the first chunks are refused on the OTLP endpoint (one call or
     // two, the forwarders race), then every span goes as a segment.
     let posts: Vec<_> = (0..4)
-        .map(|n| std::thread::spawn(move || post_json(otlp, &request_json(1 + n * 5, 5))))
+        .map(|n| {
+            std::thread::spawn(move || support::post_otlp_json(otlp, &request_json(1 + n * 5, 5)))
+        })
         .collect();
     for post in posts {
         assert_eq!(post.join().unwrap(), 200);

@@ -20,16 +20,6 @@ fn request_json() -> String {
     )
 }
 
-fn post_json(address: SocketAddr, body: &str) -> u16 {
-    let request = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    support::http_raw(address, request.as_bytes())
-        .unwrap()
-        .status
-}
-
 fn by_id(documents: &[String], id: &str) -> serde_json::Value {
     documents
         .iter()
@@ -56,7 +46,7 @@ fn spans_go_to_put_trace_segments_with_udp_segments() {
     relay.wait_for_log("Receiving OpenTelemetry traces", Duration::from_secs(10));
     relay.send_segment(&support::segment(1));
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert_eq!(post_json(address, &request_json()), 200);
+    assert_eq!(support::post_otlp_json(address, &request_json()), 200);
     let documents = xray.wait_for_documents(3, Duration::from_secs(10));
     assert_eq!(documents.len(), 3, "{documents:?}");
     let segment = by_id(&documents, "00000000000000a1");
@@ -106,7 +96,7 @@ fn offline_spans_are_written_as_x_ray_segments() {
         "{log}"
     );
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert_eq!(post_json(address, &request_json()), 200);
+    assert_eq!(support::post_otlp_json(address, &request_json()), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while support::read(&sink).lines().count() < 2 {
         assert!(

@@ -462,6 +462,17 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<HttpResponse>
     Ok(response)
 }
 
+/// POSTs an OTLP JSON `body` to `/v1/traces` at `address` and returns the answer's status.
+pub fn post_otlp_json(address: SocketAddr, body: &str) -> u16 {
+    let request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_raw(address, request.as_bytes())
+        .expect("the OTLP receiver answers")
+        .status
+}
+
 /// Sends `request` as is on a new connection and reads one answer.
 pub fn http_raw(address: SocketAddr, request: &[u8]) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(address)?;

@@ -82,7 +82,16 @@ pub fn fields<'a>(bytes: &'a [u8], message: &'static str) -> Fields<'a> {
 }
 
 /// Reads a varint at `*at`, moving past it.
+#[inline]
 pub fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    // Tags and the lengths of ids, names and most attributes fit in one byte: the check walks
+    // two or three varints per field, so the common case skips the loop.
+    if let Some(&byte) = bytes.get(*at)
+        && byte < 0x80
+    {
+        *at += 1;
+        return Some(u64::from(byte));
+    }
     let mut value = 0u64;
     for shift in (0..70).step_by(7) {
         let byte = *bytes.get(*at)?;

@@ -120,7 +120,12 @@ fn cloud_watch_logs_keeps_spans_on_the_otlp_endpoint() {
         "{authorization}"
     );
     assert_eq!(support::post_otlp_json(otlp, &request_json(1, 3)), 200);
-    wait_for("the OTLP call", || otlp_calls(&xray) == 1);
+    // The mock sees the call before the relay has read the answer and counted the spans.
+    wait_for("the 3 spans forwarded", || {
+        let metrics = http_get(relay.tcp, "/metrics").text();
+        metric(&metrics, "xray_relay_otlp_spans_forwarded_total") == 3.0
+    });
+    assert_eq!(otlp_calls(&xray), 1);
     assert!(segment_ids(&xray).is_empty());
     let metrics = http_get(relay.tcp, "/metrics").text();
     assert_eq!(

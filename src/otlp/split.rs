@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn chunks_are_written_as_nested_messages_would_be() {
         let request = request(2, 3, 4, 300);
-        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None);
         // The same chunk built level by level, each message copied into its parent.
         let mut expected = Vec::new();
         for entry in protobuf::fields(&request, "request").map_while(Result::ok) {

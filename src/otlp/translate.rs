@@ -29,6 +29,7 @@ use super::protobuf::{self, Value as Wire};
 pub use annotations::Indexing;
 use serde_json::{Map, Value};
 use span::{Attributes, Span, SpanKind};
+use std::io::Write as _;
 
 /// X-Ray refuses documents over 64 KB; this leaves room for a KB being 1,000 bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 64_000;
@@ -211,33 +212,30 @@ pub fn document_into(
     let segment = is_segment(span, local_parent);
     let kind = span.kind();
     let attributes = &span.attributes;
-    let mut doc = Map::new();
-    doc.insert(
-        "name".into(),
-        Value::String(names::document_name(
-            &span.name, kind, segment, attributes, resource,
-        )),
-    );
-    doc.insert("id".into(), Value::String(id));
-    doc.insert("trace_id".into(), Value::String(trace_id));
-    doc.insert("start_time".into(), seconds(start_ns));
+    // Members in any order, sorted by key before writing: the order a `Map` would give.
+    let mut doc: Vec<(&'static str, Field)> = Vec::with_capacity(16);
+    let name = names::document_name(&span.name, kind, segment, attributes, resource);
+    doc.push(("name", Field::Json(Value::String(name))));
+    doc.push(("id", Field::Json(Value::String(id))));
+    doc.push(("trace_id", Field::Json(Value::String(trace_id))));
+    doc.push(("start_time", Field::Seconds(start_ns)));
     if span.end_ns == 0 {
-        doc.insert("in_progress".into(), Value::Bool(true));
+        doc.push(("in_progress", Field::Json(Value::Bool(true))));
     } else {
-        doc.insert("end_time".into(), seconds(span.end_ns.max(start_ns)));
+        doc.push(("end_time", Field::Seconds(span.end_ns.max(start_ns))));
     }
     if let Some(parent) = names::span_id(span.parent_span_id) {
-        doc.insert("parent_id".into(), Value::String(parent));
+        doc.push(("parent_id", Field::Json(Value::String(parent))));
     }
     if segment {
         if let Some(origin) = aws::origin(resource) {
-            doc.insert("origin".into(), Value::String(origin.into()));
+            doc.push(("origin", Field::Json(Value::String(origin.into()))));
         }
         if let Some(service) = aws::service(resource) {
-            doc.insert("service".into(), service);
+            doc.push(("service", Field::Json(service)));
         }
     } else {
-        doc.insert("type".into(), Value::String("subsegment".into()));
+        doc.push(("type", Field::Static("subsegment")));
         let aws_call = attributes.peek("aws.service").is_some()
             || attributes
                 .peek("rpc.system")
@@ -249,18 +247,18 @@ pub fn document_into(
             _ => None,
         };
         if let Some(namespace) = namespace {
-            doc.insert("namespace".into(), Value::String(namespace.into()));
+            doc.push(("namespace", Field::Static(namespace)));
         }
     }
     let (http, status) = http::block(attributes, kind);
     if let Some(http) = http {
-        doc.insert("http".into(), http);
+        doc.push(("http", Field::Json(http)));
     }
     if let Some(aws) = aws::block(attributes, resource, segment) {
-        doc.insert("aws".into(), aws);
+        doc.push(("aws", Field::Json(aws)));
     }
     if let Some(sql) = sql::block(attributes) {
-        doc.insert("sql".into(), sql);
+        doc.push(("sql", Field::Json(sql)));
     }
     let error_status = span.status_code == span::STATUS_ERROR;
     let (error, throttle, fault) = match status {
@@ -271,24 +269,28 @@ pub fn document_into(
     };
     for (key, set) in [("error", error), ("throttle", throttle), ("fault", fault)] {
         if set {
-            doc.insert(key.into(), Value::Bool(true));
+            doc.push((key, Field::Json(Value::Bool(true))));
         }
     }
     if let Some(cause) = exceptions::cause(span, error_status || error || fault) {
-        doc.insert("cause".into(), cause);
+        doc.push(("cause", Field::Json(cause)));
     }
     let links = links(span);
     if !links.is_empty() {
-        doc.insert("links".into(), Value::Array(links));
+        doc.push(("links", Field::Json(Value::Array(links))));
     }
     let sorted = annotations::split(attributes, resource, indexing, segment);
     if let Some(user) = sorted.user {
-        doc.insert("user".into(), Value::String(truncate(user)));
+        doc.push(("user", Field::Json(Value::String(truncate(user)))));
     }
     if !sorted.annotations.is_empty() {
-        doc.insert("annotations".into(), Value::Object(sorted.annotations));
+        doc.push((
+            "annotations",
+            Field::Json(Value::Object(sorted.annotations)),
+        ));
     }
-    encode_with(&doc, out, |out| {
+    doc.sort_unstable_by_key(|&(key, _)| key);
+    encode_with(doc.iter().map(|(key, field)| (*key, field)), out, |out| {
         if sorted.metadata.is_empty() {
             return Ok(());
         }
@@ -313,6 +315,10 @@ pub fn document_into(
         .metadata
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_json()))
+        .collect();
+    let doc = doc
+        .into_iter()
+        .map(|(key, field)| (key.to_owned(), field.into_json()))
         .collect();
     let (bytes, cut) = fit(doc, metadata)?;
     *out = bytes;
@@ -365,40 +371,117 @@ fn links(span: &Span<'_>) -> Vec<Value> {
 /// rather than inserted, so that trying again after a cut copies nothing.
 fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(MAX_DOCUMENT_BYTES);
-    encode_with(doc, &mut out, |out| {
-        if !metadata.is_empty() {
-            out.extend_from_slice(br#""metadata":{"default":"#);
-            serde_json::to_writer(&mut *out, metadata)?;
-            out.push(b'}');
-        }
-        Ok(())
-    })?;
+    encode_with(
+        doc.iter().map(|(key, value)| (key.as_str(), value)),
+        &mut out,
+        |out| {
+            if !metadata.is_empty() {
+                out.extend_from_slice(br#""metadata":{"default":"#);
+                serde_json::to_writer(&mut *out, metadata)?;
+                out.push(b'}');
+            }
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
-/// `doc` as JSON into `out` (cleared first), then whatever `last` writes (a member, or
-/// nothing) before the closing brace.
-fn encode_with(
-    doc: &Map<String, Value>,
+/// One member of a document as [`document_into`] gathers it: what needs no JSON value is
+/// kept as it is and written directly.
+enum Field {
+    /// A value built as JSON (a block, a name, an id).
+    Json(Value),
+    /// A fixed text (`type`, `namespace`).
+    Static(&'static str),
+    /// A time in nanoseconds since the epoch, written as [`seconds`].
+    Seconds(u64),
+}
+
+impl Field {
+    /// The member as the JSON value [`fit`] works on.
+    fn into_json(self) -> Value {
+        match self {
+            Field::Json(value) => value,
+            Field::Static(text) => Value::String(text.into()),
+            Field::Seconds(ns) => seconds(ns),
+        }
+    }
+}
+
+/// A member's value that [`encode_with`] can write.
+trait Member {
+    /// Appends the value as JSON.
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+}
+
+impl Member for Value {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+impl Member for Field {
+    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Field::Json(value) => serde_json::to_writer(out, value),
+            Field::Static(text) => serde_json::to_writer(out, text),
+            Field::Seconds(ns) => {
+                write_seconds(*ns, out);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Appends [`seconds`]`(ns)` as serde_json prints it, without the float's round trip
+/// through text where the digits are known: from 1 s to 2^32 s a microsecond is more than
+/// two steps of an f64, so the shortest decimal that reads back as that float is
+/// `secs.micros` without its trailing zeros (and `secs.0` for whole seconds).
+fn write_seconds(ns: u64, out: &mut Vec<u8>) {
+    let (secs, micros) = (ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
+    if !(1..1 << 32).contains(&secs) {
+        out.extend_from_slice(seconds(ns).to_string().as_bytes());
+        return;
+    }
+    let mut digits = [0u8; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let kept = digits
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(1, |last| last + 1);
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{secs}.");
+    out.extend_from_slice(&digits[..kept]);
+}
+
+/// `doc` (members sorted by key) as JSON into `out` (cleared first), then whatever `last`
+/// writes (a member, or nothing) before the closing brace.
+fn encode_with<'a, M: Member + 'a>(
+    doc: impl IntoIterator<Item = (&'a str, &'a M)>,
     out: &mut Vec<u8>,
     last: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
 ) -> serde_json::Result<()> {
     out.clear();
     out.push(b'{');
-    for (n, (key, value)) in doc.iter().enumerate() {
-        if n > 0 {
+    for (key, value) in doc {
+        if out.len() > 1 {
             out.push(b',');
         }
         serde_json::to_writer(&mut *out, key)?;
         out.push(b':');
-        serde_json::to_writer(&mut *out, value)?;
+        value.write(out)?;
     }
     let before = out.len();
-    if !doc.is_empty() {
+    let any = before > 1;
+    if any {
         out.push(b',');
     }
     last(out)?;
-    if out.len() == before + usize::from(!doc.is_empty()) {
+    if out.len() == before + usize::from(any) {
         out.truncate(before);
     }
     out.push(b'}');

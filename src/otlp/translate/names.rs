@@ -1,7 +1,7 @@
 //! Identifiers and names: the X-Ray trace id of an OTel trace id, and the document's name
 //! chosen by the reference exporter's rules, cleaned to the characters X-Ray accepts.
 
-use super::span::{AnyValue, Attributes, SpanKind, hex};
+use super::span::{AnyValue, Attributes, SpanKind, hex, push_hex};
 
 /// X-Ray refuses names longer than this (characters).
 pub const MAX_NAME_CHARS: usize = 200;
@@ -17,7 +17,13 @@ pub fn trace_id(id: &[u8]) -> Option<String> {
     if id.len() != 16 || id.iter().all(|&b| b == 0) {
         return None;
     }
-    Some(format!("1-{}-{}", hex(&id[..4]), hex(&id[4..])))
+    // One allocation of the final size, not three and a format.
+    let mut out = String::with_capacity(35);
+    out.push_str("1-");
+    push_hex(&mut out, &id[..4]);
+    out.push('-');
+    push_hex(&mut out, &id[4..]);
+    Some(out)
 }
 
 /// A span id as X-Ray's 16 hex digits; `None` unless 8 bytes, not all zero.

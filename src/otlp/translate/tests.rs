@@ -1563,3 +1563,38 @@ fn an_attribute_with_an_empty_key_is_no_annotation() {
             .contains_key("")
     );
 }
+
+#[test]
+fn times_written_directly_read_as_the_float_would_print() {
+    let mut ns: u64 = 1;
+    let mut cases = vec![
+        0,
+        999,
+        1_000_000_000,
+        1_700_000_000_000_000_000,
+        1_700_000_000_100_000_000,
+    ];
+    cases.extend([
+        1_700_000_000_123_456_789,
+        4_294_967_295_999_999_999,
+        4_294_967_296_000_001_000,
+    ]);
+    cases.push(u64::MAX);
+    // A spread of values across the whole range, every digit pattern of the micros.
+    for _ in 0..20_000 {
+        ns = ns
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        cases.push(ns % 5_000_000_000_000_000_000);
+        cases.push(1_700_000_000_000_000_000 + ns % 1_000_000_000);
+    }
+    for ns in cases {
+        let mut written = Vec::new();
+        super::write_seconds(ns, &mut written);
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            seconds(ns).to_string(),
+            "{ns} ns"
+        );
+    }
+}

@@ -173,15 +173,33 @@ fn serve(stream: TcpStream, recorded: &Mutex<Vec<Request>>, responder: &Responde
     }
 }
 
-/// A free localhost port for UDP and TCP (bound and released; good enough for tests).
+/// A localhost port free for both UDP and TCP, never handed out twice in this process.
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 by default): a port picked
+/// with `bind(0)` and released can be taken again before the relay binds it, by another test's
+/// `bind(0)` or by any outgoing connection, which made start-up fail now and then in CI.
+/// Each test binary starts at its own place (from its process id), so binaries that run at the
+/// same time rarely meet, and a port still in use is skipped.
 pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
             return port;
         }
     }
+    panic!("no free port in 127.0.0.1:{FIRST}..{}", FIRST + COUNT);
 }
 
 /// A scratch directory removed when dropped.

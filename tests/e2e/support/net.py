@@ -1,16 +1,33 @@
 """Loopback ports: pick free ones, and read the kernel's socket tables to see what is bound."""
 
+import itertools
+import os
 import socket
 import time
 
 HOST = "127.0.0.1"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free right now for the given socket type."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+# Ports come from below the kernel's ephemeral range (32768-60999 by default): a port picked with
+# bind(0) and released can be taken by an outgoing connection before the relay binds it.
+_FIRST, _COUNT = 10_000, 22_000
+_next = itertools.count(os.getpid() * 7919 % _COUNT)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 free right now for TCP and UDP, never handed out twice in this process."""
+    for _ in range(_COUNT):
+        port = _FIRST + next(_next) % _COUNT
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, socket.socket(
+                socket.AF_INET, socket.SOCK_DGRAM
+            ) as udp:
+                tcp.bind((HOST, port))
+                udp.bind((HOST, port))
+        except OSError:
+            continue
+        return port
+    raise AssertionError(f"no free port in {HOST}:{_FIRST}..{_FIRST + _COUNT}")
 
 
 def _table(proto: str) -> list[list[str]]:

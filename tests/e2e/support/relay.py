@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -40,8 +39,8 @@ class Relay:
                  env: dict[str, str] | None = None, local_mode: bool = True, region: str | None = REGION):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.tcp_port = free_port(socket.SOCK_STREAM)
+        self.udp_port = free_port()
+        self.tcp_port = free_port()
         self.log_path = workdir / "relay.log"
         self.stdout_path = workdir / "stdout"
         self.stderr_path = workdir / "stderr"

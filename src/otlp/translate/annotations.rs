@@ -3,7 +3,6 @@
 
 use super::span::{AnyValue, Attributes};
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 
 /// The attribute listing attribute names to annotate, as the reference exporter reads it.
 pub const ANNOTATIONS_ATTRIBUTE: &str = "aws.xray.annotations";
@@ -53,9 +52,10 @@ fn annotation(value: &AnyValue<'_>) -> Option<Value> {
 pub struct Attributed<'a> {
     /// `annotations`.
     pub annotations: Map<String, Value>,
-    /// `metadata.default`: keys (unique) and the values as they are in the span, written
-    /// straight into the document (no JSON value built for each).
-    pub metadata: Vec<(Cow<'a, str>, &'a AnyValue<'a>)>,
+    /// `metadata.default`: keys (unique, as a prefix and the attribute's key, so that a
+    /// resource attribute's key is not built) and the values as they are in the span,
+    /// written straight into the document (no JSON value built for each).
+    pub metadata: Vec<(&'static str, &'a str, &'a AnyValue<'a>)>,
     /// `user`, from `enduser.id` (segments only).
     pub user: Option<String>,
 }
@@ -70,6 +70,8 @@ pub fn split<'a>(
     is_segment: bool,
 ) -> Attributed<'a> {
     let mut out = Attributed::default();
+    let room = attributes.len() + if is_segment { resource.len() } else { 0 };
+    out.metadata.reserve(room);
     if is_segment {
         out.user = attributes.text(&["enduser.id"]);
     }
@@ -106,19 +108,28 @@ pub fn split<'a>(
         }
         if !used {
             // Span attribute keys are unique (Attributes keeps the first of a repeated key).
-            out.metadata.push((Cow::Borrowed(key), value));
+            out.metadata.push(("", key, value));
         }
     }
     if is_segment {
+        let is_full_key = |key: &str, full: &str| full.strip_prefix(RESOURCE_PREFIX) == Some(key);
         for (key, value, _) in resource.iter() {
-            let key = format!("{RESOURCE_PREFIX}{key}");
-            if named(&key) && annotate(&key, value, &mut out) {
+            let named = indexing
+                .indexed
+                .iter()
+                .chain(&listed)
+                .any(|k| is_full_key(key, k));
+            if named && annotate(&format!("{RESOURCE_PREFIX}{key}"), value, &mut out) {
                 continue;
             }
             // A span attribute named like this one is replaced, as a map insert would.
-            match out.metadata.iter_mut().find(|(k, _)| *k == key) {
-                Some(entry) => entry.1 = value,
-                None => out.metadata.push((Cow::Owned(key), value)),
+            match out
+                .metadata
+                .iter_mut()
+                .find(|(prefix, k, _)| prefix.is_empty() && is_full_key(key, k))
+            {
+                Some(entry) => entry.2 = value,
+                None => out.metadata.push((RESOURCE_PREFIX, key, value)),
             }
         }
     }

@@ -96,6 +96,14 @@ impl<'a> AnyValue<'a> {
         }
     }
 
+    /// [`AnyValue::to_text`] borrowed where the value is a string already.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            AnyValue::Str(text) => Some(Cow::Borrowed(text)),
+            other => other.to_text().map(Cow::Owned),
+        }
+    }
+
     /// A scalar as JSON (string, bool, number), for annotations; `None` for others.
     pub fn scalar_json(&self) -> Option<Value> {
         match self {
@@ -203,6 +211,16 @@ impl<'a> Attributes<'a> {
                 self.take(key);
                 text
             })
+    }
+
+    /// [`Attributes::text`] borrowed where the value is a string already.
+    pub fn text_ref(&self, keys: &[&str]) -> Option<Cow<'_, str>> {
+        keys.iter().find_map(|key| {
+            let (_, value, used) = self.items.iter().find(|(k, _, _)| k == key)?;
+            let text = value.text()?;
+            used.set(true);
+            Some(text)
+        })
     }
 
     /// The first of `keys` that is set as an integer, marked used.
@@ -319,6 +337,26 @@ impl<'a> Span<'a> {
     /// Reads a `Span`.
     pub fn read(bytes: &'a [u8]) -> Span<'a> {
         let mut span = Span::default();
+        span.read_again(bytes);
+        span
+    }
+
+    /// Reads a `Span` in place of this one, keeping its lists' room (one span after another
+    /// allocates nothing for them).
+    pub fn read_again(&mut self, bytes: &'a [u8]) {
+        let mut attributes = std::mem::take(&mut self.attributes);
+        attributes.items.clear();
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let mut links = std::mem::take(&mut self.links);
+        links.clear();
+        *self = Span {
+            attributes,
+            events,
+            links,
+            ..Span::default()
+        };
+        let span = self;
         for entry in protobuf::fields(bytes, "Span").map_while(Result::ok) {
             match (entry.number, entry.value) {
                 (1, Wire::Bytes(id)) => span.trace_id = id,
@@ -344,7 +382,6 @@ impl<'a> Span<'a> {
                 _ => {}
             }
         }
-        span
     }
 
     /// The span's kind (unspecified when absent).
@@ -365,11 +402,32 @@ impl<'a> Span<'a> {
     }
 }
 
+/// The `spanId` of a `Span` (the last one set, as [`Span::read`] reads it), read without the
+/// rest.
+pub fn span_id_of(bytes: &[u8]) -> &[u8] {
+    let mut id: &[u8] = &[];
+    for entry in protobuf::fields(bytes, "Span").map_while(Result::ok) {
+        if let (2, Wire::Bytes(bytes)) = (entry.number, entry.value) {
+            id = bytes;
+        }
+    }
+    id
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     push_hex(&mut out, bytes);
     out
+}
+
+/// Appends `bytes` to `out` as lowercase hex.
+pub fn push_hex_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
 }
 
 /// Appends `bytes` to `out` as lowercase hex.

@@ -284,7 +284,7 @@ pub fn cause(span: &Span<'_>, is_error_status: bool) -> Option<Value> {
         for entry in super::super::protobuf::fields(event, "Span.Event").map_while(Result::ok) {
             match (entry.number, entry.value) {
                 (2, super::super::protobuf::Value::Bytes(text)) => {
-                    name = String::from_utf8_lossy(text).into_owned()
+                    name = span::lossy(text).into_owned()
                 }
                 (3, super::super::protobuf::Value::Bytes(kv)) => attributes.push(kv),
                 _ => {}

@@ -315,9 +315,7 @@ fn document_with(
         if let Some(origin) = aws::origin(resource) {
             doc.push(("origin", Field::Static(origin)));
         }
-        if let Some(service) = aws::service(resource) {
-            doc.push(("service", Field::Json(service)));
-        }
+        scratch.raw("service", |raw| aws::write_service(resource, raw));
     } else {
         doc.push(("type", Field::Static("subsegment")));
         let aws_call = attributes.peek("aws.service").is_some()
@@ -340,13 +338,9 @@ fn document_with(
         status = code;
         written
     });
+    scratch.raw("aws", |raw| aws::write(attributes, resource, segment, raw));
+    scratch.raw("sql", |raw| sql::write(attributes, raw));
     let doc = &mut scratch.members;
-    if let Some(aws) = aws::block(attributes, resource, segment) {
-        doc.push(("aws", Field::Json(aws)));
-    }
-    if let Some(sql) = sql::block(attributes) {
-        doc.push(("sql", Field::Json(sql)));
-    }
     let error_status = span.status_code == span::STATUS_ERROR;
     let (error, throttle, fault) = match status {
         Some(429) => (true, true, false),

@@ -50,9 +50,12 @@ pub(crate) fn truncate(text: String) -> String {
 
 /// `text` cut to [`MAX_FIELD_CHARS`] characters, borrowed.
 pub(crate) fn truncated(text: &str) -> &str {
+    if text.len() <= MAX_FIELD_CHARS {
+        return text;
+    }
     match text.char_indices().nth(MAX_FIELD_CHARS) {
-        Some((at, _)) if text.len() > MAX_FIELD_CHARS => &text[..at],
-        _ => text,
+        Some((at, _)) => &text[..at],
+        None => text,
     }
 }
 

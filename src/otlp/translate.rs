@@ -367,12 +367,10 @@ fn document_with(
     if let Some(user) = sorted.user {
         doc.push(("user", Field::Json(Value::String(truncate(user)))));
     }
-    if !sorted.annotations.is_empty() {
-        doc.push((
-            "annotations",
-            Field::Json(Value::Object(sorted.annotations)),
-        ));
-    }
+    scratch.raw("annotations", |raw| {
+        annotations::write(&sorted.annotations, raw)
+    });
+    let doc = &mut scratch.members;
     doc.sort_unstable_by_key(|&(key, _)| key);
     let raw = &scratch.raw;
     encode_with(

@@ -1,8 +1,9 @@
 //! Annotations (indexed, searchable) and metadata (everything else) from the span's and the
 //! resource's attributes. Values keep their types.
 
-use super::span::{AnyValue, Attributes};
-use serde_json::{Map, Value};
+use super::json::{self, Object};
+use super::span::{AnyValue, Attributes, double_json};
+use std::borrow::Cow;
 
 /// The attribute listing attribute names to annotate, as the reference exporter reads it.
 pub const ANNOTATIONS_ATTRIBUTE: &str = "aws.xray.annotations";
@@ -38,20 +39,57 @@ pub fn clean_key(key: &str) -> String {
         .collect()
 }
 
-fn annotation(value: &AnyValue<'_>) -> Option<Value> {
-    match value {
-        AnyValue::Str(text) if text.chars().count() > MAX_VALUE_CHARS => {
-            Some(Value::String(text.chars().take(MAX_VALUE_CHARS).collect()))
-        }
-        other => other.scalar_json(),
+/// Whether X-Ray takes `value` as an annotation: a string, number or boolean.
+fn annotatable(value: &AnyValue<'_>) -> bool {
+    matches!(
+        value,
+        AnyValue::Str(_) | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_)
+    )
+}
+
+/// `key` as [`clean_key`] gives it, borrowed when it is clean already.
+fn cleaned(key: Cow<'_, str>) -> Cow<'_, str> {
+    if key.len() <= MAX_KEY_CHARS && key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        key
+    } else {
+        Cow::Owned(clean_key(&key))
     }
+}
+
+/// Appends `annotations` (in key order, as [`split`] leaves them) as a JSON object, the same
+/// bytes as a `serde_json` map of them: strings cut to [`MAX_VALUE_CHARS`] characters,
+/// numbers and booleans as they are. Whether there were any (nothing is written if not).
+pub fn write(annotations: &[(Cow<'_, str>, &AnyValue<'_>)], out: &mut Vec<u8>) -> bool {
+    let mut object = Object::begin(out);
+    for (key, value) in annotations {
+        object.key(out, key);
+        match value {
+            AnyValue::Str(text) => {
+                let cut = match text.char_indices().nth(MAX_VALUE_CHARS) {
+                    Some((at, _)) => &text[..at],
+                    None => text,
+                };
+                json::string(out, cut);
+            }
+            AnyValue::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+            AnyValue::Int(v) => json::int(out, *v),
+            AnyValue::Double(v) => {
+                // Writing into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, &double_json(*v));
+            }
+            // Never annotated (see `annotatable`).
+            _ => out.extend_from_slice(b"null"),
+        }
+    }
+    object.end(out)
 }
 
 /// What [`split`] gives: annotations, the `default` metadata, and `user`.
 #[derive(Debug, Default)]
 pub struct Attributed<'a> {
-    /// `annotations`.
-    pub annotations: Map<String, Value>,
+    /// `annotations`: keys as X-Ray takes them (unique, in key order) and the values as
+    /// they are in the span, written by [`write`].
+    pub annotations: Vec<(Cow<'a, str>, &'a AnyValue<'a>)>,
     /// `metadata.default`: keys (unique, as a prefix and the attribute's key, so that a
     /// resource attribute's key is not built) and the values as they are in the span,
     /// written straight into the document (no JSON value built for each).
@@ -85,25 +123,25 @@ pub fn split<'a>(
         })
         .unwrap_or_default();
     let named = |key: &str| indexing.indexed.iter().chain(&listed).any(|k| k == key);
-    let annotate = |key: &str, value: &AnyValue<'_>, out: &mut Attributed| -> bool {
+    let annotate = |key: Cow<'a, str>, value: &'a AnyValue<'a>, out: &mut Attributed<'a>| {
         // An empty key is no key X-Ray can index: the attribute stays metadata.
-        if out.annotations.len() >= MAX_ANNOTATIONS || key.is_empty() {
+        if out.annotations.len() >= MAX_ANNOTATIONS || key.is_empty() || !annotatable(value) {
             return false;
         }
-        match annotation(value) {
-            Some(value) => {
-                out.annotations.insert(clean_key(key), value);
-                true
-            }
-            None => false,
+        // Two keys may clean to the same: the later value replaces the earlier, as in a map.
+        let key = cleaned(key);
+        match out.annotations.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => out.annotations.push((key, value)),
         }
+        true
     };
     for (key, value, used) in attributes.iter() {
         if key == ANNOTATIONS_ATTRIBUTE || (used && !named(key)) {
             continue;
         }
         let wanted = named(key) || (indexing.all && !used);
-        if wanted && annotate(key, value, &mut out) {
+        if wanted && annotate(Cow::Borrowed(key), value, &mut out) {
             continue;
         }
         if !used {
@@ -119,7 +157,8 @@ pub fn split<'a>(
                 .iter()
                 .chain(&listed)
                 .any(|k| is_full_key(key, k));
-            if named && annotate(&format!("{RESOURCE_PREFIX}{key}"), value, &mut out) {
+            let full = || Cow::Owned(format!("{RESOURCE_PREFIX}{key}"));
+            if named && annotate(full(), value, &mut out) {
                 continue;
             }
             // A span attribute named like this one is replaced, as a map insert would.
@@ -133,5 +172,7 @@ pub fn split<'a>(
             }
         }
     }
+    // The order a map keeps (keys are unique).
+    out.annotations.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
     out
 }

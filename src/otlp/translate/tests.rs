@@ -1632,3 +1632,27 @@ fn blocks_written_directly_are_the_bytes_a_map_gives() {
         assert!(doc.contains(part), "{part} in {doc}");
     }
 }
+
+#[test]
+fn annotations_written_directly_keep_map_order_and_a_later_twin_key_wins() {
+    let span = with(
+        child(CLIENT),
+        &[
+            ("z", s("last")),
+            ("a.b", i(1)),
+            ("a_b", i(2)),
+            ("B", b(true)),
+            ("ratio", d(0.25)),
+            ("list", arr(&[s("x")])),
+        ],
+    );
+    let all = Indexing {
+        indexed: Vec::new(),
+        all: true,
+    };
+    let out = translate_all(&service(), &[span], &all);
+    let doc = String::from_utf8(out.documents[0].clone()).expect("UTF-8");
+    let part = r#""annotations":{"B":true,"a_b":2,"ratio":0.25,"z":"last"},"end_time":"#;
+    assert!(doc.contains(part), "{part} in {doc}");
+    assert!(doc.contains(r#""metadata":{"default":{"list":["x"]}}"#), "{doc}");
+}

@@ -356,9 +356,9 @@ fn document_with(
             doc.push((key, Field::Json(Value::Bool(true))));
         }
     }
-    if let Some(cause) = exceptions::cause(span, error_status || error || fault) {
-        doc.push(("cause", Field::Json(cause)));
-    }
+    let is_error = error_status || error || fault;
+    scratch.raw("cause", |raw| exceptions::write(span, is_error, raw));
+    let doc = &mut scratch.members;
     let links = links(span);
     if !links.is_empty() {
         doc.push(("links", Field::Json(Value::Array(links))));

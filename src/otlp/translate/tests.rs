@@ -1654,5 +1654,8 @@ fn annotations_written_directly_keep_map_order_and_a_later_twin_key_wins() {
     let doc = String::from_utf8(out.documents[0].clone()).expect("UTF-8");
     let part = r#""annotations":{"B":true,"a_b":2,"ratio":0.25,"z":"last"},"end_time":"#;
     assert!(doc.contains(part), "{part} in {doc}");
-    assert!(doc.contains(r#""metadata":{"default":{"list":["x"]}}"#), "{doc}");
+    assert!(
+        doc.contains(r#""metadata":{"default":{"list":["x"]}}"#),
+        "{doc}"
+    );
 }

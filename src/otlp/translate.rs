@@ -18,6 +18,7 @@ pub mod annotations;
 pub mod aws;
 pub mod exceptions;
 pub mod http;
+pub mod json;
 pub mod names;
 pub mod span;
 pub mod sql;
@@ -45,6 +46,17 @@ const LAST_RESORT_CHARS: usize = 256;
 /// `text` cut to [`MAX_FIELD_CHARS`] characters.
 pub(crate) fn truncate(text: String) -> String {
     cut_chars(text, MAX_FIELD_CHARS)
+}
+
+/// `text` cut to [`MAX_FIELD_CHARS`] characters, borrowed.
+pub(crate) fn truncated(text: &str) -> &str {
+    if text.len() <= MAX_FIELD_CHARS {
+        return text;
+    }
+    match text.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
 }
 
 fn cut_chars(mut text: String, max: usize) -> String {
@@ -134,12 +146,35 @@ fn translate_each(
             _ => {}
         }
     }
-    let spans: Vec<Span<'_>> = spans.into_iter().map(Span::read).collect();
-    let mut local_ids: Vec<&[u8]> = spans.iter().map(|s| s.span_id).collect();
-    local_ids.sort_unstable();
-    for span in &spans {
-        let local_parent = local_ids.binary_search(&span.parent_span_id).is_ok();
-        match document_into(span, &resource, local_parent, indexing, buffer) {
+    // The ids of the spans, sorted, read only if a span needs them (a CONSUMER span whose
+    // flags do not say where its parent is).
+    let mut local_ids: Option<Vec<&[u8]>> = None;
+    // Each span is read into the same `Span` and written with the same scratch room, so
+    // that the lists and buffers are allocated once, not once per span.
+    let mut span = Span::default();
+    let mut scratch = Scratch::default();
+    for &bytes in &spans {
+        span.read_again(bytes);
+        let needs_ids = span.kind() == SpanKind::Consumer
+            && span.has_parent()
+            && span.parent_is_remote().is_none();
+        let local_parent = needs_ids
+            && local_ids
+                .get_or_insert_with(|| {
+                    let mut ids: Vec<&[u8]> = spans.iter().map(|s| span::span_id_of(s)).collect();
+                    ids.sort_unstable();
+                    ids
+                })
+                .binary_search(&span.parent_span_id)
+                .is_ok();
+        match document_with(
+            &span,
+            &resource,
+            local_parent,
+            indexing,
+            buffer,
+            &mut scratch,
+        ) {
             Ok(cut) => {
                 each(buffer);
                 out.cut += cut;
@@ -190,50 +225,100 @@ pub fn document_into(
     indexing: &Indexing,
     out: &mut Vec<u8>,
 ) -> Result<u64, String> {
-    let trace_id = names::trace_id(span.trace_id).ok_or_else(|| {
-        format!(
+    document_with(
+        span,
+        resource,
+        local_parent,
+        indexing,
+        out,
+        &mut Scratch::default(),
+    )
+}
+
+/// Room a document is put together in, kept from one document to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The members written ahead as JSON (names, ids, blocks), which [`Field::Raw`] points
+    /// into.
+    raw: Vec<u8>,
+    /// The members, in any order until sorted.
+    members: Vec<(&'static str, Field)>,
+}
+
+impl Scratch {
+    /// Writes a member's value ahead with `write` and adds it, unless `write` says there is
+    /// none (and wrote nothing).
+    fn raw(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let start = self.raw.len();
+        if write(&mut self.raw) {
+            self.members.push((key, Field::Raw(start..self.raw.len())));
+        }
+    }
+}
+
+/// [`document_into`] with `scratch` room.
+fn document_with(
+    span: &Span<'_>,
+    resource: &Attributes<'_>,
+    local_parent: bool,
+    indexing: &Indexing,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Result<u64, String> {
+    scratch.raw.clear();
+    scratch.members.clear();
+    let trace_id = || names::trace_id(span.trace_id).unwrap_or_default();
+    scratch.raw("trace_id", |raw| names::write_trace_id(span.trace_id, raw));
+    if scratch.members.is_empty() {
+        return Err(format!(
             "span with trace id {:?}: not 16 bytes",
             span::hex(span.trace_id)
-        )
-    })?;
-    let id = names::span_id(span.span_id).ok_or_else(|| {
-        format!(
-            "span of trace {trace_id} has span id {:?}: not 8 bytes",
+        ));
+    }
+    scratch.raw("id", |raw| names::write_span_id(span.span_id, raw));
+    if scratch.members.len() < 2 {
+        return Err(format!(
+            "span of trace {} has span id {:?}: not 8 bytes",
+            trace_id(),
             span::hex(span.span_id)
-        )
-    })?;
+        ));
+    }
     let start_ns = match span.start_ns {
         0 => span.end_ns,
         start => start,
     };
     if start_ns == 0 {
-        return Err(format!("span {id} of trace {trace_id} has no start time"));
+        return Err(format!(
+            "span {} of trace {} has no start time",
+            span::hex(span.span_id),
+            trace_id()
+        ));
     }
     let segment = is_segment(span, local_parent);
     let kind = span.kind();
     let attributes = &span.attributes;
     // Members in any order, sorted by key before writing: the order a `Map` would give.
-    let mut doc: Vec<(&'static str, Field)> = Vec::with_capacity(16);
-    let name = names::document_name(&span.name, kind, segment, attributes, resource);
-    doc.push(("name", Field::Json(Value::String(name))));
-    doc.push(("id", Field::Json(Value::String(id))));
-    doc.push(("trace_id", Field::Json(Value::String(trace_id))));
+    let name = names::chosen_name(&span.name, kind, segment, attributes, resource);
+    scratch.raw("name", |raw| {
+        names::write_clean_name(&name, raw);
+        true
+    });
+    let doc = &mut scratch.members;
     doc.push(("start_time", Field::Seconds(start_ns)));
     if span.end_ns == 0 {
         doc.push(("in_progress", Field::Json(Value::Bool(true))));
     } else {
         doc.push(("end_time", Field::Seconds(span.end_ns.max(start_ns))));
     }
-    if let Some(parent) = names::span_id(span.parent_span_id) {
-        doc.push(("parent_id", Field::Json(Value::String(parent))));
-    }
+    scratch.raw("parent_id", |raw| {
+        names::write_span_id(span.parent_span_id, raw)
+    });
+    let doc = &mut scratch.members;
     if segment {
         if let Some(origin) = aws::origin(resource) {
-            doc.push(("origin", Field::Json(Value::String(origin.into()))));
+            doc.push(("origin", Field::Static(origin)));
         }
-        if let Some(service) = aws::service(resource) {
-            doc.push(("service", Field::Json(service)));
-        }
+        scratch.raw("service", |raw| aws::write_service(resource, raw));
     } else {
         doc.push(("type", Field::Static("subsegment")));
         let aws_call = attributes.peek("aws.service").is_some()
@@ -250,16 +335,15 @@ pub fn document_into(
             doc.push(("namespace", Field::Static(namespace)));
         }
     }
-    let (http, status) = http::block(attributes, kind);
-    if let Some(http) = http {
-        doc.push(("http", Field::Json(http)));
-    }
-    if let Some(aws) = aws::block(attributes, resource, segment) {
-        doc.push(("aws", Field::Json(aws)));
-    }
-    if let Some(sql) = sql::block(attributes) {
-        doc.push(("sql", Field::Json(sql)));
-    }
+    let mut status = None;
+    scratch.raw("http", |raw| {
+        let (written, code) = http::write(attributes, kind, raw);
+        status = code;
+        written
+    });
+    scratch.raw("aws", |raw| aws::write(attributes, resource, segment, raw));
+    scratch.raw("sql", |raw| sql::write(attributes, raw));
+    let doc = &mut scratch.members;
     let error_status = span.status_code == span::STATUS_ERROR;
     let (error, throttle, fault) = match status {
         Some(429) => (true, true, false),
@@ -272,9 +356,9 @@ pub fn document_into(
             doc.push((key, Field::Json(Value::Bool(true))));
         }
     }
-    if let Some(cause) = exceptions::cause(span, error_status || error || fault) {
-        doc.push(("cause", Field::Json(cause)));
-    }
+    let is_error = error_status || error || fault;
+    scratch.raw("cause", |raw| exceptions::write(span, is_error, raw));
+    let doc = &mut scratch.members;
     let links = links(span);
     if !links.is_empty() {
         doc.push(("links", Field::Json(Value::Array(links))));
@@ -283,29 +367,33 @@ pub fn document_into(
     if let Some(user) = sorted.user {
         doc.push(("user", Field::Json(Value::String(truncate(user)))));
     }
-    if !sorted.annotations.is_empty() {
-        doc.push((
-            "annotations",
-            Field::Json(Value::Object(sorted.annotations)),
-        ));
-    }
+    scratch.raw("annotations", |raw| {
+        annotations::write(&sorted.annotations, raw)
+    });
+    let doc = &mut scratch.members;
     doc.sort_unstable_by_key(|&(key, _)| key);
-    encode_with(doc.iter().map(|(key, field)| (*key, field)), out, |out| {
-        if sorted.metadata.is_empty() {
-            return Ok(());
-        }
-        out.extend_from_slice(br#""metadata":{"default":{"#);
-        for (n, (key, value)) in sorted.metadata.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
+    let raw = &scratch.raw;
+    encode_with(
+        doc.iter().map(|(key, field)| (*key, field)),
+        raw,
+        out,
+        |out| {
+            if sorted.metadata.is_empty() {
+                return Ok(());
             }
-            serde_json::to_writer(&mut *out, key)?;
-            out.push(b':');
-            write_value(value, out)?;
-        }
-        out.extend_from_slice(b"}}");
-        Ok(())
-    })
+            out.extend_from_slice(br#""metadata":{"default":{"#);
+            for (n, (prefix, key, value)) in sorted.metadata.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                json::string_of(out, prefix, key);
+                out.push(b':');
+                write_value(value, out)?;
+            }
+            out.extend_from_slice(b"}}");
+            Ok(())
+        },
+    )
     .map_err(|e| format!("cannot write JSON: {e}"))?;
     if out.len() <= MAX_DOCUMENT_BYTES {
         return Ok(0);
@@ -314,11 +402,11 @@ pub fn document_into(
     let metadata = sorted
         .metadata
         .iter()
-        .map(|(key, value)| (key.to_string(), value.to_json()))
+        .map(|(prefix, key, value)| (format!("{prefix}{key}"), value.to_json()))
         .collect();
     let doc = doc
-        .into_iter()
-        .map(|(key, field)| (key.to_owned(), field.into_json()))
+        .drain(..)
+        .map(|(key, field)| (key.to_owned(), field.into_json(raw)))
         .collect();
     let (bytes, cut) = fit(doc, metadata)?;
     *out = bytes;
@@ -329,7 +417,10 @@ pub fn document_into(
 /// common scalars.
 fn write_value(value: &span::AnyValue<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match value {
-        span::AnyValue::Str(text) => serde_json::to_writer(out, text.as_ref()),
+        span::AnyValue::Str(text) => {
+            json::string(out, text);
+            Ok(())
+        }
         span::AnyValue::Bool(v) => serde_json::to_writer(out, v),
         span::AnyValue::Int(v) => serde_json::to_writer(out, v),
         other => serde_json::to_writer(out, &other.to_json()),
@@ -373,6 +464,7 @@ fn encode(doc: &Map<String, Value>, metadata: &Map<String, Value>) -> serde_json
     let mut out = Vec::with_capacity(MAX_DOCUMENT_BYTES);
     encode_with(
         doc.iter().map(|(key, value)| (key.as_str(), value)),
+        &[],
         &mut out,
         |out| {
             if !metadata.is_empty() {
@@ -395,13 +487,21 @@ enum Field {
     Static(&'static str),
     /// A time in nanoseconds since the epoch, written as [`seconds`].
     Seconds(u64),
+    /// JSON written ahead (a name, an id, a block): where it is in [`Scratch::raw`].
+    Raw(std::ops::Range<usize>),
 }
 
 impl Field {
-    /// The member as the JSON value [`fit`] works on.
-    fn into_json(self) -> Value {
+    /// The member as the JSON value [`fit`] works on; `raw` is what [`Field::Raw`] points
+    /// into.
+    fn into_json(self, raw: &[u8]) -> Value {
         match self {
             Field::Json(value) => value,
+            // Written by this module as JSON: it reads back as the value it was written from.
+            Field::Raw(range) => raw
+                .get(range)
+                .and_then(|bytes| serde_json::from_slice(bytes).ok())
+                .unwrap_or(Value::Null),
             Field::Static(text) => Value::String(text.into()),
             Field::Seconds(ns) => seconds(ns),
         }
@@ -410,21 +510,28 @@ impl Field {
 
 /// A member's value that [`encode_with`] can write.
 trait Member {
-    /// Appends the value as JSON.
-    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    /// Appends the value as JSON; `raw` is the JSON written ahead that it may point into.
+    fn write(&self, raw: &[u8], out: &mut Vec<u8>) -> serde_json::Result<()>;
 }
 
 impl Member for Value {
-    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    fn write(&self, _: &[u8], out: &mut Vec<u8>) -> serde_json::Result<()> {
         serde_json::to_writer(out, self)
     }
 }
 
 impl Member for Field {
-    fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    fn write(&self, raw: &[u8], out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
             Field::Json(value) => serde_json::to_writer(out, value),
-            Field::Static(text) => serde_json::to_writer(out, text),
+            Field::Static(text) => {
+                json::string(out, text);
+                Ok(())
+            }
+            Field::Raw(range) => {
+                out.extend_from_slice(raw.get(range.clone()).unwrap_or(b"null"));
+                Ok(())
+            }
             Field::Seconds(ns) => {
                 write_seconds(*ns, out);
                 Ok(())
@@ -462,6 +569,7 @@ fn write_seconds(ns: u64, out: &mut Vec<u8>) {
 /// writes (a member, or nothing) before the closing brace.
 fn encode_with<'a, M: Member + 'a>(
     doc: impl IntoIterator<Item = (&'a str, &'a M)>,
+    raw: &[u8],
     out: &mut Vec<u8>,
     last: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
 ) -> serde_json::Result<()> {
@@ -471,9 +579,9 @@ fn encode_with<'a, M: Member + 'a>(
         if out.len() > 1 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, key)?;
+        json::string(out, key);
         out.push(b':');
-        value.write(out)?;
+        value.write(raw, out)?;
     }
     let before = out.len();
     let any = before > 1;

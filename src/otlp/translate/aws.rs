@@ -2,45 +2,33 @@
 //! ECS, EKS, Elastic Beanstalk, the SDK), `origin` and `service.version`, from span and
 //! resource attributes.
 
+use super::json::{self, Object};
 use super::span::{AnyValue, Attributes};
-use super::truncate;
-use serde_json::{Map, Value};
+use super::truncated;
+use std::borrow::Cow;
 
-fn put(map: &mut Map<String, Value>, key: &str, value: Option<String>) {
-    if let Some(value) = value.filter(|v| !v.is_empty()) {
-        map.insert(key.into(), Value::String(truncate(value)));
-    }
-}
-
-/// The `aws` block: the call's fields from the span, and for a segment those of where the
-/// service runs from the resource. `None` when empty.
-pub fn block(
+/// Appends the `aws` block's value to `out` (members in key order, as a map would hold them):
+/// the call's fields from the span, and for a segment those of where the service runs from
+/// the resource. Whether there was one (nothing is written when it would be empty).
+pub fn write(
     attributes: &Attributes<'_>,
     resource: &Attributes<'_>,
     is_segment: bool,
-) -> Option<Value> {
-    let mut aws = Map::new();
+    out: &mut Vec<u8>,
+) -> bool {
     let aws_api = attributes.peek("rpc.system").and_then(AnyValue::as_str) == Some("aws-api");
-    let operation = attributes
-        .text(&["aws.operation"])
-        .or_else(|| aws_api.then(|| attributes.text(&["rpc.method"])).flatten());
-    put(&mut aws, "operation", operation);
-    put(
-        &mut aws,
-        "region",
-        attributes.text(&["aws.region", "cloud.region"]),
-    );
-    put(
-        &mut aws,
-        "request_id",
-        attributes.text(&["aws.request_id", "aws.requestId"]),
-    );
-    put(
-        &mut aws,
-        "queue_url",
-        attributes.text(&["aws.queue_url", "aws.sqs.queue_url", "messaging.url"]),
-    );
-    put(&mut aws, "table_name", attributes.text(&["aws.table_name"]));
+    let operation = attributes.text_ref(&["aws.operation"]).or_else(|| {
+        aws_api
+            .then(|| attributes.text_ref(&["rpc.method"]))
+            .flatten()
+    });
+    let region = attributes.text_ref(&["aws.region", "cloud.region"]);
+    let request_id = attributes.text_ref(&["aws.request_id", "aws.requestId"]);
+    let queue_url = attributes.text_ref(&["aws.queue_url", "aws.sqs.queue_url", "messaging.url"]);
+    let mut table_name = attributes
+        .text_ref(&["aws.table_name"])
+        .filter(|name| !name.is_empty());
+    let mut table_names = Vec::new();
     if let Some(tables) = attributes.take("aws.dynamodb.table_names") {
         let names: Vec<String> = match tables {
             AnyValue::Array(_) => tables
@@ -50,134 +38,122 @@ pub fn block(
                 .collect(),
             other => other.to_text().into_iter().collect(),
         };
-        match names.as_slice() {
-            [one] if !aws.contains_key("table_name") => {
-                put(&mut aws, "table_name", Some(one.clone()))
+        match <[String; 1]>::try_from(names) {
+            Ok([one]) => {
+                if table_name.is_none() {
+                    table_name = Some(Cow::Owned(one));
+                }
             }
-            [] | [_] => {}
-            many => {
-                aws.insert(
-                    "table_names".into(),
-                    Value::Array(many.iter().cloned().map(Value::String).collect()),
-                );
-            }
+            Err(names) if names.len() > 1 => table_names = names,
+            Err(_) => {}
         }
     }
-    let account = attributes.text(&["aws.account_id"]).or_else(|| {
+    let account = attributes.text_ref(&["aws.account_id"]).or_else(|| {
         is_segment
-            .then(|| resource.text(&["cloud.account.id"]))
+            .then(|| resource.text_ref(&["cloud.account.id"]))
             .flatten()
     });
-    put(&mut aws, "account_id", account);
+    let mut aws = Object::begin(out);
+    aws.text(out, "account_id", account.as_deref().map(truncated));
     if is_segment {
-        where_it_runs(resource, &mut aws);
+        where_it_runs(resource, &mut aws, out);
     }
-    (!aws.is_empty()).then_some(Value::Object(aws))
+    aws.text(out, "operation", operation.as_deref().map(truncated));
+    aws.text(out, "queue_url", queue_url.as_deref().map(truncated));
+    aws.text(out, "region", region.as_deref().map(truncated));
+    aws.text(out, "request_id", request_id.as_deref().map(truncated));
+    aws.text(out, "table_name", table_name.as_deref().map(truncated));
+    if !table_names.is_empty() {
+        aws.key(out, "table_names");
+        out.push(b'[');
+        for (n, name) in table_names.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            json::string(out, name);
+        }
+        out.push(b']');
+    }
+    if is_segment {
+        xray(resource, &mut aws, out);
+    }
+    aws.end(out)
 }
 
-/// Adds `ec2`, `ecs`, `eks`, `elastic_beanstalk` and `xray` from the resource.
-fn where_it_runs(resource: &Attributes<'_>, aws: &mut Map<String, Value>) {
+/// Writes the member `ec2`, `ecs`, `eks` or `elastic_beanstalk` from the resource, members in
+/// key order.
+fn where_it_runs(resource: &Attributes<'_>, aws: &mut Object, out: &mut Vec<u8>) {
     let platform = resource.peek("cloud.platform").and_then(AnyValue::as_str);
-    let zone = || resource.text(&["cloud.availability_zone"]);
-    let mut block = Map::new();
-    match platform {
-        Some("aws_ec2") => {
-            put(&mut block, "instance_id", resource.text(&["host.id"]));
-            put(&mut block, "availability_zone", zone());
-            put(&mut block, "instance_size", resource.text(&["host.type"]));
-            put(&mut block, "ami_id", resource.text(&["host.image.id"]));
-            add(aws, "ec2", block);
-        }
-        Some("aws_ecs") => {
-            put(
-                &mut block,
-                "container",
-                resource.text(&["container.name", "host.name"]),
-            );
-            put(&mut block, "container_id", resource.text(&["container.id"]));
-            put(&mut block, "task_arn", resource.text(&["aws.ecs.task.arn"]));
-            put(
-                &mut block,
-                "task_family",
-                resource.text(&["aws.ecs.task.family"]),
-            );
-            put(
-                &mut block,
-                "cluster_arn",
-                resource.text(&["aws.ecs.cluster.arn"]),
-            );
-            put(
-                &mut block,
-                "container_arn",
-                resource.text(&["aws.ecs.container.arn"]),
-            );
-            put(
-                &mut block,
-                "launch_type",
-                resource.text(&["aws.ecs.launchtype"]),
-            );
-            put(&mut block, "availability_zone", zone());
-            add(aws, "ecs", block);
-        }
-        Some("aws_eks") => {
-            put(
-                &mut block,
-                "cluster_name",
-                resource.text(&["k8s.cluster.name"]),
-            );
-            put(
-                &mut block,
-                "pod",
-                resource.text(&["k8s.pod.name", "host.name"]),
-            );
-            put(&mut block, "container_id", resource.text(&["container.id"]));
-            add(aws, "eks", block);
-        }
-        Some("aws_elastic_beanstalk") => {
-            put(
-                &mut block,
-                "environment_name",
-                resource.text(&["service.namespace"]),
-            );
-            put(
-                &mut block,
-                "deployment_id",
-                resource.text(&["service.instance.id"]),
-            );
-            put(
-                &mut block,
-                "version_label",
-                resource.text(&["service.version"]),
-            );
-            add(aws, "elastic_beanstalk", block);
-        }
-        _ => {}
+    // Each member's key, and the resource attributes it is read from (the first set).
+    type Members = &'static [(&'static str, &'static [&'static str])];
+    let (key, members): (&str, Members) = match platform {
+        Some("aws_ec2") => (
+            "ec2",
+            &[
+                ("ami_id", &["host.image.id"]),
+                ("availability_zone", &["cloud.availability_zone"]),
+                ("instance_id", &["host.id"]),
+                ("instance_size", &["host.type"]),
+            ],
+        ),
+        Some("aws_ecs") => (
+            "ecs",
+            &[
+                ("availability_zone", &["cloud.availability_zone"]),
+                ("cluster_arn", &["aws.ecs.cluster.arn"]),
+                ("container", &["container.name", "host.name"]),
+                ("container_arn", &["aws.ecs.container.arn"]),
+                ("container_id", &["container.id"]),
+                ("launch_type", &["aws.ecs.launchtype"]),
+                ("task_arn", &["aws.ecs.task.arn"]),
+                ("task_family", &["aws.ecs.task.family"]),
+            ],
+        ),
+        Some("aws_eks") => (
+            "eks",
+            &[
+                ("cluster_name", &["k8s.cluster.name"]),
+                ("container_id", &["container.id"]),
+                ("pod", &["k8s.pod.name", "host.name"]),
+            ],
+        ),
+        Some("aws_elastic_beanstalk") => (
+            "elastic_beanstalk",
+            &[
+                ("deployment_id", &["service.instance.id"]),
+                ("environment_name", &["service.namespace"]),
+                ("version_label", &["service.version"]),
+            ],
+        ),
+        _ => return,
+    };
+    let mut block = aws.object(out, key);
+    for (key, from) in members {
+        let value = resource.text_ref(from);
+        block.text(out, key, value.as_deref().map(truncated));
     }
-    let mut xray = Map::new();
-    let sdk = resource.text(&["telemetry.sdk.name"]).map(|name| {
-        match resource.text(&["telemetry.sdk.language"]) {
-            Some(language) => format!("{name} for {language}"),
+    block.end_in(aws, out);
+}
+
+/// Writes the member `xray` (the SDK) from the resource.
+fn xray(resource: &Attributes<'_>, aws: &mut Object, out: &mut Vec<u8>) {
+    let sdk = resource.text_ref(&["telemetry.sdk.name"]).map(|name| {
+        match resource.text_ref(&["telemetry.sdk.language"]) {
+            Some(language) => Cow::Owned(format!("{name} for {language}")),
             None => name,
         }
     });
-    put(&mut xray, "sdk", sdk);
-    put(
-        &mut xray,
-        "sdk_version",
-        resource.text(&["telemetry.sdk.version"]),
-    );
-    if resource.peek("telemetry.auto.version").is_some()
-        || resource.peek("telemetry.distro.name").is_some()
-    {
-        xray.insert("auto_instrumentation".into(), Value::Bool(true));
+    let version = resource.text_ref(&["telemetry.sdk.version"]);
+    let auto = resource.peek("telemetry.auto.version").is_some()
+        || resource.peek("telemetry.distro.name").is_some();
+    let mut xray = aws.object(out, "xray");
+    if auto {
+        xray.key(out, "auto_instrumentation");
+        out.extend_from_slice(b"true");
     }
-    add(aws, "xray", xray);
-}
-
-fn add(aws: &mut Map<String, Value>, key: &str, block: Map<String, Value>) {
-    if !block.is_empty() {
-        aws.insert(key.into(), Value::Object(block));
-    }
+    xray.text(out, "sdk", sdk.as_deref().map(truncated));
+    xray.text(out, "sdk_version", version.as_deref().map(truncated));
+    xray.end_in(aws, out);
 }
 
 /// X-Ray's `origin` for a service on AWS (`cloud.provider` `aws` or unset), from
@@ -206,10 +182,15 @@ pub fn origin(resource: &Attributes<'_>) -> Option<&'static str> {
     })
 }
 
-/// The `service` block (`{"version": …}` from `service.version`), for segments.
-pub fn service(resource: &Attributes<'_>) -> Option<Value> {
-    let version = resource.text(&["service.version"])?;
-    let mut service = Map::new();
-    service.insert("version".into(), Value::String(truncate(version)));
-    Some(Value::Object(service))
+/// Appends the `service` block (`{"version": …}` from `service.version`), for segments;
+/// whether there was one.
+pub fn write_service(resource: &Attributes<'_>, out: &mut Vec<u8>) -> bool {
+    let Some(version) = resource.text_ref(&["service.version"]) else {
+        return false;
+    };
+    // An empty version is written, as it always was.
+    let mut service = Object::begin(out);
+    service.key(out, "version");
+    json::string(out, truncated(&version));
+    service.end(out)
 }

@@ -2,9 +2,11 @@
 //! parsed from `exception.stacktrace` in the formats of Java, Python and Node (JavaScript);
 //! chained exceptions (`Caused by:`, Python's chained tracebacks) become linked entries.
 
+use super::json::{self, Object};
 use super::span::{self, AnyValue, Span};
-use super::truncate;
-use serde_json::{Map, Value};
+use super::truncated;
+use std::borrow::Cow;
+use std::io::Write as _;
 
 /// Frames kept per exception; the rest are counted in `truncated`.
 pub const MAX_FRAMES: usize = 100;
@@ -245,9 +247,9 @@ fn node_frame(frame: &str) -> Frame {
     }
 }
 
-/// A 16-hex-digit exception id, the same for the same span and position (FNV-1a), so a
-/// document translated twice is the same document.
-fn exception_id(span_id: &[u8], event: usize, chained: usize) -> String {
+/// Appends a 16-hex-digit exception id as a JSON string, the same for the same span and
+/// position (FNV-1a), so a document translated twice is the same document.
+fn write_exception_id(span_id: &[u8], event: usize, chained: usize, out: &mut Vec<u8>) {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &byte in span_id
         .iter()
@@ -256,36 +258,44 @@ fn exception_id(span_id: &[u8], event: usize, chained: usize) -> String {
     {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
-    span::hex(&hash.to_be_bytes())
+    out.push(b'"');
+    span::push_hex_bytes(out, &hash.to_be_bytes());
+    out.push(b'"');
 }
 
-fn frame_json(frame: &Frame) -> Value {
-    let mut object = Map::new();
-    if !frame.path.is_empty() {
-        object.insert("path".into(), Value::String(truncate(frame.path.clone())));
-    }
+/// Appends an unsigned number.
+fn write_u64(out: &mut Vec<u8>, value: u64) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+/// Appends a frame's object (members in key order; `{}` when it has none).
+fn write_frame(frame: &Frame, out: &mut Vec<u8>) {
+    let mut object = Object::begin(out);
+    object.text(out, "label", Some(truncated(&frame.label)));
     if let Some(line) = frame.line {
-        object.insert("line".into(), Value::from(line));
+        object.key(out, "line");
+        write_u64(out, line);
     }
-    if !frame.label.is_empty() {
-        object.insert("label".into(), Value::String(truncate(frame.label.clone())));
+    object.text(out, "path", Some(truncated(&frame.path)));
+    if !object.end(out) {
+        out.extend_from_slice(b"{}");
     }
-    Value::Object(object)
 }
 
-/// The `cause` block: one entry per `exception` event (and per exception chained in its stack
-/// trace); when there is none but the span's status is ERROR with a message, one entry with
-/// that message. `None` when there is nothing to say.
-pub fn cause(span: &Span<'_>, is_error_status: bool) -> Option<Value> {
-    let mut exceptions = Vec::new();
+/// Appends the `cause` block's value: one entry per `exception` event (and per exception
+/// chained in its stack trace); when there is none but the span's status is ERROR with a
+/// message, one entry with that message. Whether there was one (nothing is written if not).
+pub fn write(span: &Span<'_>, is_error_status: bool, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.extend_from_slice(br#"{"exceptions":["#);
+    let mut written = 0usize;
     for (index, event) in span.events.iter().enumerate() {
-        let mut name = String::new();
+        let mut name = Cow::Borrowed("");
         let mut attributes = span::Attributes::default();
         for entry in super::super::protobuf::fields(event, "Span.Event").map_while(Result::ok) {
             match (entry.number, entry.value) {
-                (2, super::super::protobuf::Value::Bytes(text)) => {
-                    name = String::from_utf8_lossy(text).into_owned()
-                }
+                (2, super::super::protobuf::Value::Bytes(text)) => name = span::lossy(text),
                 (3, super::super::protobuf::Value::Bytes(kv)) => attributes.push(kv),
                 _ => {}
             }
@@ -311,56 +321,56 @@ pub fn cause(span: &Span<'_>, is_error_status: bool) -> Option<Value> {
             }
         }
         let count = chain.len();
-        for (depth, parsed) in chain.into_iter().enumerate() {
-            if exceptions.len() >= MAX_EXCEPTIONS {
+        for (depth, parsed) in chain.iter().enumerate() {
+            if written >= MAX_EXCEPTIONS {
                 break;
             }
-            let mut object = Map::new();
-            object.insert(
-                "id".into(),
-                Value::String(exception_id(span.span_id, index, depth)),
-            );
-            if !parsed.kind.is_empty() {
-                object.insert("type".into(), Value::String(truncate(parsed.kind)));
+            if written > 0 {
+                out.push(b',');
             }
-            if !parsed.message.is_empty() {
-                object.insert("message".into(), Value::String(truncate(parsed.message)));
+            // Members in key order, as a map would hold them.
+            let mut object = Object::begin(out);
+            // Only to an exception that is written too.
+            if depth + 1 < count && written + 1 < MAX_EXCEPTIONS {
+                object.key(out, "cause");
+                write_exception_id(span.span_id, index, depth + 1, out);
             }
+            object.key(out, "id");
+            write_exception_id(span.span_id, index, depth, out);
+            object.text(out, "message", Some(truncated(&parsed.message)));
             if !parsed.frames.is_empty() {
-                object.insert(
-                    "stack".into(),
-                    Value::Array(parsed.frames.iter().map(frame_json).collect()),
-                );
+                object.key(out, "stack");
+                out.push(b'[');
+                for (n, frame) in parsed.frames.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    write_frame(frame, out);
+                }
+                out.push(b']');
             }
             if parsed.truncated > 0 {
-                object.insert("truncated".into(), Value::from(parsed.truncated));
+                object.key(out, "truncated");
+                write_u64(out, parsed.truncated);
             }
-            // Only to an exception that is written too.
-            if depth + 1 < count && exceptions.len() + 1 < MAX_EXCEPTIONS {
-                object.insert(
-                    "cause".into(),
-                    Value::String(exception_id(span.span_id, index, depth + 1)),
-                );
-            }
-            exceptions.push(Value::Object(object));
+            object.text(out, "type", Some(truncated(&parsed.kind)));
+            object.end(out);
+            written += 1;
         }
     }
-    if exceptions.is_empty() && is_error_status && !span.status_message.is_empty() {
-        let mut object = Map::new();
-        object.insert(
-            "id".into(),
-            Value::String(exception_id(span.span_id, usize::MAX, 0)),
-        );
-        object.insert(
-            "message".into(),
-            Value::String(truncate(span.status_message.to_string())),
-        );
-        exceptions.push(Value::Object(object));
+    if written == 0 && is_error_status && !span.status_message.is_empty() {
+        let mut object = Object::begin(out);
+        object.key(out, "id");
+        write_exception_id(span.span_id, usize::MAX, 0, out);
+        object.key(out, "message");
+        json::string(out, truncated(&span.status_message));
+        object.end(out);
+        written = 1;
     }
-    if exceptions.is_empty() {
-        return None;
+    if written == 0 {
+        out.truncate(start);
+        return false;
     }
-    let mut cause = Map::new();
-    cause.insert("exceptions".into(), Value::Array(exceptions));
-    Some(Value::Object(cause))
+    out.extend_from_slice(b"]}");
+    true
 }

@@ -1,69 +1,61 @@
 //! The `http` block, from the old (`http.method`, `http.status_code`, …) and the stable
 //! (`http.request.method`, `http.response.status_code`, `url.full`, …) HTTP conventions.
 
+use super::json::Object;
 use super::span::{Attributes, SpanKind};
-use super::truncate;
-use serde_json::{Map, Value};
+use super::truncated;
+use std::borrow::Cow;
 
-/// The `http` block and the response status, or `None` when the span has nothing of HTTP.
-pub fn block(attributes: &Attributes<'_>, kind: SpanKind) -> (Option<Value>, Option<i64>) {
-    let mut request = Map::new();
-    let mut response = Map::new();
-    let put = |map: &mut Map<String, Value>, key: &str, value: Option<String>| {
-        if let Some(value) = value.filter(|v| !v.is_empty()) {
-            map.insert(key.into(), Value::String(truncate(value)));
-        }
-    };
-    let method = attributes.text(&["http.request.method", "http.method"]);
+/// Appends the `http` block's value to `out` and says whether there was one (nothing is
+/// written when the span has nothing of HTTP); and gives the response status.
+pub fn write(
+    attributes: &Attributes<'_>,
+    kind: SpanKind,
+    out: &mut Vec<u8>,
+) -> (bool, Option<i64>) {
+    let method = attributes.text_ref(&["http.request.method", "http.method"]);
     // Without a method the span is not an HTTP call: its `server.address` is a database's or
     // a queue's, and no URL is made of it.
     let url = url(attributes, kind, method.is_some());
-    put(&mut request, "method", method);
-    put(&mut request, "url", url);
     let client_ip = match kind {
-        SpanKind::Server => attributes.text(&[
+        SpanKind::Server => attributes.text_ref(&[
             "http.client_ip",
             "client.address",
             "net.peer.ip",
             "net.sock.peer.addr",
         ]),
-        _ => attributes.text(&["http.client_ip"]),
+        _ => attributes.text_ref(&["http.client_ip"]),
     };
-    put(&mut request, "client_ip", client_ip);
-    put(
-        &mut request,
-        "user_agent",
-        attributes.text(&["user_agent.original", "http.user_agent"]),
-    );
+    let user_agent = attributes.text_ref(&["user_agent.original", "http.user_agent"]);
     let status = attributes.int(&["http.response.status_code", "http.status_code"]);
-    if let Some(status) = status {
-        response.insert("status".into(), Value::from(status));
-    }
     let length = attributes.int(&[
         "http.response.body.size",
         "http.response_content_length",
         "http.response_content_length_uncompressed",
     ]);
-    if let Some(length) = length {
-        response.insert("content_length".into(), Value::from(length));
+    // Members in key order, as a map would hold them.
+    let mut http = Object::begin(out);
+    let mut request = http.object(out, "request");
+    for (key, value) in [
+        ("client_ip", client_ip),
+        ("method", method),
+        ("url", url),
+        ("user_agent", user_agent),
+    ] {
+        request.text(out, key, value.as_deref().map(truncated));
     }
-    if request.is_empty() && response.is_empty() {
-        return (None, status);
-    }
-    let mut http = Map::new();
-    if !request.is_empty() {
-        http.insert("request".into(), Value::Object(request));
-    }
-    if !response.is_empty() {
-        http.insert("response".into(), Value::Object(response));
-    }
-    (Some(Value::Object(http)), status)
+    request.end_in(&mut http, out);
+    let mut response = http.object(out, "response");
+    response.int(out, "content_length", length);
+    response.int(out, "status", status);
+    response.end_in(&mut http, out);
+    (http.end(out), status)
 }
 
 /// The request URL: `url.full` / `http.url`, else rebuilt from scheme, host, port and target
 /// (a SERVER span usually has only those) when `rebuild`.
-fn url(attributes: &Attributes<'_>, kind: SpanKind, rebuild: bool) -> Option<String> {
-    if let Some(full) = attributes.text(&["url.full", "http.url"]) {
+fn url<'a>(attributes: &'a Attributes<'_>, kind: SpanKind, rebuild: bool) -> Option<Cow<'a, str>> {
+    if let Some(full) = attributes.text_ref(&["url.full", "http.url"]) {
         return Some(full);
     }
     if !rebuild {
@@ -100,8 +92,8 @@ fn url(attributes: &Attributes<'_>, kind: SpanKind, rebuild: bool) -> Option<Str
             })
         })
         .unwrap_or_default();
-    Some(format!(
+    Some(Cow::Owned(format!(
         "{}://{host}{target}",
         scheme.as_deref().unwrap_or("http")
-    ))
+    )))
 }

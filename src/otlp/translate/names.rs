@@ -1,7 +1,9 @@
 //! Identifiers and names: the X-Ray trace id of an OTel trace id, and the document's name
 //! chosen by the reference exporter's rules, cleaned to the characters X-Ray accepts.
 
-use super::span::{AnyValue, Attributes, SpanKind, hex, push_hex};
+use super::json;
+use super::span::{AnyValue, Attributes, SpanKind, hex, push_hex, push_hex_bytes};
+use std::borrow::Cow;
 
 /// X-Ray refuses names longer than this (characters).
 pub const MAX_NAME_CHARS: usize = 200;
@@ -26,9 +28,37 @@ pub fn trace_id(id: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// Appends [`trace_id`] as a JSON string; `false` (nothing written) when it has none.
+pub fn write_trace_id(id: &[u8], out: &mut Vec<u8>) -> bool {
+    if id.len() != 16 || id.iter().all(|&b| b == 0) {
+        return false;
+    }
+    out.extend_from_slice(b"\"1-");
+    push_hex_bytes(out, &id[..4]);
+    out.push(b'-');
+    push_hex_bytes(out, &id[4..]);
+    out.push(b'"');
+    true
+}
+
 /// A span id as X-Ray's 16 hex digits; `None` unless 8 bytes, not all zero.
 pub fn span_id(id: &[u8]) -> Option<String> {
-    (id.len() == 8 && id.iter().any(|&b| b != 0)).then(|| hex(id))
+    is_span_id(id).then(|| hex(id))
+}
+
+fn is_span_id(id: &[u8]) -> bool {
+    id.len() == 8 && id.iter().any(|&b| b != 0)
+}
+
+/// Appends [`span_id`] as a JSON string; `false` (nothing written) when it has none.
+pub fn write_span_id(id: &[u8], out: &mut Vec<u8>) -> bool {
+    if !is_span_id(id) {
+        return false;
+    }
+    out.push(b'"');
+    push_hex_bytes(out, id);
+    out.push(b'"');
+    true
 }
 
 /// Whether X-Ray takes `c` in a name: letters, digits, white space and `_ . : / % & # = + \ - @`.
@@ -51,6 +81,21 @@ pub fn clean_name(name: &str) -> String {
     }
 }
 
+/// Appends [`clean_name`]`(name)` as a JSON string, without building it when the name is
+/// clean already (nearly always).
+pub fn write_clean_name(name: &str, out: &mut Vec<u8>) {
+    let mut chars = 0;
+    let clean = name.chars().all(|c| {
+        chars += 1;
+        chars <= MAX_NAME_CHARS && allowed_in_name(c)
+    });
+    if clean && !name.trim().is_empty() {
+        json::string(out, name);
+    } else {
+        json::string(out, &clean_name(name));
+    }
+}
+
 /// The host of a URL-like connection string (`scheme://user@host:port/db`), if any.
 pub fn url_host(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -64,10 +109,10 @@ pub fn url_host(url: &str) -> Option<&str> {
     (!host.is_empty() && url.contains("://")).then_some(host)
 }
 
-fn text(attributes: &Attributes<'_>, key: &str) -> Option<String> {
+fn text<'a>(attributes: &'a Attributes<'_>, key: &str) -> Option<Cow<'a, str>> {
     attributes
         .peek(key)
-        .and_then(AnyValue::to_text)
+        .and_then(AnyValue::text)
         .filter(|t| !t.trim().is_empty())
 }
 
@@ -84,6 +129,19 @@ pub fn document_name(
     attributes: &Attributes<'_>,
     resource: &Attributes<'_>,
 ) -> String {
+    clean_name(&chosen_name(
+        span_name, kind, is_segment, attributes, resource,
+    ))
+}
+
+/// [`document_name`] before cleaning.
+pub fn chosen_name<'a>(
+    span_name: &'a str,
+    kind: SpanKind,
+    is_segment: bool,
+    attributes: &'a Attributes<'_>,
+    resource: &'a Attributes<'_>,
+) -> Cow<'a, str> {
     let service = || text(resource, "service.name");
     let aws_service = || {
         text(attributes, "aws.service").or_else(|| {
@@ -95,11 +153,11 @@ pub fn document_name(
     let database = || {
         let db = text(attributes, "db.name").or_else(|| text(attributes, "db.namespace"))?;
         let host = text(attributes, "db.connection_string")
-            .and_then(|url| url_host(&url).map(str::to_owned))
+            .and_then(|url| url_host(&url).map(|host| Cow::Owned(host.to_owned())))
             .or_else(|| text(attributes, "server.address"))
             .or_else(|| text(attributes, "net.peer.name"));
         Some(match host {
-            Some(host) => format!("{db}@{host}"),
+            Some(host) => Cow::Owned(format!("{db}@{host}")),
             None => db,
         })
     };
@@ -123,5 +181,5 @@ pub fn document_name(
     } else {
         called()
     };
-    clean_name(chosen.as_deref().unwrap_or(span_name))
+    chosen.unwrap_or(Cow::Borrowed(span_name))
 }

@@ -1598,3 +1598,64 @@ fn times_written_directly_read_as_the_float_would_print() {
         );
     }
 }
+
+#[test]
+fn blocks_written_directly_are_the_bytes_a_map_gives() {
+    // Members in key order, empty objects left out, the rarer members (auto instrumentation,
+    // several tables, an empty version) as the serde_json maps used to write them.
+    let mut resource = service();
+    resource.retain(|(key, _)| *key != "service.version");
+    resource.extend([
+        ("service.version", s("")),
+        ("cloud.provider", s("aws")),
+        ("cloud.platform", s("aws_eks")),
+        ("k8s.cluster.name", s("prod")),
+        ("host.name", s("pod-1")),
+        ("telemetry.auto.version", s("2.0")),
+    ]);
+    let span = with(
+        spec(SERVER),
+        &[
+            ("http.request.method", s("GET")),
+            ("http.response.status_code", i(503)),
+            ("aws.dynamodb.table_names", arr(&[s("a"), s("")])),
+            ("db.system", s("postgresql")),
+            ("db.statement", s("SELECT \"x\"\n")),
+        ],
+    );
+    let out = translate_all(&resource, &[span], &Indexing::default());
+    let doc = String::from_utf8(out.documents[0].clone()).expect("UTF-8");
+    for part in [
+        r#""aws":{"eks":{"cluster_name":"prod","pod":"pod-1"},"table_names":["a",""],"xray":{"auto_instrumentation":true,"sdk":"opentelemetry for python","sdk_version":"1.27.0"}}"#,
+        r#""fault":true,"http":{"request":{"method":"GET"},"response":{"status":503}},"id":"0102030405060708","name":"checkout","origin":"AWS::EKS::Container","service":{"version":""},"sql":{"database_type":"postgresql","sanitized_query":"SELECT \"x\"\n"},"start_time":"#,
+    ] {
+        assert!(doc.contains(part), "{part} in {doc}");
+    }
+}
+
+#[test]
+fn annotations_written_directly_keep_map_order_and_a_later_twin_key_wins() {
+    let span = with(
+        child(CLIENT),
+        &[
+            ("z", s("last")),
+            ("a.b", i(1)),
+            ("a_b", i(2)),
+            ("B", b(true)),
+            ("ratio", d(0.25)),
+            ("list", arr(&[s("x")])),
+        ],
+    );
+    let all = Indexing {
+        indexed: Vec::new(),
+        all: true,
+    };
+    let out = translate_all(&service(), &[span], &all);
+    let doc = String::from_utf8(out.documents[0].clone()).expect("UTF-8");
+    let part = r#""annotations":{"B":true,"a_b":2,"ratio":0.25,"z":"last"},"end_time":"#;
+    assert!(doc.contains(part), "{part} in {doc}");
+    assert!(
+        doc.contains(r#""metadata":{"default":{"list":["x"]}}"#),
+        "{doc}"
+    );
+}

@@ -184,6 +184,30 @@ impl Reader {
         Ok(body)
     }
 
+    /// Reads a body of `length` bytes and drops it, through a small buffer: a request
+    /// refused before its body was read can still be answered on a connection kept open.
+    pub async fn skip<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        length: usize,
+        timeout: Duration,
+    ) -> Result<(), BodyError> {
+        let buffered = (self.end - self.start).min(length);
+        self.start += buffered;
+        let mut left = length - buffered;
+        let mut scratch = [0u8; 8192];
+        let deadline = Instant::now() + timeout;
+        while left > 0 {
+            let want = left.min(scratch.len());
+            match within(deadline, io.read(&mut scratch[..want])).await {
+                None => return Err(BodyError::Timeout),
+                Some(Ok(0)) | Some(Err(_)) => return Err(BodyError::Closed),
+                Some(Ok(count)) => left -= count,
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes received beyond what was used so far.
     pub fn buffered(&self) -> usize {
         self.end - self.start

@@ -216,6 +216,22 @@ impl<'a> Exchange<'a> {
         })
     }
 
+    /// Reads and drops a body of a known length (`Content-Length`, no `Expect:
+    /// 100-continue`), so the request can be answered without keeping its body and the
+    /// connection stay open; `false` when that cannot be done (then refuse and close).
+    pub async fn skip_body(&mut self) -> bool {
+        let head = self.head;
+        let Ok(length) = usize::try_from(head.content_length) else {
+            return false;
+        };
+        if head.chunked || head.expect_continue {
+            return false;
+        }
+        let timeout = self.connections.limits.body_timeout;
+        let mut input = self.stream.clone();
+        self.reader.skip(&mut input, length, timeout).await.is_ok()
+    }
+
     /// Writes `answer`; the connection stays open if the client asked for that.
     pub async fn answer(&self, answer: Answer) -> After {
         let keep_alive = self.head.keep_alive;

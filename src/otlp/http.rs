@@ -60,6 +60,19 @@ impl Service for Traces {
             Ok(accepted) => accepted,
             Err(answer) => return self.refuse(exchange, answer).await,
         };
+        // A body of a known length takes its room in the OTLP buffer before it is read; when
+        // there is none, the request is refused (its body read and dropped, so the
+        // connection stays open) without holding a byte of it.
+        let receiver = &self.receiver;
+        let length = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+        let reserved = if head.chunked || length > receiver.max_body_bytes {
+            None
+        } else {
+            match receiver.queue.reserve(length) {
+                Some(reserved) => Some(reserved),
+                None => return self.refuse_unread(exchange, accepted.format).await,
+            }
+        };
         let rules = BodyRules {
             max_bytes: self.receiver.max_body_bytes,
             chunked: true,
@@ -73,13 +86,26 @@ impl Service for Traces {
                 None => return After::Close,
             },
         };
-        let reply = self.receiver.handle(accepted, &body);
-        drop(body);
+        let reply = self.receiver.handle(accepted, body, reserved);
         exchange.answer(reply).await
     }
 }
 
 impl Traces {
+    /// Answers 503 to a request whose body there is no room for: its body is read and
+    /// dropped when its length is known, so the client reads the answer on a connection
+    /// that stays open; else the connection is closed after the answer. Its spans are not
+    /// counted (they were not read); the client retries them.
+    async fn refuse_unread(&self, exchange: &mut Exchange<'_>, format: Format) -> After {
+        let answer = receive::unavailable(format, receive::BUFFER_FULL);
+        self.receiver.stats.answered(answer.status);
+        if exchange.skip_body().await {
+            exchange.answer(answer).await
+        } else {
+            exchange.close_with(answer).await
+        }
+    }
+
     /// The answer, as the OTLP specification gives it, to a body that was not read; `None`
     /// when the client is gone.
     fn failure_answer(

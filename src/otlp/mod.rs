@@ -61,6 +61,9 @@ pub struct Receiver {
     /// a call. Only for that destination: the local sink writes whatever came, and X-Ray
     /// documents have rules of their own.
     pub refuse_out_of_time: bool,
+    /// Keep a gzip protobuf body beside its decompressed bytes, for a destination that sends
+    /// it on as it came ([`forward::Export::takes_gzip`]); elsewhere it would only take room.
+    pub keep_gzip: bool,
 }
 
 /// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
@@ -166,6 +169,10 @@ pub fn start(
         stats: Arc::new(OtlpStats::default()),
         max_body_bytes: body_limit(buffer_bytes),
         refuse_out_of_time: matches!(destination, Destination::Export(_)),
+        keep_gzip: match &destination {
+            Destination::Export(export) | Destination::Auto { export, .. } => export.takes_gzip(),
+            Destination::Local(_) | Destination::Segments(_) => false,
+        },
     });
     let forwarder = Arc::new(Forwarder {
         queue: receiver.queue.clone(),

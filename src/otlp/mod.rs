@@ -11,6 +11,7 @@
 //! server's that the proxy uses too, in [`crate::http`].
 
 pub mod auto;
+pub mod count;
 pub mod forward;
 pub mod gzip;
 pub mod http;

@@ -3,6 +3,7 @@
 //! within X-Ray's limits and offered to the OTLP buffer whole, or refused with the status
 //! the OTLP/HTTP specification gives, in the request's own content type.
 
+use super::count;
 use super::gzip::{self, GunzipError};
 use super::protobuf::{self, put_bytes, put_tag, put_varint, write_json_string};
 use super::queue::Reserved;
@@ -215,8 +216,9 @@ impl Receiver {
     ) -> Answer {
         let format = request.format;
         let max = self.max_body_bytes;
-        // Every copy takes room first. Without room the request is decoded all the same
-        // (one at a time, on the server's thread) only to count the spans refused with 503.
+        // Every copy takes room first. Without room, a gzip protobuf body's spans are counted
+        // through a small window; anything else is decoded all the same (one request at a
+        // time, on the server's thread) only to count the spans refused with 503.
         let mut room = Room(reserved.or_else(|| self.queue.reserve(body.len())));
         let received = body;
         let (message, gzipped) = if request.gzip {
@@ -228,6 +230,14 @@ impl Receiver {
                 .map_or(0, |size| u32::from_le_bytes(*size) as usize);
             let limit = announced.min(max);
             room.take(limit);
+            if room.0.is_none()
+                && format == Format::Protobuf
+                && let Some(spans) = count::gzip_spans(&received, limit)
+            {
+                // No room to decompress it: its spans are counted through a small window.
+                super::OtlpStats::add(&self.stats.spans_backpressured, spans);
+                return unavailable(format, BUFFER_FULL);
+            }
             let data = match gzip::gunzip(&received, limit) {
                 Ok(data) => data,
                 Err(GunzipError::TooLarge) if limit < max => {
@@ -507,6 +517,24 @@ mod tests {
         assert!(answer.headers.contains(&("Retry-After", "2".to_owned())));
         assert_eq!(receiver.queue.used_bytes(), 0);
         assert_eq!(receiver.stats.snapshot().spans_backpressured, 1);
+    }
+
+    #[test]
+    fn a_gzip_body_there_is_no_room_to_decompress_is_503_with_its_spans_counted() {
+        let proto = json::to_protobuf(one_span_json(500).as_bytes(), &schema::REQUEST).unwrap();
+        let body = gzip::gzip(&proto);
+        let receiver = receiver(body.len() + 10);
+        let gz = Accepted {
+            format: Format::Protobuf,
+            gzip: true,
+        };
+        assert_eq!(handle(&receiver, gz, &body).status, 503);
+        assert_eq!(receiver.queue.used_bytes(), 0);
+        assert_eq!(receiver.stats.snapshot().spans_backpressured, 1);
+        // With room it is taken, the body kept beside it within the budget.
+        let receiver = self::receiver(proto.len() + body.len());
+        assert_eq!(handle(&receiver, gz, &body).status, 200);
+        assert_eq!(receiver.queue.used_bytes(), proto.len() + body.len());
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub struct Buffers {
 /// `Using region`).
 pub fn allocate_buffers(settings: &Settings, buffer_bytes: usize) -> Buffers {
     let (pool_bytes, otlp_bytes) = if settings.otlp.enabled() {
-        let (segments, otlp) = crate::otlp::share_buffer(buffer_bytes);
+        let translated =
+            Choice::parse(settings.otlp.destination.as_deref()) == Ok(Choice::Segments);
+        let (segments, otlp) = crate::otlp::share_buffer(buffer_bytes, translated);
         (segments, Some(otlp))
     } else {
         (buffer_bytes, None)

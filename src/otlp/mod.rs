@@ -69,16 +69,23 @@ pub struct Receiver {
 
 /// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
 /// but at least [`MIN_BUFFER_BYTES`] or, when that would be more than half (under 16 MiB),
-/// half; the rest for segments. Returns (segments, OTLP), which add up to `buffer_bytes`.
+/// half; the rest for segments, less an eighth with `segments` (`OTLP.Destination:
+/// segments`). Returns (segments, OTLP).
 ///
 /// Split rather than shared: segments arrive by UDP and cannot be asked to wait, so a burst
 /// of OTLP must not push them out; OTLP clients can, so they get a fixed share and a 503
 /// when it is full. Segments keep at least half, so a small `-m` still buffers them; OTLP
 /// keeps room for two of its largest requests ([`body_limit`]), one being forwarded while
-/// the next is taken.
-pub fn share_buffer(buffer_bytes: usize) -> (usize, usize) {
+/// the next is taken; its requests in flight are in its share ([`queue::Reserved`]).
+///
+/// Translated spans are held twice over: in the OTLP share until translated, then in the
+/// pool, both full while X-Ray is slow; and their uploads (batches and request bodies, up
+/// to `Concurrency` at once) and the translating threads hold them outside both. The
+/// eighth is their room, so the whole stays within `--buffer-memory`.
+pub fn share_buffer(buffer_bytes: usize, segments: bool) -> (usize, usize) {
     let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES.min(buffer_bytes / 2));
-    (buffer_bytes - otlp, otlp)
+    let in_flight = if segments { buffer_bytes / 8 } else { 0 };
+    (buffer_bytes - otlp - in_flight, otlp)
 }
 
 /// The largest request body for an OTLP share of `otlp_bytes`: [`MAX_BODY_BYTES`], or half
@@ -234,18 +241,24 @@ mod tests {
 
     #[test]
     fn the_buffer_is_shared_a_quarter_for_otlp_with_a_floor() {
-        assert_eq!(share_buffer(64 << 20), (48 << 20, 16 << 20));
-        assert_eq!(share_buffer(16 << 20), (8 << 20, 8 << 20));
-        assert_eq!(share_buffer(32 << 20), (24 << 20, 8 << 20));
+        assert_eq!(share_buffer(64 << 20, false), (48 << 20, 16 << 20));
+        assert_eq!(share_buffer(16 << 20, false), (8 << 20, 8 << 20));
+        assert_eq!(share_buffer(32 << 20, false), (24 << 20, 8 << 20));
         // Under 16 MiB the floor would take more than half: halves, and smaller bodies.
-        assert_eq!(share_buffer(3 << 20), (3 << 19, 3 << 19));
-        assert_eq!(share_buffer(11 << 20), (11 << 19, 11 << 19));
+        assert_eq!(share_buffer(3 << 20, false), (3 << 19, 3 << 19));
+        assert_eq!(share_buffer(11 << 20, false), (11 << 19, 11 << 19));
         assert_eq!(body_limit(3 << 19), 3 << 18);
         assert_eq!(body_limit(8 << 20), MAX_BODY_BYTES);
+        // Translation leaves an eighth for its uploads, from the pool.
+        assert_eq!(share_buffer(16 << 20, true), (6 << 20, 8 << 20));
+        assert_eq!(share_buffer(64 << 20, true), (40 << 20, 16 << 20));
         for mb in 3..100 {
-            let (segments, otlp) = share_buffer(mb << 20);
+            let (segments, otlp) = share_buffer(mb << 20, false);
             assert_eq!(segments + otlp, mb << 20);
             assert!(segments >= otlp && otlp >= 2 * body_limit(otlp), "{mb}");
+            let (pool, same) = share_buffer(mb << 20, true);
+            assert_eq!((pool + same + (mb << 17), same), (mb << 20, otlp));
+            assert!(pool >= 1 << 20, "{mb}");
         }
     }
 

@@ -520,6 +520,38 @@ mod tests {
     }
 
     #[test]
+    fn the_room_taken_for_a_body_becomes_its_chunks_and_nothing_more_stays_taken() {
+        let receiver = receiver(10_000_000);
+        let proto = json::to_protobuf(one_span_json(5000).as_bytes(), &schema::REQUEST).unwrap();
+        let reserved = receiver.queue.reserve(proto.len()).unwrap();
+        let answer = receiver.handle(PROTOBUF, proto.clone(), Some(reserved));
+        assert_eq!(answer.status, 200);
+        assert_eq!(receiver.queue.used_bytes(), proto.len());
+        // JSON: its room becomes that of the smaller protobuf it turns into.
+        let json = one_span_json(5000);
+        let reserved = receiver.queue.reserve(json.len()).unwrap();
+        assert_eq!(
+            receiver
+                .handle(JSON, json.into_bytes(), Some(reserved))
+                .status,
+            200
+        );
+        assert_eq!(receiver.queue.used_bytes(), 2 * proto.len());
+        // Refused: its room is given back.
+        let reserved = receiver.queue.reserve(10).unwrap();
+        assert_eq!(
+            receiver
+                .handle(PROTOBUF, b"\xff".to_vec(), Some(reserved))
+                .status,
+            400
+        );
+        assert_eq!(receiver.queue.used_bytes(), 2 * proto.len());
+        let taken = receiver.queue.take_waiting();
+        assert_eq!(taken[0].bytes, proto, "the body itself, uncopied");
+        assert_eq!(taken[1].bytes, proto);
+    }
+
+    #[test]
     fn a_gzip_body_there_is_no_room_to_decompress_is_503_with_its_spans_counted() {
         let proto = json::to_protobuf(one_span_json(500).as_bytes(), &schema::REQUEST).unwrap();
         let body = gzip::gzip(&proto);

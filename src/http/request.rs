@@ -98,6 +98,8 @@ pub enum BodyError {
     TooLarge,
     /// A chunked body's framing is broken; says where.
     Malformed(String),
+    /// A chunked body grew past the room its reader was given.
+    NoRoom,
 }
 
 /// A connection's read buffer: bytes received and not yet used (a pipelined next request

@@ -8,7 +8,7 @@ use super::{BODIES_AT_ONCE, Receiver};
 use crate::http::response::Answer;
 use crate::http::server::{After, BodyFailure, BodyRules, Exchange, Service};
 use smol::lock::Semaphore;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The OTLP traces service: `POST /v1/traces` on the OTLP port, and on the proxy's, which
 /// hands it that path.
@@ -65,19 +65,22 @@ impl Service for Traces {
         // connection stays open) without holding a byte of it.
         let receiver = &self.receiver;
         let length = usize::try_from(head.content_length).unwrap_or(usize::MAX);
-        let reserved = if head.chunked || length > receiver.max_body_bytes {
-            None
-        } else {
-            match receiver.queue.reserve(length) {
-                Some(reserved) => Some(reserved),
-                None => return self.refuse_unread(exchange, accepted.format).await,
-            }
+        // A chunked body takes its room chunk by chunk as it arrives.
+        let known = !head.chunked && length <= receiver.max_body_bytes;
+        let reserved = match receiver.queue.reserve(if known { length } else { 0 }) {
+            Some(reserved) => Mutex::new(Some(reserved)),
+            None => return self.refuse_unread(exchange, accepted.format).await,
+        };
+        let room = |bytes: usize| {
+            let mut reserved = reserved.lock().unwrap_or_else(|p| p.into_inner());
+            reserved.as_mut().is_some_and(|r| r.grow(bytes))
         };
         let rules = BodyRules {
             max_bytes: self.receiver.max_body_bytes,
             chunked: true,
             slots: &self.bodies,
             small_bytes: None,
+            room: Some(&room),
         };
         let body = match exchange.body(&rules).await {
             Ok(body) => body,
@@ -86,6 +89,7 @@ impl Service for Traces {
                 None => return After::Close,
             },
         };
+        let reserved = reserved.into_inner().unwrap_or_else(|p| p.into_inner());
         let reply = self.receiver.handle(accepted, body, reserved);
         exchange.answer(reply).await
     }
@@ -128,6 +132,8 @@ impl Traces {
                 receive::status(format, 408, 4, &message)
             }
             BodyFailure::Malformed(why) => receive::status(format, 400, 3, &why),
+            // Its spans are not counted (they were not all read); the client retries them.
+            BodyFailure::NoRoom => receive::unavailable(format, receive::BUFFER_FULL),
             // Not from these rules, which take chunked bodies; a framing error all the same.
             BodyFailure::LengthRequired => {
                 receive::status(format, 411, 3, "send the body with a Content-Length")

@@ -359,6 +359,7 @@ impl Forwarder {
     fn to_segments(&self, chunks: &[Chunk]) -> bool {
         match &self.destination {
             Destination::Auto { segments, .. } if auto::to_segments(&self.stats) => {
+                self.queue.translating();
                 segments.deliver(chunks, &self.stats, &self.queue);
                 true
             }

@@ -84,8 +84,18 @@ pub struct Receiver {
 /// eighth is their room, so the whole stays within `--buffer-memory`.
 pub fn share_buffer(buffer_bytes: usize, segments: bool) -> (usize, usize) {
     let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES.min(buffer_bytes / 2));
-    let in_flight = if segments { buffer_bytes / 8 } else { 0 };
+    let in_flight = if segments {
+        translation_room(buffer_bytes)
+    } else {
+        0
+    };
     (buffer_bytes - otlp - in_flight, otlp)
+}
+
+/// The eighth of `buffer_bytes` left for the uploads of translated spans ([`share_buffer`]):
+/// from the pool with `segments`, from the OTLP share once `auto` turns to segments.
+pub fn translation_room(buffer_bytes: usize) -> usize {
+    buffer_bytes / 8
 }
 
 /// The largest request body for an OTLP share of `otlp_bytes`: [`MAX_BODY_BYTES`], or half
@@ -105,6 +115,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// With `auto`: once spans go to segments, the OTLP share gives up `bytes` (at most a
+    /// quarter of it) for the uploads of translated spans ([`translation_room`]).
+    pub fn giving_up_for_segments(self, bytes: usize) -> Running {
+        if let Destination::Auto { .. } = self.forwarder.destination {
+            let queue = &self.receiver.queue;
+            queue.set_translated_capacity(queue.capacity() - bytes.min(queue.capacity() / 4));
+        }
+        self
+    }
+
     /// Stops taking requests, forwards what is buffered until `deadline`, then gives up on
     /// retries, and spools what is left (or counts it as lost, and says so).
     pub fn shut_down(self, deadline: Instant) {

@@ -17,6 +17,8 @@ struct State {
     waiting: VecDeque<Chunk>,
     /// Bytes of chunks waiting or in flight.
     bytes: usize,
+    /// The budget: [`Queue::capacity`], less once `auto` turns to segments.
+    capacity: usize,
     closing: bool,
     abandoned: bool,
 }
@@ -27,15 +29,21 @@ pub struct Queue {
     state: Mutex<State>,
     changed: Condvar,
     capacity: usize,
+    /// The budget once spans are translated (`auto` turned to segments).
+    translated_capacity: std::sync::atomic::AtomicUsize,
 }
 
 impl Queue {
     /// An empty queue that holds at most `capacity` bytes.
     pub fn new(capacity: usize) -> Queue {
         Queue {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                capacity,
+                ..State::default()
+            }),
             changed: Condvar::new(),
             capacity,
+            translated_capacity: std::sync::atomic::AtomicUsize::new(capacity),
         }
     }
 
@@ -54,7 +62,7 @@ impl Queue {
         let size: usize = chunks.iter().map(Chunk::size).sum();
         let mut state = self.lock();
         let others = state.bytes.saturating_sub(reserved);
-        if state.closing || others + size > self.capacity {
+        if state.closing || others + size > state.capacity {
             state.bytes = others;
             return false;
         }
@@ -187,9 +195,27 @@ impl Queue {
         self.lock().waiting.iter().map(|c| u64::from(c.spans)).sum()
     }
 
-    /// The byte budget.
+    /// The byte budget it was made with.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Sets the budget [`Queue::translating`] moves to.
+    pub fn set_translated_capacity(&self, bytes: usize) {
+        self.translated_capacity.store(
+            bytes.min(self.capacity),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Spans are translated from now on: the budget becomes the translated one, so the
+    /// uploads of translated spans have their room (see `otlp::share_buffer`). Chunks
+    /// already held stay; new ones wait for the room.
+    pub fn translating(&self) {
+        let translated = self
+            .translated_capacity
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.lock().capacity = translated;
     }
 }
 
@@ -210,7 +236,7 @@ impl Reserved {
     /// Takes `more` bytes of room too; `false` (and nothing taken) when they do not fit.
     pub fn grow(&mut self, more: usize) -> bool {
         let mut state = self.queue.lock();
-        if state.closing || state.bytes + more > self.queue.capacity {
+        if state.closing || state.bytes + more > state.capacity {
             return false;
         }
         state.bytes += more;
@@ -298,6 +324,11 @@ mod tests {
         assert_eq!(queue.used_bytes(), 60);
         drop(queue.reserve(40));
         assert_eq!(queue.used_bytes(), 60);
+        // Translating, the budget is the smaller one.
+        queue.set_translated_capacity(70);
+        queue.translating();
+        assert!(queue.reserve(11).is_none());
+        assert!(queue.reserve(10).is_some());
         // A forwarder's hold counts even beyond the budget.
         let held = queue.hold(50);
         assert_eq!(queue.used_bytes(), 110);

@@ -225,15 +225,16 @@ impl<'a> Exchange<'a> {
         })
     }
 
-    /// Reads and drops a body of a known length (`Content-Length`, no `Expect:
-    /// 100-continue`), so the request can be answered without keeping its body and the
-    /// connection stay open; `false` when that cannot be done (then refuse and close).
-    pub async fn skip_body(&mut self) -> bool {
+    /// Reads and drops a body of a known length of at most `max_bytes` (`Content-Length`,
+    /// no `Expect: 100-continue`), so the request can be answered without keeping its body
+    /// and the connection stay open; `false` when that cannot be done (then refuse and
+    /// close).
+    pub async fn skip_body(&mut self, max_bytes: usize) -> bool {
         let head = self.head;
         let Ok(length) = usize::try_from(head.content_length) else {
             return false;
         };
-        if head.chunked || head.expect_continue {
+        if head.chunked || head.expect_continue || length > max_bytes {
             return false;
         }
         let timeout = self.connections.limits.body_timeout;

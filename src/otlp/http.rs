@@ -103,7 +103,7 @@ impl Traces {
     async fn refuse_unread(&self, exchange: &mut Exchange<'_>, format: Format) -> After {
         let answer = receive::unavailable(format, receive::BUFFER_FULL);
         self.receiver.stats.answered(answer.status);
-        if exchange.skip_body().await {
+        if exchange.skip_body(self.receiver.max_body_bytes).await {
             exchange.answer(answer).await
         } else {
             exchange.close_with(answer).await

@@ -100,17 +100,27 @@ pub struct Buffers {
     pool: Arc<Pool>,
     /// OTLP's share of the memory, when OTLP is on (see [`crate::otlp::share_buffer`]).
     otlp_bytes: Option<usize>,
+    /// What the OTLP share gives up if `auto` turns to segments, for their uploads (with
+    /// `segments` the pool gave it up at start).
+    translation_room: usize,
 }
 
 /// Splits `buffer_bytes` between segments and OTLP (when OTLP is on) and makes the segment
 /// pool, with the original's `N segment buffers allocated` line (which it logs before
 /// `Using region`).
 pub fn allocate_buffers(settings: &Settings, buffer_bytes: usize) -> Buffers {
-    let (pool_bytes, otlp_bytes) = if settings.otlp.enabled() {
-        let (segments, otlp) = crate::otlp::share_buffer(buffer_bytes);
-        (segments, Some(otlp))
+    let (pool_bytes, otlp_bytes, translation_room) = if settings.otlp.enabled() {
+        let translated =
+            Choice::parse(settings.otlp.destination.as_deref()) == Ok(Choice::Segments);
+        let (segments, otlp) = crate::otlp::share_buffer(buffer_bytes, translated);
+        let later = if translated {
+            0
+        } else {
+            crate::otlp::translation_room(buffer_bytes)
+        };
+        (segments, Some(otlp), later)
     } else {
-        (buffer_bytes, None)
+        (buffer_bytes, None, 0)
     };
     let pool = Arc::new(Pool::with_memory(pool_bytes));
     let fill = pool.fill();
@@ -119,7 +129,11 @@ pub fn allocate_buffers(settings: &Settings, buffer_bytes: usize) -> Buffers {
         "The segment buffers are {} bytes shared by segments of any size up to 64 KB",
         fill.capacity_bytes
     );
-    Buffers { pool, otlp_bytes }
+    Buffers {
+        pool,
+        otlp_bytes,
+        translation_room,
+    }
 }
 
 /// Runs the relay until a signal arrives on `signals`, then drains and returns.
@@ -169,7 +183,11 @@ struct Started {
 /// Binds the TCP socket (a relay without its proxy would hide the problem), then starts the
 /// uploaders, the spool replayer, telemetry and the proxy.
 fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Started, StartError> {
-    let Buffers { pool, otlp_bytes } = buffers;
+    let Buffers {
+        pool,
+        otlp_bytes,
+        translation_room,
+    } = buffers;
     let stats = Arc::new(match &output {
         Output::XRay {
             credential_refresh_failures,
@@ -280,6 +298,7 @@ fn start(settings: &Settings, buffers: Buffers, output: Output) -> Result<Starte
                 .as_deref()
                 .map(|dir| (dir, spool_max_bytes));
             let running = crate::otlp::start(bytes, destination, spool, stats.clone())
+                .map(|running| running.giving_up_for_segments(translation_room))
                 .map_err(|err| StartError(format!("cannot start OTLP forwarding: {err}")))?;
             let otlp_stats = &running.receiver.stats;
             if segments_only {

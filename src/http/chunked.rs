@@ -16,11 +16,13 @@ const BUFFER_BYTES: usize = 16 * 1024;
 
 /// Reads a chunked body of at most `max_bytes` (decoded) that must all arrive within
 /// `timeout`. Trailers are read and ignored. A body over the limit is refused as soon as a
-/// chunk size says so, before its bytes are read.
+/// chunk size says so, before its bytes are read; so is one whose next chunk `room` refuses
+/// (asked with each chunk's size before it is taken).
 pub async fn read_chunked<R: AsyncRead + Unpin>(
     reader: &mut Reader,
     io: &mut R,
     max_bytes: usize,
+    room: &(dyn Fn(usize) -> bool + Sync),
     timeout: Duration,
 ) -> Result<Vec<u8>, BodyError> {
     let deadline = Instant::now() + timeout;
@@ -40,6 +42,9 @@ pub async fn read_chunked<R: AsyncRead + Unpin>(
         }
         if size > max_bytes.saturating_sub(body.len()) {
             return Err(BodyError::TooLarge);
+        }
+        if !room(size) {
+            return Err(BodyError::NoRoom);
         }
         body.reserve(size);
         let mut left = size;
@@ -111,6 +116,7 @@ mod tests {
             &mut Reader::new(),
             &mut io,
             max,
+            &|_| true,
             Duration::from_secs(1),
         ))
     }
@@ -131,10 +137,31 @@ mod tests {
             &mut reader,
             &mut io,
             10,
+            &|_| true,
             Duration::from_secs(1),
         ));
         assert_eq!(body.unwrap(), b"ab");
         assert_eq!(reader.unread(), b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn each_chunk_asks_for_its_room_before_it_is_taken() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let room = |size: usize| {
+            let mut asked = asked.lock().unwrap();
+            asked.push(size);
+            asked.iter().sum::<usize>() <= 6
+        };
+        let mut io: &[u8] = b"4\r\nabcd\r\n2\r\nef\r\n3\r\nghi\r\n0\r\n\r\n";
+        let body = smol::block_on(read_chunked(
+            &mut Reader::new(),
+            &mut io,
+            100,
+            &room,
+            Duration::from_secs(1),
+        ));
+        assert!(matches!(body, Err(BodyError::NoRoom)));
+        assert_eq!(*asked.lock().unwrap(), [4, 2, 3]);
     }
 
     #[test]

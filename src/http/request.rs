@@ -12,6 +12,9 @@ pub const MAX_HEADERS_CAP: usize = 128;
 /// How much of the buffer is allocated up front; it grows to the head limit when needed.
 const INITIAL_BUFFER: usize = 4096;
 
+/// The read buffer grows to at most this much while a skipped body passes through it.
+const SKIP_BUFFER_BYTES: usize = 16 * 1024;
+
 /// The limits one request head is read within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeadLimits {
@@ -95,6 +98,8 @@ pub enum BodyError {
     TooLarge,
     /// A chunked body's framing is broken; says where.
     Malformed(String),
+    /// A chunked body grew past the room its reader was given.
+    NoRoom,
 }
 
 /// A connection's read buffer: bytes received and not yet used (a pipelined next request
@@ -182,6 +187,28 @@ impl Reader {
             }
         }
         Ok(body)
+    }
+
+    /// Reads a body of `length` bytes and drops it, through the connection's own buffer: a
+    /// request refused before its body was read can still be answered on a connection kept
+    /// open, at no memory per connection.
+    pub async fn skip<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        length: usize,
+        timeout: Duration,
+    ) -> Result<(), BodyError> {
+        let deadline = Instant::now() + timeout;
+        let mut left = length;
+        loop {
+            let take = left.min(self.end - self.start);
+            self.start += take;
+            left -= take;
+            if left == 0 {
+                return Ok(());
+            }
+            self.fill(io, SKIP_BUFFER_BYTES, deadline).await?;
+        }
     }
 
     /// Bytes received beyond what was used so far.
@@ -441,6 +468,41 @@ mod tests {
                 .unwrap();
             assert_eq!((next.method.as_str(), next.path()), ("GET", "/healthz"));
             assert_eq!(reader.buffered(), 0);
+        });
+    }
+
+    #[test]
+    fn a_skipped_body_leaves_the_pipelined_request_behind_it() {
+        let body = vec![b'x'; 100_000];
+        let mut bytes = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut io: &[u8] = &bytes;
+        let mut reader = Reader::new();
+        smol::block_on(async {
+            let head = reader
+                .head(&mut io, &LIMITS, Duration::from_secs(1))
+                .await
+                .unwrap();
+            let length = head.content_length as usize;
+            reader
+                .skip(&mut io, length, Duration::from_secs(1))
+                .await
+                .unwrap();
+            assert!(reader.buffer.len() <= SKIP_BUFFER_BYTES);
+            let next = reader
+                .head(&mut io, &LIMITS, Duration::from_secs(1))
+                .await
+                .unwrap();
+            assert_eq!(next.target, "/healthz");
+            let mut short: &[u8] = b"abc";
+            let mut reader = Reader::new();
+            let cut = reader.skip(&mut short, 10, Duration::from_secs(1)).await;
+            assert!(matches!(cut, Err(BodyError::Closed)));
         });
     }
 

@@ -109,7 +109,7 @@ impl<S: Service> Erased for S {
 }
 
 /// How a service takes request bodies.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct BodyRules<'a> {
     /// The largest body taken, as declared or, chunked, as it arrives.
     pub max_bytes: usize,
@@ -121,6 +121,9 @@ pub struct BodyRules<'a> {
     /// Bodies of a known length up to this are read without a slot; `None`: every body
     /// takes one.
     pub small_bytes: Option<usize>,
+    /// Asked with each chunk's size before a chunked body takes it; `false` refuses the
+    /// body ([`BodyFailure::NoRoom`]). `None`: bounded by `max_bytes` alone.
+    pub room: Option<&'a (dyn Fn(usize) -> bool + Sync)>,
 }
 
 /// Why a body was not read; the service answers it in its own words (or closes).
@@ -138,6 +141,8 @@ pub enum BodyFailure {
     Malformed(String),
     /// The connection closed or failed: there is nobody to answer.
     Closed,
+    /// A chunked body grew past the room [`BodyRules::room`] gave it.
+    NoRoom,
 }
 
 /// One request on a connection as a [`Service`] sees it: its head, its body still to be
@@ -206,14 +211,35 @@ impl<'a> Exchange<'a> {
         let mut input = self.stream.clone();
         let body = match length {
             Some(length) => self.reader.body(&mut input, length, timeout).await,
-            None => read_chunked(self.reader, &mut input, rules.max_bytes, timeout).await,
+            None => {
+                let room = rules.room.unwrap_or(&|_| true);
+                read_chunked(self.reader, &mut input, rules.max_bytes, room, timeout).await
+            }
         };
         body.map_err(|error| match error {
             BodyError::Timeout => BodyFailure::Timeout,
             BodyError::Closed => BodyFailure::Closed,
             BodyError::TooLarge => BodyFailure::TooLarge,
             BodyError::Malformed(why) => BodyFailure::Malformed(why),
+            BodyError::NoRoom => BodyFailure::NoRoom,
         })
+    }
+
+    /// Reads and drops a body of a known length of at most `max_bytes` (`Content-Length`,
+    /// no `Expect: 100-continue`), so the request can be answered without keeping its body
+    /// and the connection stay open; `false` when that cannot be done (then refuse and
+    /// close).
+    pub async fn skip_body(&mut self, max_bytes: usize) -> bool {
+        let head = self.head;
+        let Ok(length) = usize::try_from(head.content_length) else {
+            return false;
+        };
+        if head.chunked || head.expect_continue || length > max_bytes {
+            return false;
+        }
+        let timeout = self.connections.limits.body_timeout;
+        let mut input = self.stream.clone();
+        self.reader.skip(&mut input, length, timeout).await.is_ok()
     }
 
     /// Writes `answer`; the connection stays open if the client asked for that.
@@ -654,6 +680,7 @@ mod tests {
                 chunked: self.chunked,
                 slots: &self.slots,
                 small_bytes: None,
+                room: None,
             };
             let answer = match exchange.body(&rules).await {
                 Ok(body) => Answer::json(200, body),

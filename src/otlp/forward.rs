@@ -52,6 +52,12 @@ pub trait Export: Send + Sync {
         let _ = gzipped;
         self.export(request)
     }
+
+    /// Whether [`Export::export_gzipped`] sends the gzip body it is given: only then is a
+    /// client's gzip body worth keeping.
+    fn takes_gzip(&self) -> bool {
+        false
+    }
 }
 
 /// X-Ray's OTLP endpoint through the relay's signed client.
@@ -67,6 +73,10 @@ pub struct XRayOtlp {
 impl Export for XRayOtlp {
     fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
         self.export_gzipped(request, None)
+    }
+
+    fn takes_gzip(&self) -> bool {
+        self.gzip
     }
 
     fn export_gzipped(
@@ -163,6 +173,30 @@ pub enum Destination {
     },
 }
 
+/// Joins `chunks` (taken together, so one request's worth) into one, freeing each as it
+/// is copied: the merged request takes the room the chunks had in the buffer, not twice
+/// that. Repeated fields concatenate, so the chunks joined are one request.
+pub fn merge(chunks: &mut Vec<Chunk>) {
+    if chunks.len() < 2 {
+        return;
+    }
+    let total: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+    let mut taken = std::mem::take(chunks).into_iter();
+    let Some(mut merged) = taken.next() else {
+        return;
+    };
+    merged.bytes.reserve_exact(total - merged.bytes.len());
+    for next in taken {
+        merged.bytes.extend_from_slice(&next.bytes);
+        merged.spans += next.spans;
+        merged.first = merged.first.min(next.first);
+        merged.last = merged.last.max(next.last);
+    }
+    // A client's gzip body goes out only with its chunk alone (the queue takes it so).
+    merged.gzipped = None;
+    chunks.push(merged);
+}
+
 /// One forwarder's view of the OTLP path.
 pub struct Forwarder {
     /// The OTLP buffer.
@@ -197,14 +231,19 @@ impl Forwarder {
             .queue
             .take(MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, &mut chunks)
         {
+            if let Destination::Export(_) | Destination::Auto { .. } = self.destination {
+                merge(&mut chunks);
+            }
             if self.deliver(&chunks) == Delivery::Abandoned {
                 self.leftovers
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .extend(chunks.iter().cloned());
             }
-            self.queue.release(&chunks);
+            // Freed before their room is given back, so the room is never taken twice.
+            let size: usize = chunks.iter().map(Chunk::size).sum();
             chunks.clear();
+            self.queue.release_bytes(size);
         }
     }
 
@@ -229,10 +268,6 @@ impl Forwarder {
         // Repeated fields concatenate: chunks joined are one request. One chunk is sent as is,
         // with the client's gzip body when it came with one.
         let joined;
-        let gzipped = match chunks {
-            [one] => one.gzipped.as_deref(),
-            _ => None,
-        };
         let request: &[u8] = match chunks {
             [one] => &one.bytes,
             _ => {
@@ -242,6 +277,19 @@ impl Forwarder {
                     .collect::<Vec<u8>>();
                 &joined
             }
+        };
+        // Compressed here, once for every try, and counted in the buffer while it is held
+        // (after the fact: the forwarder makes room, so it must not wait for it).
+        let compressed;
+        let _held;
+        let gzipped = match chunks {
+            [one] if one.gzipped.is_some() => one.gzipped.as_deref(),
+            _ if export.takes_gzip() => {
+                compressed = gzip::gzip(request);
+                _held = self.queue.hold(compressed.len());
+                Some(&compressed[..])
+            }
+            _ => None,
         };
         let mut backoff = Backoff::new(retry::seed());
         loop {
@@ -311,6 +359,7 @@ impl Forwarder {
     fn to_segments(&self, chunks: &[Chunk]) -> bool {
         match &self.destination {
             Destination::Auto { segments, .. } if auto::to_segments(&self.stats) => {
+                self.queue.translating();
                 segments.deliver(chunks, &self.stats, &self.queue);
                 true
             }
@@ -436,6 +485,35 @@ mod tests {
         let relay = forwarder.relay_stats.as_ref().unwrap().snapshot();
         assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http5xx), 1);
         assert_eq!(relay.backend_errors(crate::stats::ErrorClass::Http4xx), 1);
+    }
+
+    #[test]
+    fn merged_chunks_are_one_request_of_their_spans_and_times() {
+        let mut chunks = vec![
+            Chunk {
+                first: 5,
+                last: 9,
+                ..chunk(1, 2)
+            },
+            Chunk {
+                first: 3,
+                last: 7,
+                ..chunk(2, 3)
+            },
+        ];
+        merge(&mut chunks);
+        assert_eq!(
+            chunks,
+            [Chunk {
+                bytes: vec![10, 1, 1, 10, 1, 2],
+                spans: 5,
+                gzipped: None,
+                first: 3,
+                last: 9,
+            }]
+        );
+        merge(&mut chunks);
+        assert_eq!(chunks.len(), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{BODIES_AT_ONCE, Receiver};
 use crate::http::response::Answer;
 use crate::http::server::{After, BodyFailure, BodyRules, Exchange, Service};
 use smol::lock::Semaphore;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The OTLP traces service: `POST /v1/traces` on the OTLP port, and on the proxy's, which
 /// hands it that path.
@@ -60,11 +60,27 @@ impl Service for Traces {
             Ok(accepted) => accepted,
             Err(answer) => return self.refuse(exchange, answer).await,
         };
+        // A body of a known length takes its room in the OTLP buffer before it is read; when
+        // there is none, the request is refused (its body read and dropped, so the
+        // connection stays open) without holding a byte of it.
+        let receiver = &self.receiver;
+        let length = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+        // A chunked body takes its room chunk by chunk as it arrives.
+        let known = !head.chunked && length <= receiver.max_body_bytes;
+        let reserved = match receiver.queue.reserve(if known { length } else { 0 }) {
+            Some(reserved) => Mutex::new(Some(reserved)),
+            None => return self.refuse_unread(exchange, accepted.format).await,
+        };
+        let room = |bytes: usize| {
+            let mut reserved = reserved.lock().unwrap_or_else(|p| p.into_inner());
+            reserved.as_mut().is_some_and(|r| r.grow(bytes))
+        };
         let rules = BodyRules {
             max_bytes: self.receiver.max_body_bytes,
             chunked: true,
             slots: &self.bodies,
             small_bytes: None,
+            room: Some(&room),
         };
         let body = match exchange.body(&rules).await {
             Ok(body) => body,
@@ -73,13 +89,27 @@ impl Service for Traces {
                 None => return After::Close,
             },
         };
-        let reply = self.receiver.handle(accepted, &body);
-        drop(body);
+        let reserved = reserved.into_inner().unwrap_or_else(|p| p.into_inner());
+        let reply = self.receiver.handle(accepted, body, reserved);
         exchange.answer(reply).await
     }
 }
 
 impl Traces {
+    /// Answers 503 to a request whose body there is no room for: its body is read and
+    /// dropped when its length is known, so the client reads the answer on a connection
+    /// that stays open; else the connection is closed after the answer. Its spans are not
+    /// counted (they were not read); the client retries them.
+    async fn refuse_unread(&self, exchange: &mut Exchange<'_>, format: Format) -> After {
+        let answer = receive::unavailable(format, receive::BUFFER_FULL);
+        self.receiver.stats.answered(answer.status);
+        if exchange.skip_body(self.receiver.max_body_bytes).await {
+            exchange.answer(answer).await
+        } else {
+            exchange.close_with(answer).await
+        }
+    }
+
     /// The answer, as the OTLP specification gives it, to a body that was not read; `None`
     /// when the client is gone.
     fn failure_answer(
@@ -102,6 +132,8 @@ impl Traces {
                 receive::status(format, 408, 4, &message)
             }
             BodyFailure::Malformed(why) => receive::status(format, 400, 3, &why),
+            // Its spans are not counted (they were not all read); the client retries them.
+            BodyFailure::NoRoom => receive::unavailable(format, receive::BUFFER_FULL),
             // Not from these rules, which take chunked bodies; a framing error all the same.
             BodyFailure::LengthRequired => {
                 receive::status(format, 411, 3, "send the body with a Content-Length")

@@ -11,6 +11,7 @@
 //! server's that the proxy uses too, in [`crate::http`].
 
 pub mod auto;
+pub mod count;
 pub mod forward;
 pub mod gzip;
 pub mod http;
@@ -61,20 +62,40 @@ pub struct Receiver {
     /// a call. Only for that destination: the local sink writes whatever came, and X-Ray
     /// documents have rules of their own.
     pub refuse_out_of_time: bool,
+    /// Keep a gzip protobuf body beside its decompressed bytes, for a destination that sends
+    /// it on as it came ([`forward::Export::takes_gzip`]); elsewhere it would only take room.
+    pub keep_gzip: bool,
 }
 
 /// How `buffer_bytes` (`--buffer-memory`) is shared when OTLP is on: a quarter for OTLP,
 /// but at least [`MIN_BUFFER_BYTES`] or, when that would be more than half (under 16 MiB),
-/// half; the rest for segments. Returns (segments, OTLP), which add up to `buffer_bytes`.
+/// half; the rest for segments, less an eighth with `segments` (`OTLP.Destination:
+/// segments`). Returns (segments, OTLP).
 ///
 /// Split rather than shared: segments arrive by UDP and cannot be asked to wait, so a burst
 /// of OTLP must not push them out; OTLP clients can, so they get a fixed share and a 503
 /// when it is full. Segments keep at least half, so a small `-m` still buffers them; OTLP
 /// keeps room for two of its largest requests ([`body_limit`]), one being forwarded while
-/// the next is taken.
-pub fn share_buffer(buffer_bytes: usize) -> (usize, usize) {
+/// the next is taken; its requests in flight are in its share ([`queue::Reserved`]).
+///
+/// Translated spans are held twice over: in the OTLP share until translated, then in the
+/// pool, both full while X-Ray is slow; and their uploads (batches and request bodies, up
+/// to `Concurrency` at once) and the translating threads hold them outside both. The
+/// eighth is their room, so the whole stays within `--buffer-memory`.
+pub fn share_buffer(buffer_bytes: usize, segments: bool) -> (usize, usize) {
     let otlp = (buffer_bytes / 4).max(MIN_BUFFER_BYTES.min(buffer_bytes / 2));
-    (buffer_bytes - otlp, otlp)
+    let in_flight = if segments {
+        translation_room(buffer_bytes)
+    } else {
+        0
+    };
+    (buffer_bytes - otlp - in_flight, otlp)
+}
+
+/// The eighth of `buffer_bytes` left for the uploads of translated spans ([`share_buffer`]):
+/// from the pool with `segments`, from the OTLP share once `auto` turns to segments.
+pub fn translation_room(buffer_bytes: usize) -> usize {
+    buffer_bytes / 8
 }
 
 /// The largest request body for an OTLP share of `otlp_bytes`: [`MAX_BODY_BYTES`], or half
@@ -94,6 +115,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// With `auto`: once spans go to segments, the OTLP share gives up `bytes` (at most a
+    /// quarter of it) for the uploads of translated spans ([`translation_room`]).
+    pub fn giving_up_for_segments(self, bytes: usize) -> Running {
+        if let Destination::Auto { .. } = self.forwarder.destination {
+            let queue = &self.receiver.queue;
+            queue.set_translated_capacity(queue.capacity() - bytes.min(queue.capacity() / 4));
+        }
+        self
+    }
+
     /// Stops taking requests, forwards what is buffered until `deadline`, then gives up on
     /// retries, and spools what is left (or counts it as lost, and says so).
     pub fn shut_down(self, deadline: Instant) {
@@ -166,6 +197,10 @@ pub fn start(
         stats: Arc::new(OtlpStats::default()),
         max_body_bytes: body_limit(buffer_bytes),
         refuse_out_of_time: matches!(destination, Destination::Export(_)),
+        keep_gzip: match &destination {
+            Destination::Export(export) | Destination::Auto { export, .. } => export.takes_gzip(),
+            Destination::Local(_) | Destination::Segments(_) => false,
+        },
     });
     let forwarder = Arc::new(Forwarder {
         queue: receiver.queue.clone(),
@@ -226,18 +261,24 @@ mod tests {
 
     #[test]
     fn the_buffer_is_shared_a_quarter_for_otlp_with_a_floor() {
-        assert_eq!(share_buffer(64 << 20), (48 << 20, 16 << 20));
-        assert_eq!(share_buffer(16 << 20), (8 << 20, 8 << 20));
-        assert_eq!(share_buffer(32 << 20), (24 << 20, 8 << 20));
+        assert_eq!(share_buffer(64 << 20, false), (48 << 20, 16 << 20));
+        assert_eq!(share_buffer(16 << 20, false), (8 << 20, 8 << 20));
+        assert_eq!(share_buffer(32 << 20, false), (24 << 20, 8 << 20));
         // Under 16 MiB the floor would take more than half: halves, and smaller bodies.
-        assert_eq!(share_buffer(3 << 20), (3 << 19, 3 << 19));
-        assert_eq!(share_buffer(11 << 20), (11 << 19, 11 << 19));
+        assert_eq!(share_buffer(3 << 20, false), (3 << 19, 3 << 19));
+        assert_eq!(share_buffer(11 << 20, false), (11 << 19, 11 << 19));
         assert_eq!(body_limit(3 << 19), 3 << 18);
         assert_eq!(body_limit(8 << 20), MAX_BODY_BYTES);
+        // Translation leaves an eighth for its uploads, from the pool.
+        assert_eq!(share_buffer(16 << 20, true), (6 << 20, 8 << 20));
+        assert_eq!(share_buffer(64 << 20, true), (40 << 20, 16 << 20));
         for mb in 3..100 {
-            let (segments, otlp) = share_buffer(mb << 20);
+            let (segments, otlp) = share_buffer(mb << 20, false);
             assert_eq!(segments + otlp, mb << 20);
             assert!(segments >= otlp && otlp >= 2 * body_limit(otlp), "{mb}");
+            let (pool, same) = share_buffer(mb << 20, true);
+            assert_eq!((pool + same + (mb << 17), same), (mb << 20, otlp));
+            assert!(pool >= 1 << 20, "{mb}");
         }
     }
 

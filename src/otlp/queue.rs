@@ -2,10 +2,14 @@
 //! within X-Ray's limits, until a forwarder has delivered them. Its byte budget is fixed at
 //! start; a request that does not fit is refused whole (the client is told to retry), so
 //! nothing is accepted and then dropped for lack of room.
+//!
+//! The same budget covers a request while it is read and decoded ([`Reserved`]): its body,
+//! decompressed and converted copies take room before they are made, and become the chunks
+//! they turn into, so what the receiver holds in flight is inside the share, not beside it.
 
 use super::split::{Chunk, within_window};
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
@@ -13,6 +17,8 @@ struct State {
     waiting: VecDeque<Chunk>,
     /// Bytes of chunks waiting or in flight.
     bytes: usize,
+    /// The budget: [`Queue::capacity`], less once `auto` turns to segments.
+    capacity: usize,
     closing: bool,
     abandoned: bool,
 }
@@ -23,15 +29,21 @@ pub struct Queue {
     state: Mutex<State>,
     changed: Condvar,
     capacity: usize,
+    /// The budget once spans are translated (`auto` turned to segments).
+    translated_capacity: std::sync::atomic::AtomicUsize,
 }
 
 impl Queue {
     /// An empty queue that holds at most `capacity` bytes.
     pub fn new(capacity: usize) -> Queue {
         Queue {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                capacity,
+                ..State::default()
+            }),
             changed: Condvar::new(),
             capacity,
+            translated_capacity: std::sync::atomic::AtomicUsize::new(capacity),
         }
     }
 
@@ -41,16 +53,45 @@ impl Queue {
 
     /// Takes all of `chunks`, or none of them (`false`) when they do not fit.
     pub fn offer(&self, chunks: Vec<Chunk>) -> bool {
+        self.offer_reserved(chunks, 0)
+    }
+
+    /// Takes all of `chunks` into room already `reserved` for them (given back in any case),
+    /// plus whatever more they need; or none of them (`false`) when that does not fit.
+    fn offer_reserved(&self, chunks: Vec<Chunk>, reserved: usize) -> bool {
         let size: usize = chunks.iter().map(Chunk::size).sum();
         let mut state = self.lock();
-        if state.closing || state.bytes + size > self.capacity {
+        let others = state.bytes.saturating_sub(reserved);
+        if state.closing || others + size > state.capacity {
+            state.bytes = others;
             return false;
         }
-        state.bytes += size;
+        state.bytes = others + size;
         state.waiting.extend(chunks);
         drop(state);
         self.changed.notify_one();
         true
+    }
+
+    /// Takes `bytes` of room for a request being read or decoded; `None` when they do not
+    /// fit (or the queue is closing).
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Reserved> {
+        let mut reserved = Reserved {
+            queue: self.clone(),
+            bytes: 0,
+        };
+        reserved.grow(bytes).then_some(reserved)
+    }
+
+    /// Counts `bytes` held by a forwarder beyond its chunks (a compressed copy) whether or
+    /// not they fit, so that requests are refused until they are given back: the forwarder
+    /// is what makes room, and must not wait for it.
+    pub fn hold(self: &Arc<Self>, bytes: usize) -> Reserved {
+        self.lock().bytes += bytes;
+        Reserved {
+            queue: self.clone(),
+            bytes,
+        }
     }
 
     /// Waits for chunks and moves into `out` as many as fit together in `max_bytes` and
@@ -88,7 +129,11 @@ impl Queue {
 
     /// Frees the room of delivered (or given up) chunks.
     pub fn release(&self, chunks: &[Chunk]) {
-        let size: usize = chunks.iter().map(Chunk::size).sum();
+        self.release_bytes(chunks.iter().map(Chunk::size).sum());
+    }
+
+    /// Frees `size` bytes of room: that of chunks already dropped.
+    pub fn release_bytes(&self, size: usize) {
         let mut state = self.lock();
         state.bytes = state.bytes.saturating_sub(size);
     }
@@ -150,9 +195,78 @@ impl Queue {
         self.lock().waiting.iter().map(|c| u64::from(c.spans)).sum()
     }
 
-    /// The byte budget.
+    /// The byte budget it was made with.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Sets the budget [`Queue::translating`] moves to.
+    pub fn set_translated_capacity(&self, bytes: usize) {
+        self.translated_capacity.store(
+            bytes.min(self.capacity),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Spans are translated from now on: the budget becomes the translated one, so the
+    /// uploads of translated spans have their room (see `otlp::share_buffer`). Chunks
+    /// already held stay; new ones wait for the room.
+    pub fn translating(&self) {
+        let translated = self
+            .translated_capacity
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.lock().capacity = translated;
+    }
+}
+
+/// Room taken from a [`Queue`]'s budget, given back when dropped or turned into chunks by
+/// [`Reserved::offer`].
+#[derive(Debug)]
+pub struct Reserved {
+    queue: Arc<Queue>,
+    bytes: usize,
+}
+
+impl Reserved {
+    /// The bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes `more` bytes of room too; `false` (and nothing taken) when they do not fit.
+    pub fn grow(&mut self, more: usize) -> bool {
+        let mut state = self.queue.lock();
+        if state.closing || state.bytes + more > state.capacity {
+            return false;
+        }
+        state.bytes += more;
+        self.bytes += more;
+        true
+    }
+
+    /// Gives back all but `bytes` of it.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            let mut state = self.queue.lock();
+            state.bytes = state.bytes.saturating_sub(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+
+    /// Offers `chunks` in this room (see [`Queue::offer`]): they take it over, with more if
+    /// they need it, or it is given back and nothing is taken (`false`).
+    pub fn offer(mut self, chunks: Vec<Chunk>) -> bool {
+        let reserved = std::mem::take(&mut self.bytes);
+        self.queue.offer_reserved(chunks, reserved)
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            let mut state = self.queue.lock();
+            state.bytes = state.bytes.saturating_sub(self.bytes);
+        }
     }
 }
 
@@ -187,6 +301,40 @@ mod tests {
         assert!(!queue.offer(vec![chunk(50, 1)]));
         queue.release(&taken);
         assert!(queue.offer(vec![chunk(50, 1)]));
+    }
+
+    #[test]
+    fn reserved_room_counts_until_given_back_or_taken_over_by_chunks() {
+        let queue = Arc::new(Queue::new(100));
+        let mut reading = queue.reserve(40).unwrap();
+        assert!(queue.reserve(61).is_none());
+        assert!(!reading.grow(61));
+        assert!(reading.grow(30));
+        assert_eq!(queue.used_bytes(), 70);
+        reading.shrink_to(50);
+        assert_eq!((reading.bytes(), queue.used_bytes()), (50, 50));
+        // The chunks take the room over, and what they need beyond it.
+        assert!(reading.offer(vec![chunk(60, 1)]));
+        assert_eq!(queue.used_bytes(), 60);
+        let other = queue.reserve(40).unwrap();
+        assert!(
+            !other.offer(vec![chunk(41, 1)]),
+            "refused: its room is given back"
+        );
+        assert_eq!(queue.used_bytes(), 60);
+        drop(queue.reserve(40));
+        assert_eq!(queue.used_bytes(), 60);
+        // Translating, the budget is the smaller one.
+        queue.set_translated_capacity(70);
+        queue.translating();
+        assert!(queue.reserve(11).is_none());
+        assert!(queue.reserve(10).is_some());
+        // A forwarder's hold counts even beyond the budget.
+        let held = queue.hold(50);
+        assert_eq!(queue.used_bytes(), 110);
+        assert!(queue.reserve(1).is_none());
+        drop(held);
+        assert_eq!(queue.used_bytes(), 60);
     }
 
     #[test]

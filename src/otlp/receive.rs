@@ -3,14 +3,20 @@
 //! within X-Ray's limits and offered to the OTLP buffer whole, or refused with the status
 //! the OTLP/HTTP specification gives, in the request's own content type.
 
+use super::count;
 use super::gzip::{self, GunzipError};
 use super::protobuf::{self, put_bytes, put_tag, put_varint, write_json_string};
-use super::split::{self, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
+use super::queue::Reserved;
+use super::split::{self, Chunk, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
 use super::{Receiver, json, schema};
 use crate::http::response::Answer;
 
 /// The path OTLP/HTTP exporters post traces to.
 pub const TRACES_PATH: &str = "/v1/traces";
+
+/// Why a request is refused with 503 when the buffer is full.
+pub const BUFFER_FULL: &str =
+    "the relay's OTLP buffer is full (X-Ray is slow or unreachable); retry later";
 
 /// Seconds a client is asked to wait when the buffer is full.
 pub const RETRY_AFTER_SECONDS: u32 = 2;
@@ -194,35 +200,69 @@ pub fn success(format: Format, rejected: u64, message: &str) -> Answer {
 
 impl Receiver {
     /// Handles the body of an accepted request: the answer to send, already counted.
-    pub fn handle(&self, request: Accepted, body: &[u8]) -> Answer {
-        let answer = self.decode_and_offer(request, body);
+    /// `reserved` is the room taken for the body before it was read, if it was; the body's
+    /// copies take room from the same budget and become the chunks offered to the buffer.
+    pub fn handle(&self, request: Accepted, body: Vec<u8>, reserved: Option<Reserved>) -> Answer {
+        let answer = self.decode_and_offer(request, body, reserved);
         self.stats.answered(answer.status);
         answer
     }
 
-    fn decode_and_offer(&self, request: Accepted, body: &[u8]) -> Answer {
+    fn decode_and_offer(
+        &self,
+        request: Accepted,
+        body: Vec<u8>,
+        reserved: Option<Reserved>,
+    ) -> Answer {
         let format = request.format;
         let max = self.max_body_bytes;
+        // Every copy takes room first. Without room, a gzip protobuf body's spans are counted
+        // through a small window; anything else is decoded all the same (one request at a
+        // time, on the server's thread) only to count the spans refused with 503.
+        let mut room = Room(reserved.or_else(|| self.queue.reserve(body.len())));
         let received = body;
-        let decompressed;
-        let body = if request.gzip {
-            decompressed = match gzip::gunzip(body, max) {
+        let (message, gzipped) = if request.gzip {
+            // The size the trailer announces (gunzip checks it), so its room is taken first
+            // and the output made no larger: decompression grows a zeroed buffer by halves
+            // up to its limit, every byte of it resident.
+            let announced = received
+                .last_chunk::<4>()
+                .map_or(0, |size| u32::from_le_bytes(*size) as usize);
+            let limit = announced.min(max);
+            room.take(limit);
+            if room.0.is_none()
+                && format == Format::Protobuf
+                && let Some(spans) = count::gzip_spans(&received, limit)
+            {
+                // No room to decompress it: its spans are counted through a small window.
+                super::OtlpStats::add(&self.stats.spans_backpressured, spans);
+                return unavailable(format, BUFFER_FULL);
+            }
+            let data = match gzip::gunzip(&received, limit) {
                 Ok(data) => data,
+                Err(GunzipError::TooLarge) if limit < max => {
+                    let why = "not gzip: the data is longer than the trailer says";
+                    return status(format, 400, INVALID_ARGUMENT, why);
+                }
                 Err(GunzipError::TooLarge) => return too_large(format, max),
                 Err(GunzipError::Invalid(why)) => {
                     return status(format, 400, INVALID_ARGUMENT, &why);
                 }
             };
-            &decompressed[..]
-        } else if body.len() > max {
+            // A gzip protobuf request that goes through whole keeps its body, to go out as
+            // it came (X-Ray takes gzip) instead of being compressed again.
+            let keep = self.keep_gzip && format == Format::Protobuf;
+            let gzipped = keep.then_some(received);
+            room.settle(data.len() + gzipped.as_ref().map_or(0, Vec::len));
+            (data, gzipped)
+        } else if received.len() > max {
             return too_large(format, max);
         } else {
-            body
+            (received, None)
         };
-        let converted;
         let message = match format {
-            Format::Protobuf => match protobuf::check(body, &schema::REQUEST) {
-                Ok(()) => body,
+            Format::Protobuf => match protobuf::check(&message, &schema::REQUEST) {
+                Ok(()) => message,
                 Err(error) => {
                     return status(
                         format,
@@ -232,39 +272,56 @@ impl Receiver {
                     );
                 }
             },
-            Format::Json => match json::to_protobuf(body, &schema::REQUEST) {
-                Ok(bytes) => {
-                    converted = bytes;
-                    &converted[..]
+            Format::Json => {
+                // The protobuf is smaller than its JSON; the room is set right below.
+                room.take(message.len());
+                match json::to_protobuf(&message, &schema::REQUEST) {
+                    Ok(bytes) => {
+                        room.settle(bytes.len());
+                        bytes
+                    }
+                    Err(error) => {
+                        return status(
+                            format,
+                            400,
+                            INVALID_ARGUMENT,
+                            &format!("bad OTLP JSON: {error}"),
+                        );
+                    }
                 }
-                Err(error) => {
-                    return status(
-                        format,
-                        400,
-                        INVALID_ARGUMENT,
-                        &format!("bad OTLP JSON: {error}"),
-                    );
-                }
-            },
+            }
         };
         let now = self.refuse_out_of_time.then(split::now_nanos);
-        let mut split = split::split(message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, now);
-        // A gzip protobuf request that went through whole keeps its body, to go out as it
-        // came (X-Ray takes gzip) instead of being compressed again.
-        if let [only] = &mut split.chunks[..]
-            && request.gzip
-            && format == Format::Protobuf
-            && split.refused == 0
-            && only.bytes == message
-        {
-            only.gzipped = Some(received.to_vec());
-        }
-        if !split.chunks.is_empty() && !self.queue.offer(split.chunks) {
+        let split = match split::whole(&message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, now) {
+            // The request is its own chunk: no copy.
+            Some(whole) => split::Split {
+                accepted: u64::from(whole.spans),
+                chunks: vec![Chunk {
+                    bytes: message,
+                    spans: whole.spans,
+                    gzipped,
+                    first: whole.first,
+                    last: whole.last,
+                }],
+                ..split::Split::default()
+            },
+            None => {
+                room.take(message.len());
+                let split = split::split(&message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, now);
+                drop((message, gzipped));
+                split
+            }
+        };
+        // The chunks take the room over (the copies they came from are gone); what they
+        // need beyond it, they take if it is there.
+        let offered = split.chunks.is_empty()
+            || match room.0 {
+                Some(room) => room.offer(split.chunks),
+                None => self.queue.offer(split.chunks),
+            };
+        if !offered {
             super::OtlpStats::add(&self.stats.spans_backpressured, split.accepted);
-            return unavailable(
-                format,
-                "the relay's OTLP buffer is full (X-Ray is slow or unreachable); retry later",
-            );
+            return unavailable(format, BUFFER_FULL);
         }
         super::OtlpStats::add(&self.stats.spans_received, split.accepted + split.refused);
         if split.refused == 0 {
@@ -292,6 +349,25 @@ impl Receiver {
     }
 }
 
+/// The room a request takes in the buffer while it is decoded; `None` once it did not fit.
+struct Room(Option<Reserved>);
+
+impl Room {
+    /// Takes `bytes` more before a copy is made.
+    fn take(&mut self, bytes: usize) {
+        if self.0.as_mut().is_some_and(|room| !room.grow(bytes)) {
+            self.0 = None;
+        }
+    }
+
+    /// Gives back what is beyond the `held` bytes of the copies still alive.
+    fn settle(&mut self, held: usize) {
+        if let Some(room) = &mut self.0 {
+            room.shrink_to(held);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,12 +375,17 @@ mod tests {
     use crate::otlp::{OtlpStats, queue::Queue};
     use std::sync::Arc;
 
+    fn handle(receiver: &Receiver, request: Accepted, body: &[u8]) -> Answer {
+        receiver.handle(request, body.to_vec(), None)
+    }
+
     fn receiver(capacity: usize) -> Receiver {
         Receiver {
             queue: Arc::new(Queue::new(capacity)),
             stats: Arc::new(OtlpStats::default()),
             max_body_bytes: 1_000_000,
             refuse_out_of_time: false,
+            keep_gzip: true,
         }
     }
 
@@ -356,7 +437,7 @@ mod tests {
     #[test]
     fn json_is_accepted_into_the_buffer_and_answered_in_json() {
         let receiver = receiver(1_000_000);
-        let answer = receiver.handle(JSON, one_span_json(5).as_bytes());
+        let answer = handle(&receiver, JSON, one_span_json(5).as_bytes());
         assert_eq!((answer.status, &answer.body[..]), (200, &b"{}"[..]));
         assert_eq!(answer.content_type, "application/json");
         assert_eq!(receiver.queue.waiting_spans(), 1);
@@ -371,11 +452,14 @@ mod tests {
             format: Format::Protobuf,
             gzip: true,
         };
-        let answer = receiver.handle(gz, &gzip::gzip(&proto));
+        let answer = handle(&receiver, gz, &gzip::gzip(&proto));
         assert_eq!((answer.status, answer.body.len()), (200, 0));
         let bomb = gzip::gzip(&vec![0u8; 5_000_000]);
-        assert_eq!(receiver.handle(gz, &bomb).status, 413);
-        assert_eq!(receiver.handle(gz, b"not gzip at all, really").status, 400);
+        assert_eq!(handle(&receiver, gz, &bomb).status, 413);
+        assert_eq!(
+            handle(&receiver, gz, b"not gzip at all, really").status,
+            400
+        );
     }
 
     #[test]
@@ -384,20 +468,20 @@ mod tests {
         let proto = json::to_protobuf(one_span_json(5).as_bytes(), &schema::REQUEST).unwrap();
         let body = gzip::gzip(&proto);
         let gz = |format| Accepted { format, gzip: true };
-        assert_eq!(receiver.handle(gz(Format::Protobuf), &body).status, 200);
+        assert_eq!(handle(&receiver, gz(Format::Protobuf), &body).status, 200);
         let kept = receiver.queue.take_waiting();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].gzipped.as_deref(), Some(&body[..]));
         assert_eq!(kept[0].bytes, proto);
         // Not without gzip, not for JSON (X-Ray gets protobuf), not when spans were refused.
-        receiver.handle(PROTOBUF, &proto);
+        handle(&receiver, PROTOBUF, &proto);
         let json = gzip::gzip(one_span_json(5).as_bytes());
-        receiver.handle(gz(Format::Json), &json);
+        handle(&receiver, gz(Format::Json), &json);
         let mut two = json::to_protobuf(one_span_json(5).as_bytes(), &schema::REQUEST).unwrap();
         two.extend(
             json::to_protobuf(one_span_json(MAX_SPAN_BYTES).as_bytes(), &schema::REQUEST).unwrap(),
         );
-        receiver.handle(gz(Format::Protobuf), &gzip::gzip(&two));
+        handle(&receiver, gz(Format::Protobuf), &gzip::gzip(&two));
         let kept = receiver.queue.take_waiting();
         assert_eq!(kept.len(), 3);
         assert!(kept.iter().all(|c| c.gzipped.is_none()));
@@ -406,7 +490,7 @@ mod tests {
     #[test]
     fn undecodable_bodies_are_400_with_a_status_in_the_request_format() {
         let receiver = receiver(1_000_000);
-        let answer = receiver.handle(JSON, b"{\"resourceSpans\": [");
+        let answer = handle(&receiver, JSON, b"{\"resourceSpans\": [");
         assert_eq!(answer.status, 400);
         let status: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         assert_eq!(status["code"], 3);
@@ -417,7 +501,7 @@ mod tests {
                 .contains("bad OTLP JSON")
         );
         let proto = json::to_protobuf(one_span_json(5).as_bytes(), &schema::REQUEST).unwrap();
-        let answer = receiver.handle(PROTOBUF, &proto[..proto.len() - 3]);
+        let answer = handle(&receiver, PROTOBUF, &proto[..proto.len() - 3]);
         assert_eq!(answer.status, 400);
         assert_eq!(answer.content_type, "application/x-protobuf");
         assert_eq!(&answer.body[..2], &[0x08, 3]);
@@ -428,7 +512,7 @@ mod tests {
     #[test]
     fn a_full_buffer_is_503_with_retry_after_and_nothing_is_kept() {
         let receiver = receiver(100);
-        let answer = receiver.handle(JSON, one_span_json(200).as_bytes());
+        let answer = handle(&receiver, JSON, one_span_json(200).as_bytes());
         assert_eq!(answer.status, 503);
         assert!(answer.headers.contains(&("Retry-After", "2".to_owned())));
         assert_eq!(receiver.queue.used_bytes(), 0);
@@ -436,11 +520,61 @@ mod tests {
     }
 
     #[test]
+    fn the_room_taken_for_a_body_becomes_its_chunks_and_nothing_more_stays_taken() {
+        let receiver = receiver(10_000_000);
+        let proto = json::to_protobuf(one_span_json(5000).as_bytes(), &schema::REQUEST).unwrap();
+        let reserved = receiver.queue.reserve(proto.len()).unwrap();
+        let answer = receiver.handle(PROTOBUF, proto.clone(), Some(reserved));
+        assert_eq!(answer.status, 200);
+        assert_eq!(receiver.queue.used_bytes(), proto.len());
+        // JSON: its room becomes that of the smaller protobuf it turns into.
+        let json = one_span_json(5000);
+        let reserved = receiver.queue.reserve(json.len()).unwrap();
+        assert_eq!(
+            receiver
+                .handle(JSON, json.into_bytes(), Some(reserved))
+                .status,
+            200
+        );
+        assert_eq!(receiver.queue.used_bytes(), 2 * proto.len());
+        // Refused: its room is given back.
+        let reserved = receiver.queue.reserve(10).unwrap();
+        assert_eq!(
+            receiver
+                .handle(PROTOBUF, b"\xff".to_vec(), Some(reserved))
+                .status,
+            400
+        );
+        assert_eq!(receiver.queue.used_bytes(), 2 * proto.len());
+        let taken = receiver.queue.take_waiting();
+        assert_eq!(taken[0].bytes, proto, "the body itself, uncopied");
+        assert_eq!(taken[1].bytes, proto);
+    }
+
+    #[test]
+    fn a_gzip_body_there_is_no_room_to_decompress_is_503_with_its_spans_counted() {
+        let proto = json::to_protobuf(one_span_json(500).as_bytes(), &schema::REQUEST).unwrap();
+        let body = gzip::gzip(&proto);
+        let receiver = receiver(body.len() + 10);
+        let gz = Accepted {
+            format: Format::Protobuf,
+            gzip: true,
+        };
+        assert_eq!(handle(&receiver, gz, &body).status, 503);
+        assert_eq!(receiver.queue.used_bytes(), 0);
+        assert_eq!(receiver.stats.snapshot().spans_backpressured, 1);
+        // With room it is taken, the body kept beside it within the budget.
+        let receiver = self::receiver(proto.len() + body.len());
+        assert_eq!(handle(&receiver, gz, &body).status, 200);
+        assert_eq!(receiver.queue.used_bytes(), proto.len() + body.len());
+    }
+
+    #[test]
     fn an_oversized_span_is_refused_by_partial_success() {
         let mut receiver = receiver(10_000_000);
         receiver.max_body_bytes = 10_000_000;
         let big = one_span_json(MAX_SPAN_BYTES + 10);
-        let answer = receiver.handle(JSON, big.as_bytes());
+        let answer = handle(&receiver, JSON, big.as_bytes());
         assert_eq!(answer.status, 200);
         let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
@@ -461,7 +595,7 @@ mod tests {
         let text = format!(
             r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"name":"now","startTimeUnixNano":"{now}","endTimeUnixNano":"{now}"}},{{"name":"unset"}}]}}]}}]}}"#
         );
-        let answer = receiver.handle(JSON, text.as_bytes());
+        let answer = handle(&receiver, JSON, text.as_bytes());
         let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
         assert!(

@@ -279,6 +279,65 @@ pub fn count_spans(request: &[u8]) -> u64 {
         .sum()
 }
 
+/// What [`whole`] found in a request that can go as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whole {
+    /// Spans in it.
+    pub spans: u32,
+    /// The earliest start or end time of its spans (Unix ns).
+    pub first: u64,
+    /// The latest start or end time of its spans (Unix ns).
+    pub last: u64,
+}
+
+/// Whether `request` (already [`protobuf::check`]ed) can be one chunk as it is, without
+/// being copied by [`split`]: within `max_bytes`, `max_spans` and
+/// [`MAX_REQUEST_WINDOW_NANOS`], no span [`split`] would refuse, and nothing it would leave
+/// out (fields beside the `ResourceSpans`, a `ResourceSpans` or `ScopeSpans` without spans).
+pub fn whole(
+    request: &[u8],
+    max_bytes: usize,
+    max_spans: usize,
+    now: Option<u64>,
+) -> Option<Whole> {
+    if request.len() > max_bytes {
+        return None;
+    }
+    let (mut spans, mut first, mut last) = (0usize, u64::MAX, 0);
+    for entry in protobuf::fields(request, schema::REQUEST.name) {
+        let (1, Value::Bytes(resource_spans)) = entry.ok().map(|e| (e.number, e.value))? else {
+            return None;
+        };
+        let mut scopes = 0;
+        for scope_spans in nested(resource_spans, 2, schema::RESOURCE_SPANS.name) {
+            let before = spans;
+            for span in nested(scope_spans, 2, schema::SCOPE_SPANS.name) {
+                let times = span_times(span);
+                if span.len() > MAX_SPAN_BYTES || now.is_some_and(|now| !in_time(now, times)) {
+                    return None;
+                }
+                (first, last) = (first.min(times.0), last.max(times.1));
+                spans += 1;
+            }
+            if spans == before {
+                return None;
+            }
+            scopes += 1;
+        }
+        if scopes == 0 {
+            return None;
+        }
+    }
+    if spans == 0 || spans > max_spans || !within_window(first, last) {
+        return None;
+    }
+    Some(Whole {
+        spans: spans as u32,
+        first,
+        last,
+    })
+}
+
 /// Splits `request` (already [`protobuf::check`]ed) into chunks of at most `max_bytes`,
 /// `max_spans` and [`MAX_REQUEST_WINDOW_NANOS`]; spans over [`MAX_SPAN_BYTES`] are left out,
 /// and with `now` (Unix ns) so are spans X-Ray would refuse for their times ([`in_time`]).
@@ -567,6 +626,66 @@ mod tests {
         );
         // Without `now` (the local sink, a replay) every span is kept.
         assert_eq!(split_all(&request), 6);
+    }
+
+    #[test]
+    fn a_request_split_would_leave_as_one_chunk_is_whole_and_others_are_not() {
+        let request = request(2, 3, 4, 300);
+        let split = split(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None);
+        let chunk = &split.chunks[0];
+        let found = whole(&request, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None);
+        assert_eq!(
+            found,
+            Some(Whole {
+                spans: chunk.spans,
+                first: chunk.first,
+                last: chunk.last
+            })
+        );
+        let now = 1_800_000_000 * 1_000_000_000;
+        let timed = one_scope(&[timed_span("a", now - HOUR, now), timed_span("b", now, now)]);
+        assert_eq!(
+            whole(&timed, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, Some(now)),
+            Some(Whole {
+                spans: 2,
+                first: now - HOUR,
+                last: now
+            })
+        );
+        // Too large, too many spans, a span refused, spans too far apart, nothing to send.
+        assert_eq!(
+            whole(&request, request.len() - 1, MAX_REQUEST_SPANS, None),
+            None
+        );
+        assert_eq!(whole(&request, MAX_REQUEST_BYTES, 23, None), None);
+        let late = one_scope(&[timed_span("old", HOUR, 2 * HOUR)]);
+        assert_eq!(
+            whole(&late, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, Some(now)),
+            None
+        );
+        let apart = one_scope(&[
+            timed_span("a", now - 30 * HOUR, now - 29 * HOUR),
+            timed_span("b", now, now),
+        ]);
+        assert_eq!(
+            whole(&apart, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None),
+            None
+        );
+        let big = one_scope(&[span(1, MAX_SPAN_BYTES + 1)]);
+        assert_eq!(
+            whole(&big, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None),
+            None
+        );
+        assert_eq!(whole(&[], MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None), None);
+        // An empty ScopeSpans beside a full one would be left out by split.
+        let mut empty_scope = timed.clone();
+        let mut resource_spans = Vec::new();
+        put_bytes(&mut resource_spans, 2, &[]);
+        put_bytes(&mut empty_scope, 1, &resource_spans);
+        assert_eq!(
+            whole(&empty_scope, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, None),
+            None
+        );
     }
 
     fn split_all(request: &[u8]) -> u64 {

@@ -48,6 +48,7 @@ impl Service for Shared {
             chunked: false,
             slots: &self.large_bodies,
             small_bytes: Some(SMALL_BODY_BYTES),
+            room: None,
         };
         let body = match exchange.body(&rules).await {
             Ok(body) => body,
@@ -122,7 +123,10 @@ impl Shared {
                     ),
                 ),
             ),
-            BodyFailure::Malformed(_) | BodyFailure::Closed => return After::Close,
+            // No room is asked of bodies here, and none is chunked.
+            BodyFailure::Malformed(_) | BodyFailure::Closed | BodyFailure::NoRoom => {
+                return After::Close;
+            }
         };
         exchange.refuse(reason, answer).await
     }

@@ -2,7 +2,8 @@
 //! decompression is bounded by a limit and a bomb stops at it.
 
 use crate::spool::crc32;
-use miniz_oxide::inflate::{self, TINFLStatus};
+use miniz_oxide::inflate::TINFLStatus;
+use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 /// Why a gzip body was not decompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,16 +58,50 @@ pub fn gunzip(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, GunzipError> {
     if size as usize > max_bytes {
         return Err(GunzipError::TooLarge);
     }
-    let body = inflate::decompress_to_vec_with_limit(&data[at..trailer_at], max_bytes).map_err(
-        |error| match error.status {
-            TINFLStatus::HasMoreOutput => GunzipError::TooLarge,
-            _ => invalid("corrupt or truncated deflate data"),
-        },
-    )?;
+    let body = inflate_at_most(&data[at..trailer_at], size as usize, max_bytes)?;
     if body.len() as u32 != size || crc32(&body) != crc {
         return Err(invalid("the trailer's size or CRC does not match the data"));
     }
     Ok(body)
+}
+
+/// Inflates raw deflate data into a buffer of the size the trailer announces (`expected`, at
+/// most `max_bytes`), so an honest body is written once, with no doubling and copying of a
+/// growing buffer; a trailer that lies low makes it grow, up to `max_bytes`.
+fn inflate_at_most(
+    mut input: &[u8],
+    expected: usize,
+    max_bytes: usize,
+) -> Result<Vec<u8>, GunzipError> {
+    let mut out = vec![0u8; expected.min(max_bytes)];
+    let mut state = Box::<DecompressorOxide>::default();
+    let mut written = 0;
+    loop {
+        let (status, consumed, produced) = decompress(
+            &mut state,
+            input,
+            &mut out,
+            written,
+            inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
+        );
+        written += produced;
+        input = input.get(consumed..).unwrap_or_default();
+        match status {
+            TINFLStatus::Done => break,
+            TINFLStatus::HasMoreOutput if out.len() < max_bytes => {
+                let grown = out.len().saturating_mul(2).clamp(4096, max_bytes);
+                out.resize(grown, 0);
+            }
+            TINFLStatus::HasMoreOutput => return Err(GunzipError::TooLarge),
+            _ => {
+                return Err(GunzipError::Invalid(
+                    "not gzip: corrupt or truncated deflate data".into(),
+                ));
+            }
+        }
+    }
+    out.truncate(written);
+    Ok(out)
 }
 
 /// Compresses `data` as one gzip member. Level 1: spans are repetitive, so the fastest level

@@ -1,12 +1,10 @@
-//! gzip bodies both ways: the gzip frame (RFC 1952) by hand around miniz_oxide's deflate, so
-//! decompression is bounded by a limit and a bomb stops at it.
+//! gzip bodies both ways: the gzip frame (RFC 1952) by hand around miniz_oxide's deflate and
+//! zlib-rs's inflate, so decompression is bounded by a limit and a bomb stops at it.
 
 use crate::spool::crc32;
 use miniz_oxide::deflate::core::{
     CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
 };
-use miniz_oxide::inflate::TINFLStatus;
-use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 /// Why a gzip body was not decompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,32 +68,30 @@ pub fn gunzip(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, GunzipError> {
 
 /// Inflates raw deflate data into a buffer of the size the trailer announces (`expected`, at
 /// most `max_bytes`), so an honest body is written once, with no doubling and copying of a
-/// growing buffer; a trailer that lies low makes it grow, up to `max_bytes`.
+/// growing buffer. A trailer that lies low costs a second pass into `max_bytes`, so a bomb
+/// still stops at the limit.
 fn inflate_at_most(
-    mut input: &[u8],
+    input: &[u8],
     expected: usize,
     max_bytes: usize,
 ) -> Result<Vec<u8>, GunzipError> {
-    let mut out = vec![0u8; expected.min(max_bytes)];
-    let mut state = Box::<DecompressorOxide>::default();
-    let mut written = 0;
+    let config = zlib_rs::InflateConfig { window_bits: -15 };
+    let mut size = expected.min(max_bytes);
     loop {
-        let (status, consumed, produced) = decompress(
-            &mut state,
-            input,
-            &mut out,
-            written,
-            inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
-        );
-        written += produced;
-        input = input.get(consumed..).unwrap_or_default();
-        match status {
-            TINFLStatus::Done => break,
-            TINFLStatus::HasMoreOutput if out.len() < max_bytes => {
-                let grown = out.len().saturating_mul(2).clamp(4096, max_bytes);
-                out.resize(grown, 0);
+        let mut out = vec![0u8; size];
+        let (written, code) = {
+            let (data, code) = zlib_rs::decompress_slice(&mut out, input, config);
+            (data.len(), code)
+        };
+        match code {
+            zlib_rs::ReturnCode::Ok => {
+                out.truncate(written);
+                return Ok(out);
             }
-            TINFLStatus::HasMoreOutput => return Err(GunzipError::TooLarge),
+            zlib_rs::ReturnCode::BufError if written == size && size < max_bytes => {
+                size = max_bytes;
+            }
+            zlib_rs::ReturnCode::BufError if written == size => return Err(GunzipError::TooLarge),
             _ => {
                 return Err(GunzipError::Invalid(
                     "not gzip: corrupt or truncated deflate data".into(),
@@ -103,8 +99,6 @@ fn inflate_at_most(
             }
         }
     }
-    out.truncate(written);
-    Ok(out)
 }
 
 /// Compresses `data` as one gzip member. Level 1: spans are repetitive, so the fastest level

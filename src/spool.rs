@@ -14,10 +14,12 @@
 //! the time of day are replayed before them. The record format is in [`format`]; a `kill -9`
 //! loses what was still queued (at most [`QUEUE_BYTES`]) and at most one torn record.
 
+mod crc32;
 mod format;
 mod writer;
 
-pub use format::{FILE_HEADER, ReadReport, crc32, read_bytes, read_file};
+pub use crc32::crc32;
+pub use format::{FILE_HEADER, ReadReport, read_bytes, read_file};
 
 use crate::pool::Spilled;
 use crate::stats::Stats;

@@ -195,7 +195,62 @@ fn wire_type_of(kind: Kind) -> u8 {
 /// Checks that `bytes` is a valid `message`: every field readable, known fields of the right
 /// wire type, strings UTF-8, nested messages valid, at most [`MAX_DEPTH`] deep.
 pub fn check(bytes: &[u8], message: &'static Message) -> Result<(), DecodeError> {
+    // The walk that only answers yes or no is the one every request takes; the one that says
+    // why runs only for a request already found bad.
+    if valid(bytes, message, 0) {
+        return Ok(());
+    }
     check_at(bytes, message, 0)
+}
+
+/// Whether [`check_at`] would pass `bytes`: the same rules in one loop with no error values or
+/// field entries to build, about half the time per field of walking [`Fields`].
+fn valid(bytes: &[u8], message: &'static Message, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(tag) = read_varint(bytes, &mut at) else {
+            return false;
+        };
+        let Some(number) = u32::try_from(tag >> 3).ok().filter(|&n| n > 0) else {
+            return false;
+        };
+        let wire_type = (tag & 7) as u8;
+        let length = match wire_type {
+            VARINT => match read_varint(bytes, &mut at) {
+                Some(_) => 0,
+                None => return false,
+            },
+            I64 => 8,
+            I32 => 4,
+            LEN => match read_varint(bytes, &mut at).and_then(|l| usize::try_from(l).ok()) {
+                Some(length) => length,
+                None => return false,
+            },
+            _ => return false,
+        };
+        let Some(value) = at.checked_add(length).and_then(|end| bytes.get(at..end)) else {
+            return false;
+        };
+        at += length;
+        let Some(field) = message.field(number) else {
+            continue;
+        };
+        if wire_type != wire_type_of(field.kind) {
+            return false;
+        }
+        let ok = match field.kind {
+            Kind::Str => std::str::from_utf8(value).is_ok(),
+            Kind::Message(inner) => valid(value, inner, depth + 1),
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 fn check_at(bytes: &[u8], message: &'static Message, depth: usize) -> Result<(), DecodeError> {
@@ -519,6 +574,50 @@ mod tests {
         let mut group = Vec::new();
         put_tag(&mut group, 5, 3);
         assert!(check(&group, &schema::SPAN).is_err());
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_one_that_says_why() {
+        let mut value = Vec::new();
+        put_bytes(&mut value, 1, "a string value, ünïcode too".as_bytes());
+        let mut attribute = Vec::new();
+        put_bytes(&mut attribute, 1, b"http.route");
+        put_bytes(&mut attribute, 2, &value);
+        let mut status = Vec::new();
+        put_tag(&mut status, 3, VARINT);
+        put_varint(&mut status, 2);
+        let mut one = span("GET /");
+        put_bytes(&mut one, 9, &attribute);
+        put_tag(&mut one, 16, I32);
+        one.extend_from_slice(&[1, 0, 0, 0]);
+        put_bytes(&mut one, 15, &status);
+        put_tag(&mut one, 99, VARINT);
+        put_varint(&mut one, 300);
+        let mut scope_spans = Vec::new();
+        put_bytes(&mut scope_spans, 2, &one);
+        put_bytes(&mut scope_spans, 2, &span("second"));
+        let mut resource_spans = Vec::new();
+        put_bytes(&mut resource_spans, 2, &scope_spans);
+        let mut request = Vec::new();
+        put_bytes(&mut request, 1, &resource_spans);
+        assert!(valid(&request, &schema::REQUEST, 0));
+        let agree = |bytes: &[u8]| {
+            assert_eq!(
+                valid(bytes, &schema::REQUEST, 0),
+                check_at(bytes, &schema::REQUEST, 0).is_ok(),
+                "{bytes:?}"
+            );
+        };
+        for cut in 0..request.len() {
+            agree(&request[..cut]);
+        }
+        for at in 0..request.len() {
+            for new in [0x00, 0x01, 0x02, 0x05, 0x07, 0x0a, 0x7f, 0x80, 0xc3, 0xff] {
+                let mut changed = request.clone();
+                changed[at] = new;
+                agree(&changed);
+            }
+        }
     }
 
     #[test]

@@ -54,7 +54,15 @@ pub struct Message {
 impl Message {
     /// The field numbered `number`, if known.
     pub fn field(&self, number: u32) -> Option<&'static Field> {
-        self.fields.iter().find(|f| f.number == number)
+        // The tables list fields in number order, but for `Span.flags` (16) moved up after
+        // `parentSpanId` (4) for JSON: a field is at `number - 1` or one place further, looked
+        // at first since the request check asks for every field of every span.
+        let at = (number as usize).wrapping_sub(1);
+        [at, at.wrapping_add(1)]
+            .into_iter()
+            .filter_map(|i| self.fields.get(i))
+            .find(|f| f.number == number)
+            .or_else(|| self.fields.iter().find(|f| f.number == number))
     }
 }
 

@@ -2,6 +2,7 @@
 //! CRC-32 of the document (u32 LE), document. A torn or corrupted record is detected by its
 //! length and checksum, skipped, and reading resumes at the next record marker.
 
+use super::crc32;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -127,71 +128,4 @@ fn find_marker(bytes: &[u8], from: usize) -> Option<usize> {
         .windows(2)
         .position(|w| w == RECORD_MARKER)
         .map(|p| from + p)
-}
-
-/// CRC-32 (IEEE), as zlib and gzip compute it.
-///
-/// Sixteen bytes per step with sixteen tables ("slicing-by-16", 16 KB built at compile time):
-/// the spool writer checksums every byte it writes, and the OTLP forwarder every byte it
-/// gzips; a table per byte made this the spool's largest cost during an outage at 100,000
-/// segments/s, and sixteen tables halve the steps of eight.
-pub fn crc32(data: &[u8]) -> u32 {
-    const TABLES: [[u32; 256]; 16] = {
-        let mut tables = [[0u32; 256]; 16];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            tables[0][i] = c;
-            i += 1;
-        }
-        let mut t = 1;
-        while t < 16 {
-            let mut i = 0;
-            while i < 256 {
-                let previous = tables[t - 1][i];
-                tables[t][i] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
-                i += 1;
-            }
-            t += 1;
-        }
-        tables
-    };
-    let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(16);
-    for chunk in &mut chunks {
-        let word =
-            |i: usize| u32::from_le_bytes([chunk[i], chunk[i + 1], chunk[i + 2], chunk[i + 3]]);
-        let a = crc ^ word(0);
-        let (b, c, d) = (word(4), word(8), word(12));
-        let byte = |w: u32, shift: u32| ((w >> shift) & 0xff) as usize;
-        crc = TABLES[15][byte(a, 0)]
-            ^ TABLES[14][byte(a, 8)]
-            ^ TABLES[13][byte(a, 16)]
-            ^ TABLES[12][byte(a, 24)]
-            ^ TABLES[11][byte(b, 0)]
-            ^ TABLES[10][byte(b, 8)]
-            ^ TABLES[9][byte(b, 16)]
-            ^ TABLES[8][byte(b, 24)]
-            ^ TABLES[7][byte(c, 0)]
-            ^ TABLES[6][byte(c, 8)]
-            ^ TABLES[5][byte(c, 16)]
-            ^ TABLES[4][byte(c, 24)]
-            ^ TABLES[3][byte(d, 0)]
-            ^ TABLES[2][byte(d, 8)]
-            ^ TABLES[1][byte(d, 16)]
-            ^ TABLES[0][byte(d, 24)];
-    }
-    for &b in chunks.remainder() {
-        crc = TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
 }

@@ -27,7 +27,7 @@ RULES = [
     ("settings and command line (settings, cli, argh)", r"xray_relay::(settings|cli)\b|argh::|argh_shared::"),
     ("OTLP translator (otlp/translate, otlp/segments)", r"xray_relay::otlp::(translate|segments)\b"),
     ("OTLP receiver and forwarder (otlp/ but the translator; gzip)",
-     r"xray_relay::otlp\b|xray_relay::proxy::otlp\b|miniz_oxide|adler2::"),
+     r"xray_relay::otlp\b|xray_relay::proxy::otlp\b|miniz_oxide|adler2::|zlib_rs::"),
     ("HTTP server: proxy on 2000, /metrics, /healthz (proxy/, http/, httparse)",
      r"xray_relay::(proxy|http)\b|httparse::"),
     ("SigV4 signing (aws/signing, aws-sigv4, smithy types, hmac/sha2)",

@@ -99,8 +99,8 @@ pub fn translation_room(buffer_bytes: usize) -> usize {
 }
 
 /// The largest request body for an OTLP share of `otlp_bytes`: [`MAX_BODY_BYTES`], or half
-/// the share when that is less (`--buffer-memory` under 16 MiB), so two always fit. Bodies
-/// in flight are memory outside the buffer, so a small buffer takes smaller requests too.
+/// the share when that is less (`--buffer-memory` under 16 MiB), so two always fit: bodies
+/// in flight take their room in the share ([`queue::Reserved`]) before they are read.
 pub fn body_limit(otlp_bytes: usize) -> usize {
     MAX_BODY_BYTES.min(otlp_bytes / 2)
 }

@@ -33,7 +33,7 @@ impl Rejection {
     /// `Invalid header: …` with the header, `Missing header or segment: …` with the header (or,
     /// without a newline, the whole datagram, after the original's `Missing header: …` line).
     /// Control characters show as `.`, bytes that are not UTF-8 as U+FFFD, and a long text is
-    /// cut at [`SHOWN_BYTES`] with its length after it.
+    /// cut at `SHOWN_BYTES` with its length after it.
     pub fn warning(self, datagram: &[u8]) -> String {
         let header = split(datagram).map_or(datagram, |(header, _)| header);
         match self {

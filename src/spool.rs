@@ -3,7 +3,7 @@
 //! reached again.
 //!
 //! Nothing here touches the disk on the caller's thread: [`spool_or_count_lost`] copies the
-//! documents into a bounded queue in memory, and one writer thread ([`writer`]) turns them into
+//! documents into a bounded queue in memory, and one writer thread (`writer`) turns them into
 //! records, keeps a running total of the spool's bytes (no directory listing), and deletes the
 //! oldest files when the spool would grow past its limit. An in-memory index of the files,
 //! locked only to read or change the list, is shared with the replayer, which reads and sends

@@ -8,15 +8,10 @@ use miniz_oxide::inflate::core::{DecompressorOxide, decompress};
 /// The inflate window: deflate refers back at most 32 KiB.
 const WINDOW: usize = 32 * 1024;
 
-const FHCRC: u8 = 2;
-const FEXTRA: u8 = 4;
-const FNAME: u8 = 8;
-const FCOMMENT: u8 = 16;
-
 /// The spans of the `ExportTraceServiceRequest` that the gzip `body` holds, reading at most
 /// `max_bytes` of it decompressed; `None` when it is not gzip, not a request, or longer.
 pub fn gzip_spans(body: &[u8], max_bytes: usize) -> Option<u64> {
-    let mut input = deflate_data(body)?;
+    let mut input = super::gzip::Member::read(body).ok()?.deflated;
     let mut window = vec![0u8; WINDOW];
     let mut state = Box::<DecompressorOxide>::default();
     let mut counter = SpanCounter::default();
@@ -36,29 +31,6 @@ pub fn gzip_spans(body: &[u8], max_bytes: usize) -> Option<u64> {
             _ => return None,
         }
     }
-}
-
-/// The deflate data of a gzip member (RFC 1952): after the header and its optional fields,
-/// before the 8-byte trailer.
-fn deflate_data(data: &[u8]) -> Option<&[u8]> {
-    if data.len() < 18 || data[..3] != [0x1f, 0x8b, 8] {
-        return None;
-    }
-    let flags = data[3];
-    let mut at = 10;
-    if flags & FEXTRA != 0 {
-        let length = u16::from_le_bytes([*data.get(at)?, *data.get(at + 1)?]);
-        at += 2 + usize::from(length);
-    }
-    for flag in [FNAME, FCOMMENT] {
-        if flags & flag != 0 {
-            at += data.get(at..)?.iter().position(|&b| b == 0)? + 1;
-        }
-    }
-    if flags & FHCRC != 0 {
-        at += 2;
-    }
-    data.get(at..data.len() - 8)
 }
 
 /// What the counter is in the middle of.

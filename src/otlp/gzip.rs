@@ -20,48 +20,71 @@ const FEXTRA: u8 = 4;
 const FNAME: u8 = 8;
 const FCOMMENT: u8 = 16;
 
+/// One gzip member (RFC 1952), its frame read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The deflate data, between the header (and its optional fields) and the trailer.
+    pub deflated: &'a [u8],
+    /// The CRC-32 of the data, as the trailer gives it.
+    pub crc: u32,
+    /// The size of the data (modulo 2^32), as the trailer gives it.
+    pub size: u32,
+}
+
+impl<'a> Member<'a> {
+    /// Reads the frame of the gzip member `data`; an error says what is wrong with it.
+    pub fn read(data: &'a [u8]) -> Result<Member<'a>, GunzipError> {
+        let invalid = |why: &str| GunzipError::Invalid(format!("not gzip: {why}"));
+        if data.len() < 18 || data[0] != 0x1f || data[1] != 0x8b {
+            return Err(invalid("no gzip header"));
+        }
+        if data[2] != 8 {
+            return Err(invalid("compression method is not deflate"));
+        }
+        let flags = data[3];
+        let mut at = 10;
+        if flags & FEXTRA != 0 {
+            let length = usize::from(u16::from_le_bytes([data[at], data[at + 1]]));
+            at += 2 + length;
+        }
+        for flag in [FNAME, FCOMMENT] {
+            if flags & flag != 0 {
+                let end = data
+                    .get(at..)
+                    .and_then(|rest| rest.iter().position(|&b| b == 0))
+                    .ok_or_else(|| invalid("unterminated header field"))?;
+                at += end + 1;
+            }
+        }
+        if flags & FHCRC != 0 {
+            at += 2;
+        }
+        let trailer_at = data.len() - 8;
+        if at > trailer_at {
+            return Err(invalid("truncated"));
+        }
+        let trailer = &data[trailer_at..];
+        Ok(Member {
+            deflated: &data[at..trailer_at],
+            crc: u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]),
+            size: u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]),
+        })
+    }
+}
+
 /// Decompresses one gzip member of at most `max_bytes` decompressed. The size the trailer
 /// announces is checked first, so an honest bomb costs nothing and a lying one at most
 /// `max_bytes` of work.
 pub fn gunzip(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, GunzipError> {
-    let invalid = |why: &str| GunzipError::Invalid(format!("not gzip: {why}"));
-    if data.len() < 18 || data[0] != 0x1f || data[1] != 0x8b {
-        return Err(invalid("no gzip header"));
-    }
-    if data[2] != 8 {
-        return Err(invalid("compression method is not deflate"));
-    }
-    let flags = data[3];
-    let mut at = 10;
-    if flags & FEXTRA != 0 {
-        let length = usize::from(u16::from_le_bytes([data[at], data[at + 1]]));
-        at += 2 + length;
-    }
-    for flag in [FNAME, FCOMMENT] {
-        if flags & flag != 0 {
-            let end = data
-                .get(at..)
-                .and_then(|rest| rest.iter().position(|&b| b == 0))
-                .ok_or_else(|| invalid("unterminated header field"))?;
-            at += end + 1;
-        }
-    }
-    if flags & FHCRC != 0 {
-        at += 2;
-    }
-    let trailer_at = data.len() - 8;
-    if at > trailer_at {
-        return Err(invalid("truncated"));
-    }
-    let trailer = &data[trailer_at..];
-    let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-    let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
-    if size as usize > max_bytes {
+    let member = Member::read(data)?;
+    if member.size as usize > max_bytes {
         return Err(GunzipError::TooLarge);
     }
-    let body = inflate_at_most(&data[at..trailer_at], size as usize, max_bytes)?;
-    if body.len() as u32 != size || crc32(&body) != crc {
-        return Err(invalid("the trailer's size or CRC does not match the data"));
+    let body = inflate_at_most(member.deflated, member.size as usize, max_bytes)?;
+    if body.len() as u32 != member.size || crc32(&body) != member.crc {
+        return Err(GunzipError::Invalid(
+            "not gzip: the trailer's size or CRC does not match the data".into(),
+        ));
     }
     Ok(body)
 }

@@ -6,8 +6,9 @@
 //! OTLP port and, handed it by the proxy, on the proxy's), [`receive`] (what a request may be
 //! and what it becomes), [`protobuf`] and [`json`] (decoding, driven by the tables in
 //! [`schema`]), [`split`] (within X-Ray's limits), [`queue`] (the buffer share and its
-//! backpressure), [`forward`], or [`translate`] into the segment pool ([`segments`]), with
-//! [`auto`] choosing between them. Connections, heads, body reading and their limits are the
+//! backpressure; [`count`] counts the spans of a gzip body it has no room for), [`forward`]
+//! ([`gzip`] both ways), or [`translate`] into the segment pool ([`segments`]), with [`auto`]
+//! choosing between them. Connections, heads, body reading and their limits are the
 //! server's that the proxy uses too, in [`crate::http`].
 
 pub mod auto;

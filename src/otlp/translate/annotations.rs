@@ -88,7 +88,7 @@ pub fn write(annotations: &[(Cow<'_, str>, &AnyValue<'_>)], out: &mut Vec<u8>) -
 #[derive(Debug, Default)]
 pub struct Attributed<'a> {
     /// `annotations`: keys as X-Ray takes them (unique, in key order) and the values as
-    /// they are in the span, written by [`write`].
+    /// they are in the span, written by [`write()`].
     pub annotations: Vec<(Cow<'a, str>, &'a AnyValue<'a>)>,
     /// `metadata.default`: keys (unique, as a prefix and the attribute's key, so that a
     /// resource attribute's key is not built) and the values as they are in the span,

@@ -31,9 +31,7 @@ import botocore.awsrequest
 import botocore.credentials
 
 from support.moto import REGION, Credentials
-import random
-
-from support.net import HOST
+from support.net import HOST, free_port
 
 PASS_THROUGH_HEADERS = ("content-type", "x-amzn-xray-timestamp")
 CREDENTIAL = re.compile(r"Credential=([^/]+)/")
@@ -47,31 +45,14 @@ class Signed(typing.NamedTuple):
     status: int  # the status the front answered with
 
 
-def port_outside_ephemeral_range() -> int:
-    """A free port below the kernel's ephemeral range.
-
-    While the front refuses, its port is free; a port from the ephemeral range could then be
-    handed to the relay's own connect() and connect to itself (TCP simultaneous open), and the
-    front could not listen again. Ports outside the range are never picked by connect()."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
-        low = int(ports.read().split()[0])
-    for _ in range(200):
-        port = random.randrange(10_000, low)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((HOST, port))
-                return port
-            except OSError:
-                continue
-    raise AssertionError(f"no free port between 10000 and {low}")
-
-
 class FaultyFront:
     def __init__(self, moto_url: str, credentials: Credentials):
         self.moto_url = moto_url
         self.credentials = credentials
-        self.port = port_outside_ephemeral_range()
+        # While the front refuses, its port is free: a port from the ephemeral range could be
+        # handed to the relay's own connect() (TCP simultaneous open to itself), and a port
+        # picked twice could go to a relay. free_port's are below that range and never repeat.
+        self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.mode = "pass"
         self.delay = 2.0

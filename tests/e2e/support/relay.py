@@ -104,8 +104,12 @@ class Relay:
         return env
 
     def _wait_listening(self) -> None:
-        """Until the UDP port is bound, or the process dies."""
+        """Until start-up is over, or the process dies: the UDP port bound, then the TCP proxy
+        listening. The relay binds the proxy (and the OTLP port) last, after its credentials,
+        region and buffers, so a test that starts talking once UDP is bound can find the OTLP
+        port closed or the first credentials not fetched yet on a loaded machine."""
         self._wait_for(lambda: udp_bound(self.udp_port), f"listening on UDP {self.udp_port}")
+        self.wait_proxy()
 
     def wait_proxy(self) -> None:
         """Until the TCP proxy listens, or the process dies."""

@@ -207,24 +207,26 @@ mod arm {
     }
 }
 
+/// The CRC-32 by its definition, a bit at a time: what every faster way is tested against.
+#[cfg(test)]
+pub(crate) fn bytewise(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                0xEDB8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bytewise(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    0xEDB8_8320 ^ (crc >> 1)
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
 
     #[test]
     fn every_way_agrees_with_the_bytewise_definition_at_every_length_and_offset() {

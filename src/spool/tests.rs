@@ -319,20 +319,7 @@ fn an_idle_file_is_closed_for_the_replayer_within_seconds() {
 
 #[test]
 fn crc32_agrees_with_the_bytewise_definition_at_every_length_and_offset() {
-    fn bytewise(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    0xEDB8_8320 ^ (crc >> 1)
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
+    use super::crc32::bytewise;
     let data: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8).collect();
     for start in 0..9 {
         for end in start..data.len() {

@@ -682,17 +682,31 @@ fn bad_input_gets_the_right_status_and_is_counted_while_the_relay_goes_on() {
         second.len()
     );
     assert_eq!(raw(relay.otlp, chunked.as_bytes()).status, 200);
+    // Refused by the server before the receiver sees them: a head over the limit, no Host.
+    let long_head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(raw(relay.otlp, long_head.as_bytes()).status, 431);
+    let no_host = b"POST /v1/traces HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(raw(relay.otlp, no_host).status, 400);
     let metrics = http_get(relay.relay.tcp, "/metrics").text();
     for (status, count) in [
-        (400, 3.0),
+        (400, 4.0),
         (413, 3.0),
         (415, 2.0),
         (405, 1.0),
         (404, 1.0),
+        (431, 1.0),
         (200, 1.0),
     ] {
         let series = format!("xray_relay_otlp_requests_total{{status=\"{status}\"}}");
         assert_eq!(metric(&metrics, &series), count, "{series}");
+    }
+    // Counted as OTLP's, not as the proxy's.
+    for reason in ["head_too_large", "bad_request"] {
+        let series = format!("xray_relay_proxy_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&metrics, &series), 0.0, "{series}");
     }
     relay.relay.send_segment(&support::segment(7));
     assert_eq!(xray.wait_for_documents(1, Duration::from_secs(10)).len(), 1);

@@ -88,6 +88,11 @@ pub enum After {
 pub trait Service: Send + Sync + 'static {
     /// Answers the request of `exchange`; [`After::Close`] ends the connection.
     fn respond(&self, exchange: &mut Exchange<'_>) -> impl Future<Output = After> + Send;
+
+    /// Counts (and logs) a refusal answered on this listener's behalf: a head the server
+    /// could not read, a connection over the cap, or [`Exchange::refuse`]. Each service
+    /// counts in its own counters, so a bad OTLP client shows in OTLP's.
+    fn refused(&self, reason: Refusal, answer: &Answer);
 }
 
 /// A [`Service`] behind a pointer, so the accept and request loops are compiled once rather
@@ -97,6 +102,8 @@ trait Erased: Send + Sync {
         &'a self,
         exchange: &'a mut Exchange<'_>,
     ) -> Pin<Box<dyn Future<Output = After> + Send + 'a>>;
+
+    fn refused_erased(&self, reason: Refusal, answer: &Answer);
 }
 
 impl<S: Service> Erased for S {
@@ -105,6 +112,10 @@ impl<S: Service> Erased for S {
         exchange: &'a mut Exchange<'_>,
     ) -> Pin<Box<dyn Future<Output = After> + Send + 'a>> {
         Box::pin(self.respond(exchange))
+    }
+
+    fn refused_erased(&self, reason: Refusal, answer: &Answer) {
+        self.refused(reason, answer);
     }
 }
 
@@ -152,6 +163,7 @@ pub struct Exchange<'a> {
     stream: &'a TcpStream,
     reader: &'a mut Reader,
     connections: &'a Connections,
+    service: &'a dyn Erased,
 }
 
 impl<'a> Exchange<'a> {
@@ -253,9 +265,10 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Counts `reason` in the server's counters, sends `answer` and closes the connection.
+    /// Counts `reason` in the listener's service ([`Service::refused`]), sends `answer` and
+    /// closes the connection.
     pub async fn refuse(&self, reason: Refusal, answer: Answer) -> After {
-        self.connections.refused(reason, &answer);
+        self.service.refused_erased(reason, &answer);
         self.close_with(answer).await
     }
 
@@ -273,17 +286,6 @@ struct Connections {
     stats: Arc<Stats>,
     /// Connections over the cap being answered.
     refusing: AtomicU64,
-}
-
-impl Connections {
-    fn refused(&self, reason: Refusal, answer: &Answer) {
-        self.stats.proxy.refused(reason);
-        log::debug!(
-            "Proxy: refused a request: {} ({})",
-            answer.status,
-            reason.label()
-        );
-    }
 }
 
 /// Keeps a gauge one higher while it lives.
@@ -366,7 +368,7 @@ pub fn bind(address: &str) -> io::Result<Listener> {
 
 /// Listeners to serve together on one thread of their own, with its own executor (whatever
 /// clients do cannot take another thread): one connection cap, one set of limits, and the
-/// counters of [`crate::stats::ProxyStats`].
+/// connection counters of [`crate::stats::ProxyStats`] (refusals are each service's).
 pub struct Server {
     connections: Arc<Connections>,
     executor: Arc<smol::Executor<'static>>,
@@ -476,7 +478,7 @@ async fn accept(
         let (open, before) = Gauge::new(&connections, |c| &c.stats.proxy.open_connections);
         if before >= connections.limits.max_connections as u64 {
             drop(open);
-            refuse_connection(stream, &connections, &executor);
+            refuse_connection(stream, &connections, &*service, &executor);
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -511,7 +513,7 @@ async fn serve(
             Err(HeadError::Idle) if !first => return,
             Err(error) => {
                 let (reason, answer) = refusal(&error);
-                connections.refused(reason, &answer);
+                service.refused_erased(reason, &answer);
                 close_with(&stream, &answer.encode(false)).await;
                 return;
             }
@@ -520,7 +522,7 @@ async fn serve(
         if let Some(problem) = host_header_problem(&head) {
             // Go's server writes these itself, in HTTP/1.1 whatever the request's version.
             let answer = Answer::go_server_error(400, problem);
-            connections.refused(Refusal::BadRequest, &answer);
+            service.refused_erased(Refusal::BadRequest, &answer);
             close_with(&stream, &answer.encode(false)).await;
             return;
         }
@@ -529,6 +531,7 @@ async fn serve(
             stream: &stream,
             reader: &mut reader,
             connections: &connections,
+            service: &*service,
         };
         let after = service.respond_boxed(&mut exchange).await;
         if after == After::Close {
@@ -611,10 +614,11 @@ fn is_host_byte(byte: u8) -> bool {
 fn refuse_connection(
     stream: TcpStream,
     connections: &Arc<Connections>,
+    service: &dyn Erased,
     executor: &smol::Executor<'static>,
 ) {
-    connections.stats.proxy.refused(Refusal::TooManyConnections);
     let answer = Answer::busy("the relay's proxy has too many connections open; try again");
+    service.refused_erased(Refusal::TooManyConnections, &answer);
     let (refusing, before) = Gauge::new(connections, |c| &c.refusing);
     if before < connections.limits.max_connections as u64 {
         executor
@@ -671,6 +675,7 @@ mod tests {
     struct Echo {
         chunked: bool,
         slots: Arc<Semaphore>,
+        stats: Arc<Stats>,
     }
 
     impl Service for Echo {
@@ -688,6 +693,10 @@ mod tests {
             };
             exchange.answer(answer).await
         }
+
+        fn refused(&self, reason: Refusal, _answer: &Answer) {
+            self.stats.proxy.refused(reason);
+        }
     }
 
     /// Sends each request on a connection of its own to a server of one `Echo`, and returns
@@ -699,7 +708,14 @@ mod tests {
         let mut server = Server::new(Limits::default(), stats.clone());
         let slots = Arc::new(Semaphore::new(1));
         server
-            .serve(listener, Arc::new(Echo { chunked, slots }))
+            .serve(
+                listener,
+                Arc::new(Echo {
+                    chunked,
+                    slots,
+                    stats: stats.clone(),
+                }),
+            )
             .unwrap();
         let running = server.spawn("test-server").unwrap();
         let answers = requests
@@ -754,6 +770,7 @@ mod tests {
         let echo = Arc::new(Echo {
             chunked: false,
             slots,
+            stats: stats.clone(),
         });
         server.serve(listener, echo).unwrap();
         let running = server.spawn("test-server").unwrap();

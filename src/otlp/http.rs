@@ -7,6 +7,7 @@ use super::receive::{self, Format};
 use super::{BODIES_AT_ONCE, Receiver};
 use crate::http::response::Answer;
 use crate::http::server::{After, BodyFailure, BodyRules, Exchange, Service};
+use crate::stats::Refusal;
 use smol::lock::Semaphore;
 use std::sync::{Arc, Mutex};
 
@@ -92,6 +93,17 @@ impl Service for Traces {
         let reserved = reserved.into_inner().unwrap_or_else(|p| p.into_inner());
         let reply = self.receiver.handle(accepted, body, reserved);
         exchange.answer(reply).await
+    }
+
+    /// On the OTLP port, a request refused before it reached the receiver (a head over the
+    /// limits, a connection over the cap) counts as an OTLP answer with its status.
+    fn refused(&self, reason: Refusal, answer: &Answer) {
+        self.receiver.stats.answered(answer.status);
+        log::debug!(
+            "OTLP: refused a request: {} ({})",
+            answer.status,
+            reason.label()
+        );
     }
 }
 

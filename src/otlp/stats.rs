@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// The statuses OTLP requests are answered with, each counted apart.
-pub const STATUSES: [u16; 11] = [200, 400, 404, 405, 408, 411, 413, 415, 429, 500, 503];
+pub const STATUSES: [u16; 12] = [200, 400, 404, 405, 408, 411, 413, 415, 429, 431, 500, 503];
 
 /// Counters of the OTLP receiver and forwarder.
 #[derive(Debug, Default)]

@@ -88,6 +88,15 @@ impl Service for Shared {
             }
         }
     }
+
+    fn refused(&self, reason: Refusal, answer: &Answer) {
+        self.stats.proxy.refused(reason);
+        log::debug!(
+            "Proxy: refused a request: {} ({})",
+            answer.status,
+            reason.label()
+        );
+    }
 }
 
 impl Shared {

@@ -322,9 +322,10 @@ impl Spool {
         self.shared.total.load(Ordering::Relaxed)
     }
 
-    /// Queues documents for the writer; returns how many found no room (not counted here).
+    /// Queues documents for the writer; returns how many found no room (not counted here:
+    /// segments go through [`spool_or_count_lost`], the OTLP spool counts them in spans).
     /// With `wait`, waits up to [`QUEUE_WAIT`] for room; without, takes only what fits now.
-    fn enqueue<'a>(&self, documents: impl IntoIterator<Item = &'a [u8]>, wait: bool) -> u64 {
+    pub fn enqueue<'a>(&self, documents: impl IntoIterator<Item = &'a [u8]>, wait: bool) -> u64 {
         let shared = &self.shared;
         let deadline = Instant::now() + QUEUE_WAIT;
         let mut lost = 0;

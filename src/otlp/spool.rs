@@ -7,8 +7,7 @@
 use super::forward::{Delivery, Forwarder};
 use super::split::{self, Chunk, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
 use super::{OtlpStats, protobuf, schema};
-use crate::spool::{self, Spool, Unsent, spool_or_count_lost};
-use crate::stats::Stats;
+use crate::spool::{self, Spool, Unsent};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -52,19 +51,13 @@ impl spool::Counts for SpoolCounts {
 /// Writes `chunks` to `spool`, cut into records. The spool's writer counts what it writes
 /// and loses later through its [`SpoolCounts`].
 pub fn keep(spool: &Spool, chunks: &[Chunk]) -> Kept {
-    // Records the spool's queue cannot take are counted by the caller, in spans.
-    let records = Stats::default();
     let mut kept = Kept::default();
     for chunk in chunks {
         let pieces = split::split(&chunk.bytes, RECORD_BYTES, MAX_REQUEST_SPANS, None);
         kept.lost += pieces.refused;
         for piece in &pieces.chunks {
-            let lost = spool_or_count_lost(
-                Some(spool),
-                &records,
-                Unsent::Unfinished,
-                [piece.bytes.as_slice()],
-            );
+            // A record the queue cannot take is counted by the caller, in spans.
+            let lost = spool.enqueue([piece.bytes.as_slice()], true);
             if lost == 0 {
                 kept.spooled += u64::from(piece.spans);
             } else {
@@ -184,7 +177,7 @@ mod tests {
             Spool::open(
                 &dir.0.join(SUBDIRECTORY),
                 10 << 20,
-                Arc::new(Stats::default()),
+                Arc::new(crate::stats::Stats::default()),
             )
             .unwrap(),
         );

@@ -278,16 +278,25 @@ impl Forwarder {
                 &joined
             }
         };
-        // Compressed here, once for every try, and counted in the buffer while it is held
-        // (after the fact: the forwarder makes room, so it must not wait for it).
+        // Compressed here, once for every try, in room the buffer has for it; with none, the
+        // request goes out as it is (X-Ray takes both), rather than the copy going over it.
         let compressed;
-        let _held;
+        let _room;
         let gzipped = match chunks {
             [one] if one.gzipped.is_some() => one.gzipped.as_deref(),
             _ if export.takes_gzip() => {
-                compressed = gzip::gzip(request);
-                _held = self.queue.hold(compressed.len());
-                Some(&compressed[..])
+                match self.queue.reserve(gzip::first_buffer_bytes(request.len())) {
+                    Some(mut room) => {
+                        compressed = gzip::gzip(request);
+                        room.cover(compressed.len());
+                        _room = room;
+                        Some(&compressed[..])
+                    }
+                    None => {
+                        OtlpStats::add(&self.stats.sent_uncompressed, 1);
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -400,14 +409,20 @@ mod tests {
     use super::*;
     use crate::otlp::protobuf::{put_bytes, put_tag, put_varint};
     use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     struct Scripted {
         answers: Mutex<VecDeque<Result<Exported, ExportError>>>,
         bodies: Mutex<Vec<Vec<u8>>>,
         gzipped: Mutex<Vec<Option<Vec<u8>>>>,
+        takes_gzip: AtomicBool,
     }
 
     impl Export for Scripted {
+        fn takes_gzip(&self) -> bool {
+            self.takes_gzip.load(Ordering::Relaxed)
+        }
+
         fn export_gzipped(
             &self,
             request: &[u8],
@@ -448,6 +463,7 @@ mod tests {
             answers: Mutex::new(answers.into()),
             bodies: Mutex::new(Vec::new()),
             gzipped: Mutex::new(Vec::new()),
+            takes_gzip: false.into(),
         });
         let forwarder = Forwarder {
             queue: Arc::new(Queue::new(1 << 20)),
@@ -527,6 +543,30 @@ mod tests {
         forwarder.deliver(&[chunk(2, 1), chunk(3, 1)]);
         let handed = scripted.gzipped.lock().unwrap();
         assert_eq!(*handed, [gzipped.gzipped.clone(), None]);
+    }
+
+    #[test]
+    fn the_compressed_copy_takes_room_in_the_buffer_or_the_request_goes_as_it_is() {
+        let (forwarder, scripted) = forwarder(Vec::new());
+        scripted.takes_gzip.store(true, Ordering::Relaxed);
+        let queue = forwarder.queue.clone();
+        let request = chunk(1, 2);
+        forwarder.deliver(std::slice::from_ref(&request));
+        // Too little room left for the compressed copy's first buffer.
+        let capacity = queue.capacity();
+        let _taken = queue.reserve(capacity - gzip::first_buffer_bytes(3) + 1);
+        let used = queue.used_bytes();
+        forwarder.deliver(std::slice::from_ref(&request));
+        let handed = scripted.gzipped.lock().unwrap();
+        let first = handed[0]
+            .as_deref()
+            .expect("compressed while there was room");
+        assert_eq!(gzip::gunzip(first, 100).unwrap(), request.bytes);
+        assert_eq!(handed[1], None, "no room: sent as it is");
+        assert_eq!(scripted.bodies.lock().unwrap()[1], request.bytes);
+        assert_eq!(forwarder.stats.snapshot().spans_forwarded, 4);
+        assert_eq!(forwarder.stats.sent_uncompressed.load(Ordering::Relaxed), 1);
+        assert_eq!(queue.used_bytes(), used, "the copy's room is given back");
     }
 
     #[test]

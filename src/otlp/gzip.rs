@@ -124,6 +124,12 @@ fn inflate_at_most(
     }
 }
 
+/// The buffer [`gzip`] starts with for `len` bytes of data, header and trailer included:
+/// spans deflate to about a fifth, and the buffer grows if the data does not shrink by half.
+pub fn first_buffer_bytes(len: usize) -> usize {
+    10 + len / 2 + 64
+}
+
 /// Compresses `data` as one gzip member. Level 1: spans are repetitive, so the fastest level
 /// already takes most of the gain, and CPU per span matters more than the last bytes.
 /// Deflated straight into the member after its header (not into a vector of its own, copied
@@ -132,8 +138,7 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     // No name, no time; XFL 4 = fastest; OS 255 = unknown.
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
     let mut compressor = CompressorOxide::new(create_comp_flags_from_zip_params(1, 0, 0));
-    // Spans deflate to about a fifth; the buffer grows if the data does not shrink by half.
-    let mut out = vec![0u8; HEADER.len() + data.len() / 2 + 64];
+    let mut out = vec![0u8; first_buffer_bytes(data.len())];
     out[..HEADER.len()].copy_from_slice(&HEADER);
     let mut at = HEADER.len();
     let mut input = data;

@@ -83,17 +83,6 @@ impl Queue {
         reserved.grow(bytes).then_some(reserved)
     }
 
-    /// Counts `bytes` held by a forwarder beyond its chunks (a compressed copy) whether or
-    /// not they fit, so that requests are refused until they are given back: the forwarder
-    /// is what makes room, and must not wait for it.
-    pub fn hold(self: &Arc<Self>, bytes: usize) -> Reserved {
-        self.lock().bytes += bytes;
-        Reserved {
-            queue: self.clone(),
-            bytes,
-        }
-    }
-
     /// Waits for chunks and moves into `out` as many as fit together in `max_bytes` and
     /// `max_spans` (at least one). A chunk with the client's gzip body is taken alone, so it
     /// can go out as it came. `false` once the queue is closing and empty.
@@ -244,6 +233,18 @@ impl Reserved {
         true
     }
 
+    /// Makes it exactly `bytes`, taking the extra room whether or not it fits: for memory
+    /// already made (a compressed copy larger than its estimate), which the forwarder, being
+    /// what makes room, must not wait for. Requests are refused until it is given back.
+    pub fn cover(&mut self, bytes: usize) {
+        if bytes > self.bytes {
+            self.queue.lock().bytes += bytes - self.bytes;
+            self.bytes = bytes;
+        } else {
+            self.shrink_to(bytes);
+        }
+    }
+
     /// Gives back all but `bytes` of it.
     pub fn shrink_to(&mut self, bytes: usize) {
         if bytes < self.bytes {
@@ -329,11 +330,14 @@ mod tests {
         queue.translating();
         assert!(queue.reserve(11).is_none());
         assert!(queue.reserve(10).is_some());
-        // A forwarder's hold counts even beyond the budget.
-        let held = queue.hold(50);
+        // Room covering what is already made counts even beyond the budget.
+        let mut made = queue.reserve(5).unwrap();
+        made.cover(50);
         assert_eq!(queue.used_bytes(), 110);
         assert!(queue.reserve(1).is_none());
-        drop(held);
+        made.cover(8);
+        assert_eq!(queue.used_bytes(), 68);
+        drop(made);
         assert_eq!(queue.used_bytes(), 60);
     }
 

@@ -28,6 +28,9 @@ pub struct OtlpStats {
     pub spans_backpressured: AtomicU64,
     /// Upstream requests that failed (any reason).
     pub forward_failures: AtomicU64,
+    /// Upstream requests sent without gzip, though asked for, because the buffer had no
+    /// room for the compressed copy.
+    pub sent_uncompressed: AtomicU64,
     /// Spans written to the spool (at shutdown).
     pub spans_spooled: AtomicU64,
     /// Spans read back from the spool and delivered.
@@ -219,6 +222,11 @@ pub fn render_metrics(stats: &OtlpStats, buffered: usize, capacity: usize, out: 
         out,
         "# HELP xray_relay_otlp_forward_failures_total Failed requests to X-Ray's OTLP endpoint.\n# TYPE xray_relay_otlp_forward_failures_total counter\nxray_relay_otlp_forward_failures_total {}",
         counts.forward_failures
+    );
+    let _ = writeln!(
+        out,
+        "# HELP xray_relay_otlp_sent_uncompressed_total Requests to X-Ray's OTLP endpoint sent without gzip: the buffer had no room for the compressed copy.\n# TYPE xray_relay_otlp_sent_uncompressed_total counter\nxray_relay_otlp_sent_uncompressed_total {}",
+        stats.sent_uncompressed.load(Ordering::Relaxed)
     );
     let _ = writeln!(
         out,

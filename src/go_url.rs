@@ -265,7 +265,8 @@ pub fn usable_endpoint(endpoint: &str) -> Result<String, String> {
 ///
 /// The original parses it with `url.Parse` and exits with `Bad proxy URL: …` when that fails
 /// (`10.0.0.1:3128`). Go's transport then dials the URL's host and port and speaks HTTP to it
-/// whatever the scheme, unless the scheme is `https` (TLS to the proxy) or `socks5`. Without
+/// whatever the scheme, unless the scheme is `https` (TLS to the proxy) or `socks5`/`socks5h`
+/// (SOCKS5, the target's name resolved by the proxy, a password if the URL has one). Without
 /// a host (`proxy:3128` parses as scheme `proxy`) or a port it could dial, it never connects:
 /// refused at start here.
 pub fn usable_proxy(proxy: &str) -> Result<String, String> {
@@ -286,11 +287,7 @@ pub fn usable_proxy(proxy: &str) -> Result<String, String> {
     let default_port = match url.scheme.as_str() {
         "http" => "80",
         "https" => "443",
-        "socks5" | "socks5h" => {
-            return Err(format!(
-                "Bad proxy URL: {quoted}: SOCKS proxies are not supported by this relay; use an HTTP proxy"
-            ));
-        }
+        "socks5" | "socks5h" => "1080",
         _ => "",
     };
     let port = match url.port() {
@@ -303,11 +300,12 @@ pub fn usable_proxy(proxy: &str) -> Result<String, String> {
             go_quote(port)
         ));
     }
-    // Any other scheme is spoken to as an HTTP proxy, as Go's transport does.
-    let scheme = if url.scheme == "https" {
-        "https"
-    } else {
-        "http"
+    // Any other scheme is spoken to as an HTTP proxy, as Go's transport does. Go hands a
+    // SOCKS5 proxy the target's host name to resolve with either scheme: `socks5h` here.
+    let scheme = match url.scheme.as_str() {
+        "https" => "https",
+        "socks5" | "socks5h" => "socks5h",
+        _ => "http",
     };
     let user_info = match proxy.find("://") {
         Some(start) => {
@@ -453,11 +451,12 @@ mod tests {
             "{message}"
         );
         assert!(usable_proxy("tcp://proxy").is_err());
-        assert!(
-            usable_proxy("socks5://proxy:1080")
-                .unwrap_err()
-                .contains("SOCKS")
-        );
+        for (given, used) in [
+            ("socks5://proxy", "socks5h://proxy:1080"),
+            ("socks5h://u:p@proxy:9050", "socks5h://u:p@proxy:9050"),
+        ] {
+            assert_eq!(usable_proxy(given).as_deref(), Ok(used), "{given}");
+        }
         // Passwords stay out of messages.
         assert!(
             !usable_proxy("u:secret@proxy:1")

@@ -50,7 +50,7 @@ pub struct EnvProxies {
 impl EnvProxies {
     /// Reads `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`, each upper case first, then lower.
     pub fn from_env(env: &Env) -> Self {
-        let first = |names: &[&str]| env.get_first(names).map(str::trim).map(str::to_owned);
+        let first = |names: &[&str]| env.get_first(names).map(str::trim).map(resolved_by_proxy);
         EnvProxies {
             http: first(&["HTTP_PROXY", "http_proxy"]),
             https: first(&["HTTPS_PROXY", "https_proxy"]),
@@ -93,6 +93,17 @@ impl EnvProxies {
         let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         self.proxy_for(scheme, host, port)
+    }
+}
+
+/// Go hands a SOCKS5 proxy the target's host name to resolve, `socks5://` as `socks5h://`;
+/// ureq resolves it first for `socks5://`, which fails where only the proxy knows the name.
+fn resolved_by_proxy(proxy: &str) -> String {
+    match proxy.get(..9) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("socks5://") => {
+            format!("socks5h://{}", &proxy[9..])
+        }
+        _ => proxy.to_owned(),
     }
 }
 
@@ -367,6 +378,22 @@ mod tests {
         assert_eq!(
             upper_wins.proxy_for(Scheme::Http, "h", 80),
             Some("http://upper:1")
+        );
+    }
+
+    #[test]
+    fn a_socks5_proxy_resolves_the_target_itself_as_in_go() {
+        let socks = EnvProxies::from_env(&Env::from_pairs([
+            ("HTTPS_PROXY", "SOCKS5://u:p@gate:1080"),
+            ("HTTP_PROXY", "socks5h://gate"),
+        ]));
+        assert_eq!(
+            socks.proxy_for(Scheme::Https, "xray.us-east-1.amazonaws.com", 443),
+            Some("socks5h://u:p@gate:1080")
+        );
+        assert_eq!(
+            socks.proxy_for(Scheme::Http, "169.254.170.2", 80),
+            Some("socks5h://gate")
         );
     }
 

@@ -16,8 +16,7 @@ from support.container import ContainerStandIn
 from support.forward import SigningRecorder, WebIdentityStsForwarder
 from support.imds import INSTANCE_ID, ImdsStandIn
 from support.moto import REGION
-from support.segments import Sender, datagram, make_segment
-from support.xray import delivery_problems, wait_for_segments
+from support.xray import upload
 
 
 @pytest.fixture
@@ -43,17 +42,6 @@ def role_issuer(moto, lifetime: float = 3600.0):
         expiration = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=lifetime)
         return credentials, expiration
     return issue
-
-
-def upload(relay, xray, name: str, count: int = 3) -> None:
-    """Sends segments and asserts every one is stored unchanged."""
-    segments = [make_segment(name) for _ in range(count)]
-    sender = Sender(relay.udp_port)
-    for segment in segments:
-        sender.send(datagram(segment))
-    sender.close()
-    problems = delivery_problems(segments, wait_for_segments(xray, segments, timeout=30))
-    assert not problems, f"{problems}\n{relay.report()}"
 
 
 def assert_signed_by(recorder, access_key_ids, with_token: bool, relay) -> None:

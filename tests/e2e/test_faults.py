@@ -6,7 +6,6 @@ of 1,000 through a 10 s outage. Each test prints its figures (delivered / sent, 
 the run's output is the report.
 """
 
-import os
 import threading
 import time
 

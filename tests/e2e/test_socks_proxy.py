@@ -3,17 +3,15 @@ through a SOCKS5 proxy, as the original daemon's Go transport sends them. The pr
 third-party server that checks the password; it logs each connection's target, which shows the
 relay hands it the endpoint's host name to resolve (Go does, for socks5 and socks5h alike)."""
 
-import json
 import subprocess
 import sys
 import time
 
 import pytest
-import requests
 
 from support.net import free_port, wait_tcp_accepting
-from support.segments import Sender, datagram, encode, make_segment
-from support.xray import delivery_problems, wait_for_segments
+from support.segments import Sender, datagram, make_segment
+from support.xray import forward_through_proxy, upload, wait_for_segments
 
 USER, PASSWORD = "relay", "s3cret"
 
@@ -55,23 +53,9 @@ def test_uploads_and_proxied_calls_go_through_a_socks5_proxy_with_its_password(s
     endpoint = f"http://localhost:{moto_port}"
     relay = start_relay(endpoint=endpoint,
                         args=("-p", f"socks5://{USER}:{PASSWORD}@127.0.0.1:{socks.port}"))
-    segments = [make_segment(f"socks-{i}") for i in range(20)]
-    sender = Sender(relay.udp_port)
-    for segment in segments:
-        sender.send(datagram(segment))
-    sender.close()
-    problems = delivery_problems(segments, wait_for_segments(xray, segments, timeout=30))
-    assert not problems, f"{problems}\n{relay.report()}\n{socks.log()}"
-
+    upload(relay, xray, "socks", count=20)
     # The TCP proxy signs an SDK's call and forwards it through the same SOCKS proxy.
-    relay.wait_proxy()
-    forwarded = make_segment("socks-forwarded")
-    body = json.dumps({"TraceSegmentDocuments": [encode(forwarded).decode()]})
-    answer = requests.post(f"http://127.0.0.1:{relay.tcp_port}/TraceSegments", data=body,
-                           headers={"Content-Type": "application/json"}, timeout=30)
-    assert answer.status_code == 200, f"{answer.status_code} {answer.text[:300]}\n{relay.report()}"
-    problems = delivery_problems([forwarded], wait_for_segments(xray, [forwarded], timeout=10))
-    assert not problems, f"{problems}\n{relay.report()}"
+    forward_through_proxy(relay, xray, "socks-forwarded")
 
     log = socks.log()
     assert f"-> localhost:{moto_port}" in log, f"no connection to the endpoint by name:\n{log}"

@@ -4,6 +4,10 @@ import difflib
 import json
 import time
 
+import requests
+
+from support.segments import Sender, datagram, encode, make_segment
+
 BATCH_GET_LIMIT = 5  # X-Ray's BatchGetTraces takes at most 5 trace ids per call
 
 
@@ -67,3 +71,28 @@ def delivery_problems(sent: list[dict], found: dict[str, str], show: int = 3) ->
         lines.append(f"... and {len(missing) - show} more missing")
     lines.extend(changed[:show])
     return "\n".join(lines)
+
+
+def upload(relay, xray, name: str, count: int = 3) -> None:
+    """Sends `count` segments to the relay over UDP and asserts every one is stored unchanged."""
+    segments = [make_segment(name) for _ in range(count)]
+    sender = Sender(relay.udp_port)
+    for segment in segments:
+        sender.send(datagram(segment))
+    sender.close()
+    problems = delivery_problems(segments, wait_for_segments(xray, segments, timeout=30))
+    assert not problems, f"{problems}\n{relay.report()}"
+
+
+def forward_through_proxy(relay, xray, name: str) -> None:
+    """Posts a segment unsigned to the relay's TCP proxy, as an SDK calls the API through it, and
+    asserts X-Ray's answer comes back and the segment is stored."""
+    relay.wait_proxy()
+    segment = make_segment(name)
+    body = json.dumps({"TraceSegmentDocuments": [encode(segment).decode()]})
+    response = requests.post(f"http://127.0.0.1:{relay.tcp_port}/TraceSegments", data=body,
+                             headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 200, f"{response.status_code} {response.text[:500]}\n{relay.report()}"
+    assert json.loads(response.text) == {"UnprocessedTraceSegments": []}
+    problems = delivery_problems([segment], wait_for_segments(xray, [segment], timeout=10))
+    assert not problems, f"{problems}\n{relay.report()}"

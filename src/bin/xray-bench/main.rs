@@ -99,7 +99,9 @@ pub(crate) struct Args {
     #[argh(switch)]
     otlp: bool,
     /// OTLP destinations, comma-separated: otlp (gzip upstream), otlp-none (OTLP.Compression:
-    /// none), segments (translated, PutTraceSegments) (default otlp,otlp-none,segments)
+    /// none), segments (translated, PutTraceSegments), auto (an account without Transaction
+    /// Search: refused at the OTLP endpoint, switched to segments) (default
+    /// otlp,otlp-none,segments)
     #[argh(option, default = "String::from(\"otlp,otlp-none,segments\")")]
     otlp_cases: String,
     /// client gzip for the OTLP points: off, on, or off,on (default off,on)
@@ -285,6 +287,7 @@ pub(crate) fn run_point(
             segment_size: size,
             up: up.clone(),
             otlp: false,
+            no_transaction_search: false,
         },
     )?;
     let mut relay = Relay::start(
@@ -413,6 +416,7 @@ fn run_idle(options: &RelayOptions, seconds: Duration) -> std::io::Result<()> {
             segment_size: 1024,
             up: Arc::new(AtomicBool::new(true)),
             otlp: false,
+            no_transaction_search: false,
         },
     )?;
     let mut relay = Relay::start(options, &format!("http://{}", sink.address), "idle")?;

@@ -83,8 +83,10 @@ pub fn run(args: &Args, options: &RelayOptions) {
             "otlp" => ("otlp", "gzip"),
             "otlp-none" => ("otlp", "none"),
             "segments" => ("segments", "gzip"),
+            // Starts on the OTLP endpoint, is refused, re-sends as segments and stays there.
+            "auto" => ("auto", "gzip"),
             other => fail(&format!(
-                "unknown OTLP case {other:?}: otlp, otlp-none or segments"
+                "unknown OTLP case {other:?}: otlp, otlp-none, segments or auto"
             )),
         };
         for gzip in args.client_gzip.split(',').map(str::trim) {
@@ -127,6 +129,7 @@ fn point(
             segment_size: args.span_size,
             up: Arc::new(AtomicBool::new(true)),
             otlp: true,
+            no_transaction_search: case == "auto",
         },
     )?;
     let mut relay = Relay::start(
@@ -188,6 +191,10 @@ fn point(
         if n > 0 {
             notes.push(format!("{n} {what}"));
         }
+    }
+    if case == "auto" {
+        let switches = metric(&metrics, "xray_relay_otlp_destination_switches_total");
+        notes.push(format!("switched to segments {switches} time(s)"));
     }
     if sent.failed > 0 {
         notes.push(format!("{} requests failed", sent.failed));

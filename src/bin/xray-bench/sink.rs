@@ -31,7 +31,16 @@ pub struct SinkOptions {
     /// The documents are translated OTLP spans (ids anywhere in the document, no byte
     /// comparison), and `POST /v1/traces` is served: its spans are counted by id.
     pub otlp: bool,
+    /// An account without Transaction Search, whose policy lacks
+    /// `xray:GetTraceSegmentDestination`: `POST /v1/traces` gets X-Ray's 400 and counts
+    /// nothing, and the destination call gets 403 (`OTLP.Destination: auto` must switch).
+    pub no_transaction_search: bool,
 }
+
+/// X-Ray's answer to OTLP from an account without Transaction Search: a `google.rpc.Status`
+/// (code 3) with its message.
+const NEEDS_TRANSACTION_SEARCH: &[u8] =
+    b"\x08\x03\x12\x4eThe OTLP API is supported with CloudWatch Logs as a Trace Segment Destination.";
 
 /// A running sink; stops accepting when dropped.
 pub struct Sink {
@@ -201,6 +210,11 @@ fn serve(
                 tracker.requests.fetch_add(1, Ordering::Relaxed);
                 (200, b"{\"UnprocessedTraceSegments\":[]}")
             }
+            "/v1/traces" if options.no_transaction_search => (400, NEEDS_TRANSACTION_SEARCH),
+            "/GetTraceSegmentDestination" if options.no_transaction_search => (
+                403,
+                b"{\"__type\":\"AccessDeniedException\",\"message\":\"not authorized to perform: xray:GetTraceSegmentDestination\"}",
+            ),
             "/v1/traces" if options.otlp => {
                 ids.clear();
                 let plain = if gzipped {
@@ -248,6 +262,8 @@ fn serve(
             "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
             match status {
                 200 => "OK",
+                400 => "Bad Request",
+                403 => "Forbidden",
                 404 => "Not Found",
                 _ => "Service Unavailable",
             },

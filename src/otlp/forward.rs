@@ -39,22 +39,12 @@ pub struct ExportError {
 
 /// Something that takes an `ExportTraceServiceRequest` in protobuf.
 pub trait Export: Send + Sync {
-    /// Sends `request`; `Ok` only when it was accepted (maybe partly).
-    fn export(&self, request: &[u8]) -> Result<Exported, ExportError>;
+    /// Sends `request`, or `gzipped` (its gzip compression) when given; `Ok` only when it was
+    /// accepted (maybe partly).
+    fn export(&self, request: &[u8], gzipped: Option<&[u8]>) -> Result<Exported, ExportError>;
 
-    /// Sends `request`, of which `gzipped` (when given) is a gzip compression: an exporter
-    /// that sends gzip sends that instead of compressing again.
-    fn export_gzipped(
-        &self,
-        request: &[u8],
-        gzipped: Option<&[u8]>,
-    ) -> Result<Exported, ExportError> {
-        let _ = gzipped;
-        self.export(request)
-    }
-
-    /// Whether [`Export::export_gzipped`] sends the gzip body it is given: only then is a
-    /// client's gzip body worth keeping.
+    /// Whether requests should go out gzipped: the forwarder then compresses them, or hands
+    /// over a client's gzip body, and only then is that body worth keeping.
     fn takes_gzip(&self) -> bool {
         false
     }
@@ -66,32 +56,19 @@ pub struct XRayOtlp {
     pub client: Arc<XRayClient>,
     /// The full URL, `…/v1/traces`.
     pub url: String,
-    /// Compress request bodies.
+    /// Compress request bodies (`OTLP.Compression`).
     pub gzip: bool,
 }
 
 impl Export for XRayOtlp {
-    fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
-        self.export_gzipped(request, None)
-    }
-
     fn takes_gzip(&self) -> bool {
         self.gzip
     }
 
-    fn export_gzipped(
-        &self,
-        request: &[u8],
-        gzipped: Option<&[u8]>,
-    ) -> Result<Exported, ExportError> {
-        let compressed;
+    fn export(&self, request: &[u8], gzipped: Option<&[u8]>) -> Result<Exported, ExportError> {
         let (body, mut headers) = match gzipped {
-            Some(gzipped) if self.gzip => (gzipped, vec![("Content-Encoding", "gzip")]),
-            _ if self.gzip => {
-                compressed = gzip::gzip(request);
-                (&compressed[..], vec![("Content-Encoding", "gzip")])
-            }
-            _ => (request, Vec::new()),
+            Some(gzipped) => (gzipped, vec![("Content-Encoding", "gzip")]),
+            None => (request, Vec::new()),
         };
         headers.push(("Content-Type", "application/x-protobuf"));
         let failed = |error| ExportError {
@@ -278,31 +255,33 @@ impl Forwarder {
                 &joined
             }
         };
-        // Compressed here, once for every try, in room the buffer has for it; with none, the
-        // request goes out as it is (X-Ray takes both), rather than the copy going over it.
+        // Compressed here, once for every try, its buffer growing only within the room the
+        // OTLP buffer has for it; without, the request goes out as it is (X-Ray takes both).
+        let mut room = self.queue.reserve(0);
         let compressed;
-        let _room;
         let gzipped = match chunks {
+            _ if !export.takes_gzip() => None,
             [one] if one.gzipped.is_some() => one.gzipped.as_deref(),
-            _ if export.takes_gzip() => {
-                match self.queue.reserve(gzip::first_buffer_bytes(request.len())) {
-                    Some(mut room) => {
-                        compressed = gzip::gzip(request);
-                        room.cover(compressed.len());
-                        _room = room;
-                        Some(&compressed[..])
+            _ => match room
+                .as_mut()
+                .and_then(|room| gzip::gzip_within(request, |more| room.grow(more)))
+            {
+                Some(made) => {
+                    if let Some(room) = room.as_mut() {
+                        room.shrink_to(made.capacity());
                     }
-                    None => {
-                        OtlpStats::add(&self.stats.sent_uncompressed, 1);
-                        None
-                    }
+                    compressed = made;
+                    Some(&compressed[..])
                 }
-            }
-            _ => None,
+                None => {
+                    OtlpStats::add(&self.stats.sent_uncompressed, 1);
+                    None
+                }
+            },
         };
         let mut backoff = Backoff::new(retry::seed());
         loop {
-            let failure = match export.export_gzipped(request, gzipped) {
+            let failure = match export.export(request, gzipped) {
                 Ok(exported) => {
                     let rejected = exported.rejected_spans.min(spans);
                     OtlpStats::add(&self.stats.spans_forwarded, spans - rejected);
@@ -423,19 +402,11 @@ mod tests {
             self.takes_gzip.load(Ordering::Relaxed)
         }
 
-        fn export_gzipped(
-            &self,
-            request: &[u8],
-            gzipped: Option<&[u8]>,
-        ) -> Result<Exported, ExportError> {
+        fn export(&self, request: &[u8], gzipped: Option<&[u8]>) -> Result<Exported, ExportError> {
             self.gzipped
                 .lock()
                 .unwrap()
                 .push(gzipped.map(<[u8]>::to_vec));
-            self.export(request)
-        }
-
-        fn export(&self, request: &[u8]) -> Result<Exported, ExportError> {
             self.bodies.lock().unwrap().push(request.to_vec());
             self.answers
                 .lock()
@@ -533,8 +504,10 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_with_the_clients_gzip_body_hands_it_to_the_exporter_and_merged_ones_do_not() {
+    fn a_chunk_with_the_clients_gzip_body_hands_it_to_the_exporter_and_merged_ones_are_compressed()
+    {
         let (forwarder, scripted) = forwarder(Vec::new());
+        scripted.takes_gzip.store(true, Ordering::Relaxed);
         let gzipped = Chunk {
             gzipped: Some(gzip::gzip(&chunk(1, 2).bytes)),
             ..chunk(1, 2)
@@ -542,7 +515,14 @@ mod tests {
         forwarder.deliver(std::slice::from_ref(&gzipped));
         forwarder.deliver(&[chunk(2, 1), chunk(3, 1)]);
         let handed = scripted.gzipped.lock().unwrap();
-        assert_eq!(*handed, [gzipped.gzipped.clone(), None]);
+        assert_eq!(handed[0], gzipped.gzipped);
+        let merged = handed[1].as_deref().expect("compressed by the forwarder");
+        assert_eq!(gzip::gunzip(merged, 100).unwrap(), [10, 1, 2, 10, 1, 3]);
+        // An exporter that does not take gzip gets neither.
+        scripted.takes_gzip.store(false, Ordering::Relaxed);
+        drop(handed);
+        forwarder.deliver(std::slice::from_ref(&gzipped));
+        assert_eq!(scripted.gzipped.lock().unwrap()[2], None);
     }
 
     #[test]

@@ -124,21 +124,33 @@ fn inflate_at_most(
     }
 }
 
-/// The buffer [`gzip`] starts with for `len` bytes of data, header and trailer included:
-/// spans deflate to about a fifth, and the buffer grows if the data does not shrink by half.
+/// The buffer compression starts with for `len` bytes of data, header and trailer included:
+/// spans deflate to about a fifth; the buffer doubles when the data shrinks less.
 pub fn first_buffer_bytes(len: usize) -> usize {
-    10 + len / 2 + 64
+    10 + len / 4 + 64
 }
 
 /// Compresses `data` as one gzip member. Level 1: spans are repetitive, so the fastest level
 /// already takes most of the gain, and CPU per span matters more than the last bytes.
-/// Deflated straight into the member after its header (not into a vector of its own, copied
-/// behind the header afterwards: a megabyte more to copy and fault in per merged request).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
+    // Never None: the room asked for is always given.
+    gzip_within(data, |_| true).unwrap_or_default()
+}
+
+/// [`gzip`], in a buffer that asks `room` before it takes or adds bytes (the OTLP buffer's
+/// budget; the member returned is smaller than what was asked for, its `capacity()`); `None`,
+/// the work dropped, when `room` refuses. Deflated straight into the member
+/// after its header (not into a vector of its own, copied behind the header afterwards: a
+/// megabyte more to copy and fault in per merged request).
+pub fn gzip_within(data: &[u8], mut room: impl FnMut(usize) -> bool) -> Option<Vec<u8>> {
     // No name, no time; XFL 4 = fastest; OS 255 = unknown.
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+    let first = first_buffer_bytes(data.len());
+    if !room(first) {
+        return None;
+    }
     let mut compressor = CompressorOxide::new(create_comp_flags_from_zip_params(1, 0, 0));
-    let mut out = vec![0u8; first_buffer_bytes(data.len())];
+    let mut out = vec![0u8; first];
     out[..HEADER.len()].copy_from_slice(&HEADER);
     let mut at = HEADER.len();
     let mut input = data;
@@ -151,6 +163,9 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
             TDEFLStatus::Done => break,
             TDEFLStatus::Okay => {
                 if out.len() - at < 64 {
+                    if !room(out.len()) {
+                        return None;
+                    }
                     out.resize(out.len() * 2, 0);
                 }
             }
@@ -159,10 +174,13 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
             other => unreachable!("deflate failed: {other:?}"),
         }
     }
+    // The trailer goes into the margin of at least 64 bytes the loop keeps; the rest is
+    // given back, as the copy may be held through many retries.
     out.truncate(at);
     out.extend_from_slice(&crc32(data).to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
+    out.shrink_to_fit();
+    Some(out)
 }
 
 #[cfg(test)]
@@ -177,6 +195,41 @@ mod tests {
             .collect();
         assert_eq!(gunzip(&gzip(&data), data.len()).unwrap(), data);
         assert_eq!(gunzip(&gzip(b""), 0).unwrap(), b"");
+    }
+
+    #[test]
+    fn compression_within_room_asks_before_each_growth_and_stops_when_refused() {
+        let mut state = 0x1234_5678_u32;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        let mut asked = Vec::new();
+        let member = gzip_within(&noise, |more| {
+            asked.push(more);
+            true
+        })
+        .unwrap();
+        assert_eq!(member, gzip(&noise));
+        // Noise does not shrink: the first buffer, then two doublings.
+        let first = first_buffer_bytes(noise.len());
+        assert_eq!(asked, [first, first, 2 * first]);
+        assert!(member.capacity() <= asked.iter().sum::<usize>());
+        assert_eq!(member.capacity(), member.len());
+        // Refused at the second growth: nothing made.
+        let mut granted = 0;
+        assert_eq!(
+            gzip_within(&noise, |_| {
+                granted += 1;
+                granted < 3
+            }),
+            None
+        );
+        assert_eq!(gzip_within(b"x", |_| false), None);
     }
 
     #[test]

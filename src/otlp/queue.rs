@@ -233,18 +233,6 @@ impl Reserved {
         true
     }
 
-    /// Makes it exactly `bytes`, taking the extra room whether or not it fits: for memory
-    /// already made (a compressed copy larger than its estimate), which the forwarder, being
-    /// what makes room, must not wait for. Requests are refused until it is given back.
-    pub fn cover(&mut self, bytes: usize) {
-        if bytes > self.bytes {
-            self.queue.lock().bytes += bytes - self.bytes;
-            self.bytes = bytes;
-        } else {
-            self.shrink_to(bytes);
-        }
-    }
-
     /// Gives back all but `bytes` of it.
     pub fn shrink_to(&mut self, bytes: usize) {
         if bytes < self.bytes {
@@ -330,15 +318,6 @@ mod tests {
         queue.translating();
         assert!(queue.reserve(11).is_none());
         assert!(queue.reserve(10).is_some());
-        // Room covering what is already made counts even beyond the budget.
-        let mut made = queue.reserve(5).unwrap();
-        made.cover(50);
-        assert_eq!(queue.used_bytes(), 110);
-        assert!(queue.reserve(1).is_none());
-        made.cover(8);
-        assert_eq!(queue.used_bytes(), 68);
-        drop(made);
-        assert_eq!(queue.used_bytes(), 60);
     }
 
     #[test]

@@ -617,7 +617,7 @@ fn refuse_connection(
     service: &dyn Erased,
     executor: &smol::Executor<'static>,
 ) {
-    let answer = Answer::busy("the relay's proxy has too many connections open; try again");
+    let answer = Answer::busy("the relay has too many connections open; try again");
     service.refused_erased(Refusal::TooManyConnections, &answer);
     let (refusing, before) = Gauge::new(connections, |c| &c.refusing);
     if before < connections.limits.max_connections as u64 {

@@ -216,26 +216,36 @@ impl Receiver {
     ) -> Answer {
         let format = request.format;
         let max = self.max_body_bytes;
-        // Every copy takes room first. Without room, a gzip protobuf body's spans are counted
-        // through a small window; anything else is decoded all the same (one request at a
-        // time, on the server's thread) only to count the spans refused with 503.
+        // Every copy takes room first. Without room the request is refused before the copy
+        // is made: decoding it only to count its spans would take memory outside the
+        // buffer. A protobuf body's spans are counted where that is cheap (a small window
+        // through a gzip body, a walk of a plain one); a JSON body's are not, as for a body
+        // refused unread.
         let mut room = Room(reserved.or_else(|| self.queue.reserve(body.len())));
         let received = body;
         let (message, gzipped) = if request.gzip {
             // The size the trailer announces (gunzip checks it), so its room is taken first
             // and the output made no larger: decompression grows a zeroed buffer by halves
             // up to its limit, every byte of it resident.
-            let announced = received
-                .last_chunk::<4>()
-                .map_or(0, |size| u32::from_le_bytes(*size) as usize);
-            let limit = announced.min(max);
+            let announced = match gzip::Member::read(&received) {
+                Ok(member) => member.size as usize,
+                Err(GunzipError::Invalid(why)) => {
+                    return status(format, 400, INVALID_ARGUMENT, &why);
+                }
+                Err(GunzipError::TooLarge) => return too_large(format, max),
+            };
+            // An honest bomb is refused here, at no cost; a lying one at the limit.
+            if announced > max {
+                return too_large(format, max);
+            }
+            let limit = announced;
             room.take(limit);
-            if room.0.is_none()
-                && format == Format::Protobuf
-                && let Some(spans) = count::gzip_spans(&received, limit)
-            {
-                // No room to decompress it: its spans are counted through a small window.
-                super::OtlpStats::add(&self.stats.spans_backpressured, spans);
+            if room.0.is_none() {
+                if format == Format::Protobuf
+                    && let Some(spans) = count::gzip_spans(&received, limit)
+                {
+                    super::OtlpStats::add(&self.stats.spans_backpressured, spans);
+                }
                 return unavailable(format, BUFFER_FULL);
             }
             let data = match gzip::gunzip(&received, limit) {
@@ -275,6 +285,9 @@ impl Receiver {
             Format::Json => {
                 // The protobuf is smaller than its JSON; the room is set right below.
                 room.take(message.len());
+                if room.0.is_none() {
+                    return unavailable(format, BUFFER_FULL);
+                }
                 match json::to_protobuf(&message, &schema::REQUEST) {
                     Ok(bytes) => {
                         room.settle(bytes.len());
@@ -307,6 +320,11 @@ impl Receiver {
             },
             None => {
                 room.take(message.len());
+                if room.0.is_none() {
+                    let spans = split::count_spans(&message);
+                    super::OtlpStats::add(&self.stats.spans_backpressured, spans);
+                    return unavailable(format, BUFFER_FULL);
+                }
                 let split = split::split(&message, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS, now);
                 drop((message, gzipped));
                 split
@@ -516,7 +534,21 @@ mod tests {
         assert_eq!(answer.status, 503);
         assert!(answer.headers.contains(&("Retry-After", "2".to_owned())));
         assert_eq!(receiver.queue.used_bytes(), 0);
-        assert_eq!(receiver.stats.snapshot().spans_backpressured, 1);
+        // Not decoded, so its spans are not known.
+        assert_eq!(receiver.stats.snapshot().spans_backpressured, 0);
+    }
+
+    #[test]
+    fn a_request_there_is_no_room_to_split_is_503_with_its_spans_counted_uncopied() {
+        // Over the 10,000 spans of one upstream request, so it would be split.
+        let span = json::to_protobuf(one_span_json(1).as_bytes(), &schema::REQUEST).unwrap();
+        let spans: Vec<u8> = (0..10_001).flat_map(|_| span.iter().copied()).collect();
+        let receiver = receiver(spans.len() + 100);
+        let reserved = receiver.queue.reserve(spans.len()).unwrap();
+        let answer = receiver.handle(PROTOBUF, spans, Some(reserved));
+        assert_eq!(answer.status, 503);
+        assert_eq!(receiver.queue.used_bytes(), 0);
+        assert_eq!(receiver.stats.snapshot().spans_backpressured, 10_001);
     }
 
     #[test]

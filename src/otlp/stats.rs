@@ -24,7 +24,8 @@ pub struct OtlpStats {
     /// Spans sent again after a transient failure (each retry counts).
     pub spans_retried: AtomicU64,
     /// Spans in requests answered 503/429 because the buffer was full. A request refused
-    /// before its body was read (no room for the body itself) counts only as an answer.
+    /// before its body was read (no room for the body itself), or a JSON one there was no
+    /// room to decode, counts only as an answer.
     pub spans_backpressured: AtomicU64,
     /// Upstream requests that failed (any reason).
     pub forward_failures: AtomicU64,

@@ -4,7 +4,7 @@
 //! uploads ([`crate::retry`]); a refusal X-Ray explains (400) is logged once per message.
 
 use super::protobuf::{self, Value};
-use super::queue::Queue;
+use super::queue::{Queue, Reserved};
 use super::split::{Chunk, MAX_REQUEST_BYTES, MAX_REQUEST_SPANS};
 use super::{OtlpStats, auto, gzip, schema};
 use crate::aws::{BackendError, XRayClient};
@@ -255,29 +255,15 @@ impl Forwarder {
                 &joined
             }
         };
-        // Compressed here, once for every try, its buffer growing only within the room the
-        // OTLP buffer has for it; without, the request goes out as it is (X-Ray takes both).
-        let mut room = self.queue.reserve(0);
+        // Compressed here, once for every try.
         let compressed;
         let gzipped = match chunks {
             _ if !export.takes_gzip() => None,
             [one] if one.gzipped.is_some() => one.gzipped.as_deref(),
-            _ => match room
-                .as_mut()
-                .and_then(|room| gzip::gzip_within(request, |more| room.grow(more)))
-            {
-                Some(made) => {
-                    if let Some(room) = room.as_mut() {
-                        room.shrink_to(made.capacity());
-                    }
-                    compressed = made;
-                    Some(&compressed[..])
-                }
-                None => {
-                    OtlpStats::add(&self.stats.sent_uncompressed, 1);
-                    None
-                }
-            },
+            _ => {
+                compressed = self.compress(request);
+                compressed.as_ref().map(|(copy, _room)| &copy[..])
+            }
         };
         let mut backoff = Backoff::new(retry::seed());
         loop {
@@ -367,6 +353,23 @@ impl Forwarder {
             }
         }
         OtlpStats::add(&self.stats.spans_forwarded, spans);
+    }
+
+    /// `request` gzipped, with the room the OTLP buffer gave its copy as it grew (held as
+    /// long as the copy); `None`, counted, when the buffer had none: the request then goes
+    /// out as it is (X-Ray takes both).
+    fn compress(&self, request: &[u8]) -> Option<(Vec<u8>, Reserved)> {
+        let mut room = self.queue.copy_room();
+        match gzip::gzip_within(request, |more| room.grow(more)) {
+            Some(copy) => {
+                room.shrink_to(copy.capacity());
+                Some((copy, room))
+            }
+            None => {
+                OtlpStats::add(&self.stats.sent_uncompressed, 1);
+                None
+            }
+        }
     }
 
     /// Logs `what: message` at error level the first time `message` is seen (later at debug).

@@ -79,8 +79,20 @@ impl Queue {
         let mut reserved = Reserved {
             queue: self.clone(),
             bytes: 0,
+            while_closing: false,
         };
         reserved.grow(bytes).then_some(reserved)
+    }
+
+    /// Room, none taken yet, for a forwarder's own copy of what it sends (a compressed
+    /// request). It grows within the budget as [`Queue::reserve`]'s does, but also while the
+    /// queue is closing: the forwarder is what empties it.
+    pub fn copy_room(self: &Arc<Self>) -> Reserved {
+        Reserved {
+            queue: self.clone(),
+            bytes: 0,
+            while_closing: true,
+        }
     }
 
     /// Waits for chunks and moves into `out` as many as fit together in `max_bytes` and
@@ -214,6 +226,8 @@ impl Queue {
 pub struct Reserved {
     queue: Arc<Queue>,
     bytes: usize,
+    /// Grows while the queue is closing too ([`Queue::copy_room`]).
+    while_closing: bool,
 }
 
 impl Reserved {
@@ -225,7 +239,7 @@ impl Reserved {
     /// Takes `more` bytes of room too; `false` (and nothing taken) when they do not fit.
     pub fn grow(&mut self, more: usize) -> bool {
         let mut state = self.queue.lock();
-        if state.closing || state.bytes + more > state.capacity {
+        if (state.closing && !self.while_closing) || state.bytes + more > state.capacity {
             return false;
         }
         state.bytes += more;
@@ -318,6 +332,20 @@ mod tests {
         queue.translating();
         assert!(queue.reserve(11).is_none());
         assert!(queue.reserve(10).is_some());
+    }
+
+    #[test]
+    fn a_forwarders_copy_takes_room_within_the_budget_even_while_closing() {
+        let queue = Arc::new(Queue::new(100));
+        let _request = queue.reserve(60).unwrap();
+        queue.close();
+        assert!(queue.reserve(1).is_none(), "closing: no new requests");
+        let mut copy = queue.copy_room();
+        assert!(copy.grow(40));
+        assert!(!copy.grow(1), "but no more than the budget");
+        assert_eq!(queue.used_bytes(), 100);
+        drop(copy);
+        assert_eq!(queue.used_bytes(), 60);
     }
 
     #[test]

@@ -97,6 +97,12 @@ impl StsClient {
         &self.endpoint
     }
 
+    /// The HTTP client (the environment's proxies, 5 s per attempt, one retry), for the other
+    /// small AWS calls of the credential sources that should behave alike (SSO).
+    pub fn http(&self) -> &SmallHttp {
+        &self.http
+    }
+
     /// `AssumeRole`, signed with `caller`.
     pub fn assume_role(
         &self,

@@ -9,19 +9,14 @@
 //! unless `AWS_ENDPOINT_URL_SSO` / `AWS_ENDPOINT_URL_SSO_OIDC` (or `AWS_ENDPOINT_URL`) say
 //! otherwise.
 
-use super::sso_token::{self, CachedToken};
+use super::sso_token::{self, json_object, text};
 use super::{ChainSettings, Credentials};
-use crate::aws::client::user_agent;
 use crate::aws::endpoint::{Partition, endpoint_from_env};
 use crate::aws::profile::{Profile, ProfileSet};
-use crate::aws::proxy::EnvProxies;
 use crate::aws::small_http::SmallHttp;
 use crate::aws::sts::form_encode;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
-
-/// The whole-request timeout of one attempt, as for STS.
-const SSO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether a profile is configured for SSO (any of the keys of either form).
 pub(crate) fn is_sso_profile(profile: &Profile) -> bool {
@@ -48,77 +43,70 @@ pub(crate) fn check_session_exists(set: &ProfileSet, profile: &Profile) -> Resul
 }
 
 /// What one SSO profile resolves to.
-struct SsoConfig {
-    region: String,
-    account_id: String,
-    role_name: String,
+struct SsoConfig<'a> {
+    region: &'a str,
+    account_id: &'a str,
+    role_name: &'a str,
     /// The session name (sso-session form) or the start URL (legacy): names the cache file.
-    cache_key: String,
+    cache_key: &'a str,
     /// Only sso-session tokens are refreshed.
     refreshable: bool,
 }
 
 /// Validates profile `name` as the SDK does and says which form it uses.
-fn sso_config(set: &ProfileSet, name: &str, profile: &Profile) -> Result<SsoConfig, String> {
-    let missing_error = |missing: &[&str]| {
-        format!(
-            "profile {name:?} is configured to use SSO but is missing required configuration: {}",
-            missing.join(", ")
-        )
+fn sso_config<'a>(
+    set: &'a ProfileSet,
+    name: &str,
+    profile: &'a Profile,
+) -> Result<SsoConfig<'a>, String> {
+    let session_name = profile.get("sso_session");
+    // sso_region and sso_start_url come from the session's section when there is one.
+    let session = match session_name {
+        Some(session) => set
+            .sso_session(session)
+            .ok_or_else(|| format!("failed to find SSO session section, {session}"))?,
+        None => profile,
     };
-    let (region, cache_key, refreshable) = match profile.get("sso_session") {
-        Some(session_name) => {
-            let session = set
-                .sso_session(session_name)
-                .ok_or_else(|| format!("failed to find SSO session section, {session_name}"))?;
-            let (region, start_url) = (session.get("sso_region"), session.get("sso_start_url"));
-            let (Some(region), Some(start_url)) = (region, start_url) else {
-                let missing: Vec<&str> = [("sso_region", region), ("sso_start_url", start_url)]
-                    .into_iter()
-                    .filter_map(|(key, value)| value.is_none().then_some(key))
-                    .collect();
-                return Err(missing_error(&missing));
-            };
-            for (key, session_value) in [("sso_region", region), ("sso_start_url", start_url)] {
-                if profile.get(key).is_some_and(|value| value != session_value) {
-                    return Err(format!(
-                        "{key} in profile {name:?} must match {key} in sso-session"
-                    ));
-                }
+    let get = |key: &str| match key {
+        "sso_region" | "sso_start_url" => session.get(key),
+        _ => profile.get(key),
+    };
+    // The SDK checks the last two for the legacy form only; the portal would refuse the call.
+    let keys = [
+        "sso_region",
+        "sso_start_url",
+        "sso_account_id",
+        "sso_role_name",
+    ];
+    let mut missing = String::new();
+    for key in keys.into_iter().filter(|key| get(key).is_none()) {
+        missing.push_str(if missing.is_empty() { "" } else { ", " });
+        missing.push_str(key);
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "profile {name:?} is configured to use SSO but is missing required configuration: {missing}"
+        ));
+    }
+    if session_name.is_some() {
+        for key in ["sso_region", "sso_start_url"] {
+            if profile
+                .get(key)
+                .is_some_and(|value| Some(value) != get(key))
+            {
+                return Err(format!(
+                    "{key} in profile {name:?} must match {key} in sso-session"
+                ));
             }
-            (region, session_name, true)
         }
-        None => {
-            let keys = [
-                "sso_region",
-                "sso_start_url",
-                "sso_account_id",
-                "sso_role_name",
-            ];
-            let missing: Vec<&str> = keys
-                .into_iter()
-                .filter(|key| profile.get(key).is_none())
-                .collect();
-            if !missing.is_empty() {
-                return Err(missing_error(&missing));
-            }
-            let get = |key| profile.get(key).unwrap_or_default();
-            (get("sso_region"), get("sso_start_url"), false)
-        }
-    };
-    // The SDK does not check these for the sso-session form; the portal would refuse the call.
-    let required = |key: &str| {
-        profile
-            .get(key)
-            .map(str::to_owned)
-            .ok_or_else(|| missing_error(&[key]))
-    };
+    }
+    let value = |key| get(key).unwrap_or_default();
     Ok(SsoConfig {
-        region: region.to_owned(),
-        account_id: required("sso_account_id")?,
-        role_name: required("sso_role_name")?,
-        cache_key: cache_key.to_owned(),
-        refreshable,
+        region: value("sso_region"),
+        account_id: value("sso_account_id"),
+        role_name: value("sso_role_name"),
+        cache_key: session_name.unwrap_or(value("sso_start_url")),
+        refreshable: session_name.is_some(),
     })
 }
 
@@ -141,24 +129,19 @@ pub(crate) fn sso_credentials(
     profile: &Profile,
 ) -> Result<Credentials, String> {
     let config = sso_config(set, name, profile)?;
-    let env = &settings.env;
-    // The environment's proxies and STS's timeouts and retries, as the SDK's SSO clients.
-    let http = SmallHttp::new(SSO_TIMEOUT, 2, EnvProxies::from_env(env), &user_agent(env));
-    let token = access_token(settings, &config, &http).map_err(|error| {
+    // The environment's proxies, timeouts and retries: the STS client's, as in the SDK.
+    let http = settings.sts.http();
+    let login = format!("; run `aws sso login --profile {name}`");
+    let token = access_token(settings, &config, http)
+        .map_err(|error| format!("the SSO session has expired or is invalid: {error}{login}"))?;
+    let portal = endpoint(settings, "SSO", "portal.sso", config.region);
+    let (account, role) = (config.account_id, config.role_name);
+    role_credentials(http, &portal, &config, &token).map_err(|(status, error)| {
+        // 401: the portal no longer accepts the token (signed out, or revoked). A 403 is about
+        // the account and role, which the message names.
+        let hint = if status == 401 { login.as_str() } else { "" };
         format!(
-            "the SSO session has expired or is invalid: {error}; run `aws sso login --profile {name}`"
-        )
-    })?;
-    let portal = endpoint(settings, "SSO", "portal.sso", &config.region);
-    role_credentials(&http, &portal, &config, &token.access_token).map_err(|error| {
-        // 401/403: the portal no longer accepts the token (signed out, or revoked).
-        let hint = match error.starts_with("HTTP 401") || error.starts_with("HTTP 403") {
-            true => format!("; run `aws sso login --profile {name}`"),
-            false => String::new(),
-        };
-        format!(
-            "SSO GetRoleCredentials for account {} role {} at {portal}: {error}{hint}",
-            config.account_id, config.role_name
+            "SSO GetRoleCredentials for account {account} role {role} at {portal}: {error}{hint}"
         )
     })
 }
@@ -168,32 +151,32 @@ fn access_token(
     settings: &ChainSettings,
     config: &SsoConfig,
     http: &SmallHttp,
-) -> Result<CachedToken, String> {
-    let path = sso_token::cache_path(settings.env.home(), &config.cache_key)?;
+) -> Result<String, String> {
+    let path = sso_token::cache_path(settings.env.home(), config.cache_key)?;
     let token = sso_token::load(&path)?;
     if !token.is_expired(SystemTime::now()) {
-        return Ok(token);
+        return Ok(token.access_token);
     }
     if !config.refreshable {
         return Err(format!("the token in {} has expired", path.display()));
     }
-    let oidc = endpoint(settings, "SSO_OIDC", "oidc", &config.region);
-    let token = sso_token::refresh(token, &path, http, &oidc)
-        .map_err(|error| format!("refresh cached SSO token failed, {error}"))?;
-    log::debug!("Refreshed the SSO token in {}", path.display());
-    Ok(token)
+    let oidc = endpoint(settings, "SSO_OIDC", "oidc", config.region);
+    sso_token::refresh(token, &path, http, &oidc)
+        .map(|token| token.access_token)
+        .map_err(|error| format!("refresh cached SSO token failed, {error}"))
 }
 
-/// `GET /federation/credentials` with the bearer token; the answer's `roleCredentials`.
+/// `GET /federation/credentials` with the bearer token: the answer's `roleCredentials`, or
+/// the HTTP status (0: no answer) and what went wrong.
 fn role_credentials(
     http: &SmallHttp,
     portal: &str,
     config: &SsoConfig,
     access_token: &str,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, (u16, String)> {
     let query = form_encode(&[
-        ("account_id", &config.account_id),
-        ("role_name", &config.role_name),
+        ("account_id", config.account_id),
+        ("role_name", config.role_name),
     ]);
     let url = format!("{portal}/federation/credentials?{query}");
     let reply = http
@@ -203,53 +186,43 @@ fn role_credentials(
             &[("x-amz-sso_bearer_token", access_token)],
             None,
         )
-        .map_err(|error| error.0)?;
-    let answer: serde_json::Map<String, Value> =
-        serde_json::from_str(&reply.body).unwrap_or_default();
+        .map_err(|error| (0, error.0))?;
+    let answer = json_object(&reply.body);
     if !reply.is_success() {
-        let text = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|name| answer.get(*name).and_then(Value::as_str))
-                .map(str::to_owned)
+        // The error type travels in a header; the portal's statuses each have one.
+        let code = match reply.status {
+            400 => "InvalidRequestException",
+            401 => "UnauthorizedException",
+            403 => "ForbiddenException",
+            404 => "ResourceNotFoundException",
+            429 => "TooManyRequestsException",
+            _ => "error",
         };
-        // The error type travels in a header the portal also puts in `__type` at times; the
-        // status names it otherwise.
-        let code = text(&["__type", "code"]).unwrap_or_else(|| {
-            match reply.status {
-                400 => "InvalidRequestException",
-                401 => "UnauthorizedException",
-                403 => "ForbiddenException",
-                404 => "ResourceNotFoundException",
-                429 => "TooManyRequestsException",
-                _ => "error",
-            }
-            .to_owned()
-        });
-        let message = text(&["message", "Message"]).unwrap_or_default();
-        return Err(format!("HTTP {}: {code}: {message}", reply.status));
+        let message = text(&answer, "message");
+        return Err((
+            reply.status,
+            format!("HTTP {}: {code}: {message}", reply.status),
+        ));
     }
+    let none = serde_json::Map::new();
     let role = answer
         .get("roleCredentials")
         .and_then(Value::as_object)
-        .ok_or("the answer has no roleCredentials")?;
-    let field = |name: &str| {
-        role.get(name)
-            .and_then(Value::as_str)
-            .filter(|value| !value.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("the answer's roleCredentials has no {name}"))
+        .unwrap_or(&none);
+    let (access_key, secret) = (text(role, "accessKeyId"), text(role, "secretAccessKey"));
+    let expiration = role.get("expiration").and_then(Value::as_u64);
+    let (false, false, Some(expiration)) = (access_key.is_empty(), secret.is_empty(), expiration)
+    else {
+        return Err((
+            reply.status,
+            "the answer has no complete roleCredentials".to_owned(),
+        ));
     };
-    let expiration = role
-        .get("expiration")
-        .and_then(Value::as_u64)
-        .ok_or("the answer's roleCredentials has no expiration")?;
-    Ok(Credentials::new(
-        field("accessKeyId")?,
-        field("secretAccessKey")?,
-        Some(field("sessionToken")?),
+    let session_token = Some(text(role, "sessionToken")).filter(|token| !token.is_empty());
+    Ok(
+        Credentials::new(access_key, secret, session_token.map(str::to_owned))
+            .expiring_at(SystemTime::UNIX_EPOCH + Duration::from_millis(expiration)),
     )
-    .expiring_at(SystemTime::UNIX_EPOCH + Duration::from_millis(expiration)))
 }
 
 #[cfg(test)]
@@ -485,7 +458,8 @@ mod tests {
         let home = Home::new("notoken", &config, "corp", None);
         let error = home.load(&server, "dev").unwrap_err();
         assert!(
-            error.contains("failed to read cached SSO token file") && error.contains("login"),
+            error.contains("cached SSO token file")
+                && error.ends_with("(os error 2); run `aws sso login --profile dev`"),
             "{error}"
         );
         assert_eq!(server.seen().len(), 1);
@@ -511,7 +485,8 @@ mod tests {
         let forbidden = TestServer::start(|_| (403, r#"{"message":"No access"}"#.to_owned()));
         let error = home.load(&forbidden, "dev").unwrap_err();
         assert!(
-            error.contains("HTTP 403: ForbiddenException: No access; run `aws sso login"),
+            error.contains("SSO GetRoleCredentials for account 1 role r at")
+                && error.ends_with(": HTTP 403: ForbiddenException: No access"),
             "{error}"
         );
     }
@@ -540,7 +515,7 @@ mod tests {
                 "sso_region in profile \"default\" must match sso_region in sso-session",
             ),
             (
-                "[default]\nsso_session = corp\nsso_role_name = r\nsso_start_url = other\n[sso-session corp]\nsso_start_url = u\nsso_region = eu-west-1\n",
+                "[default]\nsso_session = corp\nsso_account_id = 1\nsso_role_name = r\nsso_start_url = other\n[sso-session corp]\nsso_start_url = u\nsso_region = eu-west-1\n",
                 "sso_start_url in profile \"default\" must match sso_start_url in sso-session",
             ),
             (

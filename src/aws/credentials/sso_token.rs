@@ -15,17 +15,16 @@ pub(crate) fn cache_path(home: Option<&Path>, key: &str) -> Result<PathBuf, Stri
     let home = home.ok_or("unable to get USER's home directory for cached token")?;
     // SHA-1 names the file only; it protects nothing.
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key.as_bytes());
-    let mut name: String = digest
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let mut name = String::from(".aws/sso/cache/");
+    for byte in digest.as_ref() {
+        name.push_str(&format!("{byte:02x}"));
+    }
     name.push_str(".json");
-    Ok(home.join(".aws").join("sso").join("cache").join(name))
+    Ok(home.join(name))
 }
 
 /// A cached token: its access token, expiry, and every field of the file (kept so a rewrite
-/// loses nothing the AWS CLI stored, such as `startUrl` or `region`).
+/// loses nothing the AWS CLI stored, such as `startUrl` or `registrationExpiresAt`).
 pub(crate) struct CachedToken {
     /// The bearer token for the SSO portal; never printed.
     pub access_token: String,
@@ -44,168 +43,145 @@ impl std::fmt::Debug for CachedToken {
 }
 
 impl CachedToken {
-    /// A string field of the file; one of another type is an error.
-    fn text(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
-        match fields.get(name) {
-            None => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.clone()).filter(|text| !text.is_empty())),
-            Some(_) => Err(format!("field {name:?}, expect value to be string")),
-        }
-    }
-
     /// Whether the token has passed its expiry (the SDK refreshes only then).
     pub fn is_expired(&self, now: SystemTime) -> bool {
         now > self.expires_at
     }
 }
 
-/// Reads and checks the cache file; errors read as the SDK's.
+/// The JSON object in `text`; empty when it is not one (the caller then finds no fields).
+pub(crate) fn json_object(text: &str) -> Map<String, Value> {
+    match serde_json::from_slice(text.as_bytes()) {
+        Ok(Value::Object(object)) => object,
+        _ => Map::new(),
+    }
+}
+
+/// The string field `name` of `object`; empty when absent or not a string.
+pub(crate) fn text<'a>(object: &'a Map<String, Value>, name: &str) -> &'a str {
+    object.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Reads and checks the cache file; errors never quote it (it holds the tokens).
 pub(crate) fn load(path: &Path) -> Result<CachedToken, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        format!(
-            "failed to read cached SSO token file {}, {error}",
-            path.display()
-        )
-    })?;
-    // Never quote the file: it holds the tokens.
-    let fields: Map<String, Value> = serde_json::from_str(&text).map_err(|_| {
-        format!(
-            "failed to parse cached SSO token file {}, not a JSON object",
-            path.display()
-        )
-    })?;
-    let parse = || -> Result<CachedToken, String> {
-        let access_token = CachedToken::text(&fields, "accessToken")?;
-        let expires_at = match CachedToken::text(&fields, "expiresAt")? {
-            Some(text) => Some(
-                parse_rfc3339(&text)
-                    .map_err(|error| format!("field \"expiresAt\", expected {error}"))?,
-            ),
-            None => None,
-        };
-        for name in ["refreshToken", "clientId", "clientSecret"] {
-            CachedToken::text(&fields, name)?;
-        }
-        match (access_token, expires_at) {
-            (Some(access_token), Some(expires_at)) => Ok(CachedToken {
-                access_token,
-                expires_at,
-                fields: fields.clone(),
-            }),
-            _ => Err("cached SSO token must contain accessToken and expiresAt fields".to_owned()),
-        }
-    };
-    parse().map_err(|error| {
-        format!(
-            "failed to parse cached SSO token file {}, {error}",
-            path.display()
-        )
+    let fail = |why: String| format!("cached SSO token file {}: {why}", path.display());
+    let contents = std::fs::read_to_string(path).map_err(|error| fail(error.to_string()))?;
+    let fields = json_object(&contents);
+    let (access_token, expires_at) = (text(&fields, "accessToken"), text(&fields, "expiresAt"));
+    if access_token.is_empty() || expires_at.is_empty() {
+        return Err(fail(
+            "it must contain accessToken and expiresAt fields".to_owned(),
+        ));
+    }
+    // RFC 3339 only, as the Go SDK: the `…UTC` form some old CLIs wrote is refused there too.
+    let expires_at =
+        parse_rfc3339(expires_at).map_err(|error| fail(format!("expiresAt is {error}")))?;
+    Ok(CachedToken {
+        access_token: access_token.to_owned(),
+        expires_at,
+        fields,
     })
 }
 
 /// Exchanges the refresh token for a new access token at SSO OIDC (`endpoint`), writes the
 /// cache file back and returns the new token.
 pub(crate) fn refresh(
-    token: CachedToken,
+    mut token: CachedToken,
     path: &Path,
     http: &SmallHttp,
     endpoint: &str,
 ) -> Result<CachedToken, String> {
-    let field = |name| CachedToken::text(&token.fields, name).ok().flatten();
-    let (Some(client_id), Some(client_secret), Some(refresh_token)) = (
+    let field = |name| text(&token.fields, name);
+    let (id, secret, refresh_token) = (
         field("clientId"),
         field("clientSecret"),
         field("refreshToken"),
-    ) else {
+    );
+    if id.is_empty() || secret.is_empty() || refresh_token.is_empty() {
         return Err(
             "cached SSO token is expired, or not present, and cannot be refreshed".to_owned(),
         );
-    };
-    let body = serde_json::json!({
-        "clientId": client_id,
-        "clientSecret": client_secret,
-        "grantType": "refresh_token",
-        "refreshToken": refresh_token,
-    })
-    .to_string();
-    let url = format!("{endpoint}/token");
+    }
+    // Value's Display writes JSON, quotes and escapes included.
+    let (id, secret, refresh_token) = (
+        Value::from(id),
+        Value::from(secret),
+        Value::from(refresh_token),
+    );
+    let body = format!(
+        r#"{{"clientId":{id},"clientSecret":{secret},"grantType":"refresh_token","refreshToken":{refresh_token}}}"#
+    );
     let failed = |reason: String| {
         format!("unable to refresh SSO token, SSO OIDC CreateToken at {endpoint}: {reason}")
     };
     let reply = http
         .send(
             "POST",
-            &url,
+            &format!("{endpoint}/token"),
             &[("Content-Type", "application/json")],
             Some(body.as_bytes()),
         )
         .map_err(|error| failed(error.0))?;
-    let answer: Map<String, Value> = serde_json::from_str(&reply.body).unwrap_or_default();
-    let text = |name: &str| answer.get(name).and_then(Value::as_str).unwrap_or_default();
-    if !reply.is_success() {
+    let answer = json_object(&reply.body);
+    let access_token = text(&answer, "accessToken");
+    let (true, false, Some(expires_in)) = (
+        reply.is_success(),
+        access_token.is_empty(),
+        answer.get("expiresIn").and_then(Value::as_u64),
+    ) else {
         // OIDC errors are {"error": code, "error_description": text}.
         return Err(failed(format!(
             "HTTP {}: {} {}",
             reply.status,
-            text("error"),
-            text("error_description")
+            text(&answer, "error"),
+            text(&answer, "error_description")
         )));
-    }
-    let access_token = text("accessToken").to_owned();
-    let expires_in = answer.get("expiresIn").and_then(Value::as_u64);
-    let (false, Some(expires_in)) = (access_token.is_empty(), expires_in) else {
-        return Err(failed(
-            "the answer has no accessToken and expiresIn".to_owned(),
-        ));
     };
-    let expires_at = SystemTime::now() + Duration::from_secs(expires_in);
-    let mut fields = token.fields;
-    fields.insert("accessToken".to_owned(), Value::from(access_token.clone()));
+    token.access_token = access_token.to_owned();
+    token.expires_at = SystemTime::now() + Duration::from_secs(expires_in);
+    let fields = &mut token.fields;
+    fields.insert("accessToken".to_owned(), access_token.into());
     fields.insert(
         "expiresAt".to_owned(),
-        Value::from(format_rfc3339(expires_at)),
+        format_rfc3339(token.expires_at).into(),
     );
     // As the SDK: the answer's refresh token replaces the old one, and none removes it.
-    match text("refreshToken") {
+    match text(&answer, "refreshToken") {
         "" => fields.remove("refreshToken"),
-        new => fields.insert("refreshToken".to_owned(), Value::from(new)),
+        new => fields.insert("refreshToken".to_owned(), new.into()),
     };
-    store(path, &fields)
-        .map_err(|error| format!("unable to cache refreshed SSO token, {error}"))?;
-    Ok(CachedToken {
-        access_token,
-        expires_at,
-        fields,
-    })
+    // The caller needs only the access token; a later load reads the file again.
+    let document = Value::Object(std::mem::take(fields));
+    store(path, &document).map_err(|error| {
+        format!(
+            "unable to cache refreshed SSO token in {}: {error}",
+            path.display()
+        )
+    })?;
+    Ok(token)
 }
 
 /// Replaces the cache file atomically: a new file (mode 0600: it holds tokens) next to it,
 /// then a rename over the old one.
-fn store(path: &Path, fields: &Map<String, Value>) -> Result<(), String> {
+fn store(path: &Path, document: &Value) -> std::io::Result<()> {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".tmp-{nanos}"));
-    let temporary = PathBuf::from(temporary);
-    let mut text = Value::Object(fields.clone()).to_string();
-    text.push('\n');
-    let written =
-        write_private(&temporary, text.as_bytes()).and_then(|()| std::fs::rename(&temporary, path));
-    written.map_err(|error| {
-        let _ = std::fs::remove_file(&temporary);
-        format!("cannot write {}: {error}", path.display())
-    })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = options.open(&temporary).and_then(|mut file| {
+        writeln!(file, "{document}")?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -254,30 +230,31 @@ mod tests {
         );
         assert!(!token.is_expired(SystemTime::now()));
         let cases = [
-            (
-                r#"{"accessToken":"topsecret"}"#,
-                "must contain accessToken and expiresAt",
-            ),
-            (
-                r#"{"accessToken":"topsecret","expiresAt":"2019-11-14T04:05:45UTC"}"#,
-                "field \"expiresAt\", expected not an RFC 3339 timestamp",
-            ),
-            (
-                r#"{"accessToken":7,"expiresAt":"2030-01-02T03:04:05Z"}"#,
-                "field \"accessToken\", expect value to be string",
-            ),
-            ("topsecret", "not a JSON object"),
+            r#"{"accessToken":"topsecret"}"#,
+            r#"{"accessToken":7,"expiresAt":"2030-01-02T03:04:05Z"}"#,
+            "topsecret",
         ];
-        for (index, (text, expected)) in cases.into_iter().enumerate() {
+        for (index, text) in cases.into_iter().enumerate() {
             let path = file(&format!("bad{index}"), text);
             let error = load(&path).unwrap_err();
-            assert!(error.contains(expected), "{error}");
+            assert!(
+                error.ends_with("it must contain accessToken and expiresAt fields"),
+                "{error}"
+            );
             assert!(!error.contains("topsecret"), "{error}");
         }
+        let path = file(
+            "utc",
+            r#"{"accessToken":"topsecret","expiresAt":"2019-11-14T04:05:45UTC"}"#,
+        );
+        let error = load(&path).unwrap_err();
+        assert!(
+            error.ends_with("expiresAt is not an RFC 3339 timestamp: \"2019-11-14T04:05:45UTC\""),
+            "{error}"
+        );
         let error = load(Path::new("/nonexistent/xray-relay/x.json")).unwrap_err();
         assert!(
-            error
-                .starts_with("failed to read cached SSO token file /nonexistent/xray-relay/x.json"),
+            error.starts_with("cached SSO token file /nonexistent/xray-relay/x.json: "),
             "{error}"
         );
     }

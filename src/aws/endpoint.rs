@@ -379,6 +379,25 @@ mod tests {
     }
 
     #[test]
+    fn service_endpoints_from_the_environment() {
+        let env = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_SSO", "http://portal:1"),
+            ("AWS_ENDPOINT_URL", "http://generic:2"),
+        ]);
+        assert_eq!(endpoint_from_env(&env, "SSO"), Some("http://portal:1"));
+        assert_eq!(
+            endpoint_from_env(&env, "SSO_OIDC"),
+            Some("http://generic:2")
+        );
+        let ignored = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_SSO", "http://portal:1"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE"),
+        ]);
+        assert_eq!(endpoint_from_env(&ignored, "SSO"), None);
+        assert_eq!(endpoint_from_env(&Env::from_pairs([]), "STS"), None);
+    }
+
+    #[test]
     fn parses_scheme_host_port_and_path() {
         let url = EndpointUrl::parse("https://xray.us-east-1.amazonaws.com").unwrap();
         assert_eq!(url.scheme, Scheme::Https);

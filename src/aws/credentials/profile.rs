@@ -52,7 +52,11 @@ impl ProfileSource {
                 "source profile `{name}` (of profile `{via}`) is not in the shared config or credentials file"
             ));
         };
-        check_session_exists(set, profile)?;
+        // The SDK takes a source profile's static keys before it looks for the session.
+        let is_source = !visited.is_empty();
+        if !(is_source && has_static_keys(profile)) {
+            check_session_exists(set, profile)?;
+        }
         if let Some(role_arn) = profile.get("role_arn") {
             return self
                 .assume_role(set, name, profile, role_arn, visited)
@@ -196,6 +200,13 @@ impl ProfileSource {
             )),
         }
     }
+}
+
+/// Whether the profile sets both halves of a key pair.
+fn has_static_keys(profile: &Profile) -> bool {
+    ["aws_access_key_id", "aws_secret_access_key"]
+        .into_iter()
+        .all(|key| profile.get(key).is_some())
 }
 
 /// `aws_access_key_id` + `aws_secret_access_key` (+ `aws_session_token`); half a pair is an error.

@@ -553,7 +553,28 @@ mod tests {
             let signed = seen[1].header("authorization").unwrap_or_default();
             assert!(signed.contains("Credential=ASIASSObearer-1/"), "{signed}");
         }
-        // Static keys come before SSO, as in the SDK.
+        // Static keys come before SSO, as in the SDK; in a source profile they are used even
+        // when its session section is missing.
+        let config = format!(
+            "{config}[profile viakeys]\nrole_arn = arn:aws:iam::1:role/k\nsource_profile = keys\n\
+             [profile keys]\nsso_session = gone\naws_access_key_id = AKIAKEYS\naws_secret_access_key = S\n"
+        );
+        std::fs::write(home.dir.join(".aws/config"), config).unwrap();
+        let server = services();
+        assert_eq!(
+            home.load(&server, "viakeys").unwrap().access_key_id,
+            "ASIAROLE"
+        );
+        let signed = server.seen()[0]
+            .header("authorization")
+            .unwrap_or_default()
+            .to_owned();
+        assert!(signed.contains("Credential=AKIAKEYS/"), "{signed}");
+        let error = home.load(&server, "keys").unwrap_err();
+        assert!(
+            error.ends_with("failed to find SSO session section, gone"),
+            "{error}"
+        );
         let server = services();
         assert_eq!(
             home.load(&server, "static").unwrap().access_key_id,

@@ -67,6 +67,17 @@ const FIPS_REGIONS: &[&str] = &[
     "us-gov-west-1",
 ];
 
+/// The endpoint the environment configures for a service, as the AWS SDKs read it:
+/// `AWS_ENDPOINT_URL_<service>` (e.g. `STS`, `SSO`, `SSO_OIDC`), else `AWS_ENDPOINT_URL`; none
+/// when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`.
+pub fn endpoint_from_env<'a>(env: &'a Env, service: &str) -> Option<&'a str> {
+    if env.is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") {
+        return None;
+    }
+    env.get(&format!("AWS_ENDPOINT_URL_{service}"))
+        .or_else(|| env.get("AWS_ENDPOINT_URL"))
+}
+
 /// The endpoint to send to: the cfg file's `Endpoint` when set, else `AWS_ENDPOINT_URL_XRAY`
 /// or `AWS_ENDPOINT_URL` (unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), else the
 /// region's default, using the FIPS host when `AWS_USE_FIPS_ENDPOINT=true` and one exists.
@@ -76,9 +87,7 @@ pub fn xray_endpoint(configured: Option<&str>, region: &str, env: &Env) -> Strin
     if let Some(endpoint) = configured.map(str::trim).filter(|e| !e.is_empty()) {
         return endpoint.to_owned();
     }
-    if !env.is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-        && let Some(endpoint) = env.get_first(&["AWS_ENDPOINT_URL_XRAY", "AWS_ENDPOINT_URL"])
-    {
+    if let Some(endpoint) = endpoint_from_env(env, "XRAY") {
         log::debug!("Using Endpoint: {endpoint} (from the environment)");
         return endpoint.to_owned();
     }
@@ -367,6 +376,25 @@ mod tests {
             xray_endpoint(None, "us-east-1", &ignored),
             "https://xray.us-east-1.amazonaws.com"
         );
+    }
+
+    #[test]
+    fn service_endpoints_from_the_environment() {
+        let env = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_SSO", "http://portal:1"),
+            ("AWS_ENDPOINT_URL", "http://generic:2"),
+        ]);
+        assert_eq!(endpoint_from_env(&env, "SSO"), Some("http://portal:1"));
+        assert_eq!(
+            endpoint_from_env(&env, "SSO_OIDC"),
+            Some("http://generic:2")
+        );
+        let ignored = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_SSO", "http://portal:1"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE"),
+        ]);
+        assert_eq!(endpoint_from_env(&ignored, "SSO"), None);
+        assert_eq!(endpoint_from_env(&Env::from_pairs([]), "STS"), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! `[profile name]` (except `[default]`), values may continue on indented lines, a property
 //! with an empty value may hold indented sub-properties, and `#`/`;` start a comment at the
 //! start of a line or after whitespace in a value. This is a small parser for exactly that.
+//! Besides profiles it keeps the config file's `[sso-session name]` sections, which SSO
+//! profiles point at with `sso_session`.
 
 use super::env::Env;
 use std::collections::HashMap;
@@ -73,10 +75,11 @@ impl Profile {
     }
 }
 
-/// Profiles parsed from one file, or merged from both.
+/// Profiles parsed from one file, or merged from both, and the config file's SSO sessions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProfileSet {
     profiles: HashMap<String, Profile>,
+    sso_sessions: HashMap<String, Profile>,
 }
 
 impl ProfileSet {
@@ -106,16 +109,44 @@ impl ProfileSet {
         self.profiles.get(name)
     }
 
+    /// The `[sso-session name]` section of the config file, if there is one.
+    pub fn sso_session(&self, name: &str) -> Option<&Profile> {
+        self.sso_sessions.get(name)
+    }
+
     /// Overlays `other` on `self`, property by property.
     pub fn merge(&mut self, other: ProfileSet) {
-        for (name, profile) in other.profiles {
-            self.profiles
-                .entry(name)
-                .or_default()
-                .properties
-                .extend(profile.properties);
+        for (sections, theirs) in [
+            (&mut self.profiles, other.profiles),
+            (&mut self.sso_sessions, other.sso_sessions),
+        ] {
+            for (name, section) in theirs {
+                sections
+                    .entry(name)
+                    .or_default()
+                    .properties
+                    .extend(section.properties);
+            }
         }
     }
+
+    /// The properties of `section`, created empty if new.
+    fn section_mut(&mut self, section: &Section) -> &mut HashMap<String, Property> {
+        let (sections, name) = match section {
+            Section::Profile(name) => (&mut self.profiles, name),
+            Section::SsoSession(name) => (&mut self.sso_sessions, name),
+        };
+        &mut sections.entry(name.clone()).or_default().properties
+    }
+}
+
+/// A section the parser keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Section {
+    /// `[default]`, `[profile name]` (config) or `[name]` (credentials).
+    Profile(String),
+    /// `[sso-session name]` (config file only).
+    SsoSession(String),
 }
 
 /// The profile selected by `AWS_PROFILE`, else `default`.
@@ -135,9 +166,9 @@ fn read_if_present(path: &Path) -> Result<Option<String>, ProfileFileError> {
     }
 }
 
-/// Where the parser is: which profile (None = a section we skip), and the last property.
+/// Where the parser is: which section (None = a section we skip), and the last property.
 struct Cursor {
-    profile: Option<String>,
+    section: Option<Section>,
     last_property: Option<String>,
 }
 
@@ -160,13 +191,13 @@ pub fn parse_profile_file(
             continue;
         }
         if trimmed.starts_with('[') {
-            let section = parse_section_header(trimmed).map_err(error)?;
-            let profile = profile_name(section, kind).map(str::to_owned);
-            if let Some(name) = &profile {
-                set.profiles.entry(name.clone()).or_default();
+            let header = parse_section_header(trimmed).map_err(error)?;
+            let section = section_kind(header, kind);
+            if let Some(section) = &section {
+                set.section_mut(section);
             }
             cursor = Some(Cursor {
-                profile,
+                section,
                 last_property: None,
             });
             continue;
@@ -182,11 +213,10 @@ pub fn parse_profile_file(
             .starts_with([' ', '\t'])
             .then(|| cursor.last_property.clone());
         if let Some(Some(parent)) = continues {
-            if let Some(profile) = &cursor.profile {
-                let properties = &mut set.profiles.entry(profile.clone()).or_default().properties;
-                if let Some(property) = properties.get_mut(&parent) {
-                    continue_property(property, trimmed).map_err(error)?;
-                }
+            if let Some(section) = &cursor.section
+                && let Some(property) = set.section_mut(section).get_mut(&parent)
+            {
+                continue_property(property, trimmed).map_err(error)?;
             }
             continue;
         }
@@ -199,16 +229,12 @@ pub fn parse_profile_file(
         if name.is_empty() {
             return Err(error("property without a name before `=`".to_owned()));
         }
-        if let Some(profile) = &cursor.profile {
+        if let Some(section) = &cursor.section {
             let property = Property {
                 value: strip_inline_comment(value).to_owned(),
                 file: path.to_path_buf(),
             };
-            set.profiles
-                .entry(profile.clone())
-                .or_default()
-                .properties
-                .insert(name.clone(), property);
+            set.section_mut(section).insert(name.clone(), property);
         }
         cursor.last_property = Some(name);
     }
@@ -231,8 +257,24 @@ fn parse_section_header(line: &str) -> Result<&str, String> {
     Ok(name)
 }
 
-/// The profile a section defines, or None for sections that are not profiles
-/// (`[sso-session x]`, `[services x]`, or a bare `[x]` in the config file).
+/// The section a header opens, or None for sections the relay does not read (`[services x]`,
+/// or a bare `[x]` in the config file).
+fn section_kind(header: &str, kind: ProfileFileKind) -> Option<Section> {
+    if kind == ProfileFileKind::Config
+        && let Some(rest) = header.strip_prefix("sso-session")
+        && rest.starts_with([' ', '\t'])
+    {
+        let name = rest.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            log::warn!("Ignoring section [{header}]: not a valid sso-session name");
+            return None;
+        }
+        return Some(Section::SsoSession(name.to_owned()));
+    }
+    profile_name(header, kind).map(|name| Section::Profile(name.to_owned()))
+}
+
+/// The profile a section defines, or None for sections that are not profiles.
 fn profile_name(section: &str, kind: ProfileFileKind) -> Option<&str> {
     let name = match kind {
         ProfileFileKind::Credentials => section,
@@ -328,6 +370,33 @@ mod tests {
         assert!(set.profile("corp").is_none());
         assert!(set.profile("profiledev").is_none());
         assert!(set.profile("sso-session corp").is_none());
+    }
+
+    #[test]
+    fn sso_sessions_are_kept_apart_from_profiles() {
+        let set = parse(
+            "[sso-session corp]\nsso_region = eu-west-1 # home\nsso_start_url = https://corp.awsapps.com/start\n\
+             [profile corp]\nsso_session = corp\n[sso-sessioncorp]\nsso_region = x\n",
+            ProfileFileKind::Config,
+        );
+        let session = set.sso_session("corp").unwrap();
+        assert_eq!(session.get("sso_region"), Some("eu-west-1"));
+        assert_eq!(
+            session.get("sso_start_url"),
+            Some("https://corp.awsapps.com/start")
+        );
+        assert_eq!(
+            set.profile("corp").unwrap().get("sso_session"),
+            Some("corp")
+        );
+        assert!(set.profile("corp").unwrap().get("sso_region").is_none());
+        assert!(set.sso_session("sso-sessioncorp").is_none());
+        // The credentials file has no sessions: there `[sso-session corp]` is just a name.
+        let set = parse(
+            "[sso-session corp]\nsso_region = x\n",
+            ProfileFileKind::Credentials,
+        );
+        assert!(set.sso_session("corp").is_none());
     }
 
     #[test]

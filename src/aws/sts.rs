@@ -10,7 +10,7 @@
 
 use super::client::user_agent;
 use super::credentials::Credentials;
-use super::endpoint::Partition;
+use super::endpoint::{Partition, endpoint_from_env};
 use super::env::Env;
 use super::proxy::EnvProxies;
 use super::signing::{RequestToSign, Signer};
@@ -29,9 +29,7 @@ const STS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The STS endpoint for `region`; see the module documentation.
 pub fn sts_endpoint(region: &str, env: &Env) -> String {
-    if !env.is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-        && let Some(endpoint) = env.get_first(&["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"])
-    {
+    if let Some(endpoint) = endpoint_from_env(env, "STS") {
         return endpoint.trim().trim_end_matches('/').to_owned();
     }
     let suffix = Partition::of_region(region).dns_suffix();
@@ -97,6 +95,12 @@ impl StsClient {
     /// The endpoint requests go to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The HTTP client (the environment's proxies, 5 s per attempt, one retry), for the other
+    /// small AWS calls of the credential sources that should behave alike (SSO).
+    pub fn http(&self) -> &SmallHttp {
+        &self.http
     }
 
     /// `AssumeRole`, signed with `caller`.

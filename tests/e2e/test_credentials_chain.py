@@ -16,6 +16,7 @@ from support.container import ContainerStandIn
 from support.forward import SigningRecorder, WebIdentityStsForwarder
 from support.imds import INSTANCE_ID, ImdsStandIn
 from support.moto import REGION
+from support.sso import REFRESHED_TOKEN, SsoStandIn
 from support.xray import upload
 
 
@@ -134,6 +135,98 @@ def test_container_credentials_with_the_token_file(start_relay, moto, xray, reco
     issued = agent.issued[0][0]
     assert_signed_by(recorder, {issued.access_key_id}, True, relay)
     assert_no_secrets(relay, token, issued.secret_access_key, issued.session_token)
+
+
+
+SSO_START_URL = "https://e2e.awsapps.com/start"
+SSO_ACCOUNT = "123456789012"
+SSO_ROLE = "XRayWriter"
+
+
+def write_sso_token(home, token: dict, session_name: str | None) -> None:
+    """Caches `token` where and as the AWS CLI does after `aws sso login`, through botocore itself."""
+    from botocore.tokens import _sso_json_dumps
+    from botocore.utils import JSONFileCache, SSOTokenLoader
+
+    cache = JSONFileCache(str(home / ".aws" / "sso" / "cache"), dumps_func=_sso_json_dumps)
+    SSOTokenLoader(cache=cache).save_token(SSO_START_URL, token, session_name=session_name)
+
+
+def read_sso_token(home, session_name: str | None) -> dict:
+    from botocore.utils import JSONFileCache, SSOTokenLoader
+
+    return SSOTokenLoader(cache=JSONFileCache(str(home / ".aws" / "sso" / "cache")))(SSO_START_URL, session_name)
+
+
+def sso_config(home, form: str) -> None:
+    """~/.aws/config with profile `dev` in the sso-session or the legacy form."""
+    (home / ".aws").mkdir(parents=True, exist_ok=True)
+    common = f"sso_account_id = {SSO_ACCOUNT}\nsso_role_name = {SSO_ROLE}\nregion = {REGION}\n"
+    if form == "sso-session":
+        text = (f"[profile dev]\nsso_session = e2e\n{common}"
+                f"[sso-session e2e]\nsso_region = eu-west-1\nsso_start_url = {SSO_START_URL}\n"
+                "sso_registration_scopes = sso:account:access\n")
+    else:
+        text = f"[profile dev]\nsso_start_url = {SSO_START_URL}\nsso_region = eu-west-1\n{common}"
+    (home / ".aws" / "config").write_text(text)
+
+
+@pytest.mark.parametrize("form", ["sso-session", "legacy"])
+def test_sso_profile_signs_with_the_portal_role_credentials(start_relay, moto, xray, recorder, stand_ins, tmp_path,
+                                                           form):
+    home = tmp_path / "home"
+    sso_config(home, form)
+    bearer = "aoaAAAAAGe2e-sso-access-token"
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=8)
+    write_sso_token(home, {"startUrl": SSO_START_URL, "region": "eu-west-1", "accessToken": bearer,
+                           "expiresAt": expires}, session_name="e2e" if form == "sso-session" else None)
+    portal = SsoStandIn(role_issuer(moto), bearer, SSO_ACCOUNT, SSO_ROLE)
+    stand_ins.append(portal)
+    relay = start_relay(endpoint=recorder.url, credentials=None, env={
+        "HOME": str(home), "AWS_PROFILE": "dev", "AWS_ENDPOINT_URL_SSO": portal.url,
+    })
+    upload(relay, xray, f"sso-{form}")
+    assert portal.issued and not portal.problems, portal.problems
+    issued = portal.issued[0][0]
+    assert_signed_by(recorder, {c.access_key_id for c, _ in portal.issued}, True, relay)
+    assert "Using AWS credentials from profile" in relay.log()
+    assert_no_secrets(relay, bearer, issued.secret_access_key, issued.session_token)
+
+
+def test_sso_session_token_expired_is_refreshed_and_the_cache_rewritten(start_relay, moto, xray, recorder,
+                                                                        stand_ins, tmp_path):
+    home = tmp_path / "home"
+    sso_config(home, "sso-session")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    client = ("e2e-client-id", "e2e-client-secret", "e2e-refresh-token")
+    write_sso_token(home, {
+        "startUrl": SSO_START_URL, "region": "eu-west-1", "accessToken": "expired-bearer",
+        "expiresAt": now - datetime.timedelta(minutes=1), "clientId": client[0], "clientSecret": client[1],
+        "registrationExpiresAt": now + datetime.timedelta(days=80), "refreshToken": client[2],
+    }, session_name="e2e")
+    services = SsoStandIn(role_issuer(moto), "not-the-expired-one", SSO_ACCOUNT, SSO_ROLE, client=client)
+    stand_ins.append(services)
+    relay = start_relay(endpoint=recorder.url, credentials=None, env={
+        "HOME": str(home), "AWS_PROFILE": "dev", "AWS_ENDPOINT_URL": services.url,
+    })
+    upload(relay, xray, "sso-refresh")
+    assert not services.problems, services.problems
+    calls = [(r.method, r.path.split("?")[0]) for r in services.seen()]
+    assert calls[:2] == [("POST", "/token"), ("GET", "/federation/credentials")], calls
+    assert services.seen()[1].headers.get("x-amz-sso_bearer_token") == REFRESHED_TOKEN
+    assert_signed_by(recorder, {c.access_key_id for c, _ in services.issued}, True, relay)
+
+    # botocore reads back what the relay wrote: new tokens, a later expiry, every other field kept.
+    token = read_sso_token(home, "e2e")
+    assert token["accessToken"] == REFRESHED_TOKEN and token["refreshToken"] == "refresh-token-2"
+    from dateutil.parser import parse
+    assert parse(token["expiresAt"]) > now + datetime.timedelta(minutes=50), token["expiresAt"]
+    assert (token["startUrl"], token["clientId"], token["clientSecret"]) == (SSO_START_URL, client[0], client[1])
+    assert "registrationExpiresAt" in token
+    cache = home / ".aws" / "sso" / "cache"
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600, files
+    assert_no_secrets(relay, REFRESHED_TOKEN, client[1], client[2], "refresh-token-2")
 
 
 @pytest.mark.parametrize("token_status", [200, 403], ids=["imdsv2", "imdsv1-fallback"])

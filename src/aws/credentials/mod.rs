@@ -9,6 +9,8 @@ mod imds;
 mod process;
 mod profile;
 mod provider;
+mod sso;
+mod sso_token;
 mod web_identity;
 
 pub use assume_role::{AssumeRoleSource, RELAY_SESSION_NAME};

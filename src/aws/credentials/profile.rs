@@ -1,12 +1,14 @@
 //! Credentials from the selected profile of the shared config and credentials files.
 //!
-//! Within a profile, in the SDKs' order: `role_arn` (with `web_identity_token_file`, or on
-//! top of `source_profile` or `credential_source`) → static keys (`aws_access_key_id`,
-//! `aws_secret_access_key`, `aws_session_token`) → `credential_process`. A source profile may
-//! itself assume a role; a profile naming itself as `source_profile` uses its own static keys.
-//! SSO profiles and roles needing an MFA code are refused with an error rather than silently
-//! falling back to other credentials.
+//! Within a profile, in the Go SDK v2's order: `role_arn` (with `web_identity_token_file`, or
+//! on top of `source_profile`, `credential_source` or the profile's SSO settings) → static
+//! keys (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`) → SSO
+//! (IAM Identity Center, [`super::sso`]) → `credential_process`. A source profile may itself
+//! assume a role or use SSO; a profile naming itself as `source_profile` uses its own static
+//! keys. Roles needing an MFA code are refused with an error rather than silently falling back
+//! to other credentials.
 
+use super::sso::{check_session_exists, is_sso_profile, sso_credentials};
 use super::web_identity::{WebIdentityConfig, assume_with_web_identity};
 use super::{
     ChainSettings, ContainerSource, Credentials, CredentialsError, CredentialsSource,
@@ -50,6 +52,11 @@ impl ProfileSource {
                 "source profile `{name}` (of profile `{via}`) is not in the shared config or credentials file"
             ));
         };
+        // The SDK takes a source profile's static keys before it looks for the session.
+        let is_source = !visited.is_empty();
+        if !(is_source && has_static_keys(profile)) {
+            check_session_exists(set, profile)?;
+        }
         if let Some(role_arn) = profile.get("role_arn") {
             return self
                 .assume_role(set, name, profile, role_arn, visited)
@@ -60,16 +67,13 @@ impl ProfileSource {
                 "profile `{name}` sets web_identity_token_file but not role_arn"
             ));
         }
-        if let Some(property) = ["sso_session", "sso_start_url"]
-            .into_iter()
-            .find(|property| profile.get(property).is_some())
-        {
-            return Err(format!(
-                "profile `{name}` uses `{property}`: SSO profiles are not supported; use `aws configure export-credentials` with credential_process, or another source"
-            ));
-        }
         if let Some(credentials) = static_keys(name, profile)? {
             return Ok(Some(credentials));
+        }
+        if is_sso_profile(profile) {
+            return sso_credentials(&self.settings, set, name, profile)
+                .map(Some)
+                .map_err(|error| format!("profile `{name}`: {error}"));
         }
         if let Some(command) = profile.get("credential_process") {
             return run_credential_process(command)
@@ -130,6 +134,11 @@ impl ProfileSource {
                 })?
             }
             (None, Some(source)) => self.credential_source(name, source)?,
+            // As in the Go SDK v2, a role profile's own SSO settings may be the base.
+            (None, None) if is_sso_profile(profile) => {
+                sso_credentials(&self.settings, set, name, profile)
+                    .map_err(|error| format!("profile `{name}`: {error}"))?
+            }
             (None, None) => {
                 return Err(format!(
                     "profile `{name}` sets role_arn but neither source_profile nor credential_source"
@@ -191,6 +200,13 @@ impl ProfileSource {
             )),
         }
     }
+}
+
+/// Whether the profile sets both halves of a key pair.
+fn has_static_keys(profile: &Profile) -> bool {
+    ["aws_access_key_id", "aws_secret_access_key"]
+        .into_iter()
+        .all(|key| profile.get(key).is_some())
 }
 
 /// `aws_access_key_id` + `aws_secret_access_key` (+ `aws_session_token`); half a pair is an error.
@@ -368,14 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn sso_and_mfa_profiles_fail_loudly() {
-        let files = Files::new(
-            "sso",
-            "[default]\nsso_session = corp\naws_access_key_id = A\naws_secret_access_key = S\n",
-            "",
-        );
-        let error = files.load(&[]).unwrap_err().to_string();
-        assert!(error.contains("`sso_session`"), "{error}");
+    fn mfa_profiles_fail_loudly() {
         let files = Files::new(
             "mfa",
             "[default]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = base\nmfa_serial = arn:aws:iam::1:mfa/me\n[profile base]\naws_access_key_id = A\naws_secret_access_key = S\n",

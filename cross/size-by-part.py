@@ -33,11 +33,11 @@ RULES = [
     ("SigV4 signing (aws/signing, aws-sigv4, smithy types, hmac/sha2)",
      r"xray_relay::aws::signing\b|aws_sigv4::|aws_credential_types::|aws_smithy_\w+::|hmac::|sha2::|digest::|"
      r"block_buffer::|hex::|percent_encoding::|form_urlencoded::|\btime::|deranged::|tracing(_core)?::"),
-    ("credentials (env, profile, IMDS, container, STS, process)",
+    ("credentials (env, profile, SSO, IMDS, container, STS, process)",
      r"xray_relay::aws::(credentials|sts|imds|profile|env|timestamp)\b"),
     ("AWS client: endpoints, X-Ray calls, errors, HTTP proxy (aws/, go_url)",
      r"xray_relay::aws\b|xray_relay::go_(url|addr)\b"),
-    ("HTTP client (ureq, ureq-proto, http)", r"ureq::|ureq_proto::|\bhttp::|http_body|bytes::|base64"),
+    ("HTTP client (ureq with SOCKS5, ureq-proto, http)", r"ureq::|ureq_proto::|\bhttp::|http_body|bytes::|base64"),
     ("TLS (rustls, webpki, ring)",
      r"rustls|webpki|\bring::|ring_core_|untrusted::|subtle::|zeroize::|getrandom::|"
      r"^_?(CRYPTO|GFp|OPENSSL|bn_|ecp_|p256_|p384_|x25519|aes_|gcm_|chacha|sha\d+_|nistz|fiat_|LIMBS|limbs_)"),

@@ -197,17 +197,22 @@ mod tests {
         assert_eq!(gunzip(&gzip(b""), 0).unwrap(), b"");
     }
 
-    #[test]
-    fn compression_within_room_asks_before_each_growth_and_stops_when_refused() {
-        let mut state = 0x1234_5678_u32;
-        let noise: Vec<u8> = (0..100_000)
+    /// `len` bytes of xorshift noise, which deflate cannot shrink.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_u32;
+        (0..len)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
                 state as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn compression_within_room_asks_before_each_growth_and_stops_when_refused() {
+        let noise = noise(100_000);
         let mut asked = Vec::new();
         let member = gzip_within(&noise, |more| {
             asked.push(more);
@@ -234,15 +239,7 @@ mod tests {
 
     #[test]
     fn data_that_does_not_shrink_round_trips_and_matches_miniz_oxide() {
-        let mut state = 0x2545_f491_u32;
-        let noise: Vec<u8> = (0..300_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let noise = noise(300_000);
         for data in [&noise[..], &noise[..1], b"a few bytes", &[7u8; 100_000][..]] {
             let member = gzip(data);
             assert_eq!(gunzip(&member, data.len()).unwrap(), data);

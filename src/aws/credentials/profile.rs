@@ -1,7 +1,8 @@
 //! Credentials from the selected profile of the shared config and credentials files.
 //!
 //! Within a profile, in the Go SDK v2's order: `role_arn` (with `web_identity_token_file`, or
-//! on top of `source_profile`, `credential_source` or the profile's SSO settings) → static
+//! on top of `source_profile` or `credential_source`, or else of what the profile itself has —
+//! static keys, SSO, `credential_process` — or the container agent or instance metadata) → static
 //! keys (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`) → SSO
 //! (IAM Identity Center, [`super::sso`]) → `credential_process`. A source profile may itself
 //! assume a role or use SSO; a profile naming itself as `source_profile` uses its own static
@@ -134,16 +135,7 @@ impl ProfileSource {
                 })?
             }
             (None, Some(source)) => self.credential_source(name, source)?,
-            // As in the Go SDK v2, a role profile's own SSO settings may be the base.
-            (None, None) if is_sso_profile(profile) => {
-                sso_credentials(&self.settings, set, name, profile)
-                    .map_err(|error| format!("profile `{name}`: {error}"))?
-            }
-            (None, None) => {
-                return Err(format!(
-                    "profile `{name}` sets role_arn but neither source_profile nor credential_source"
-                ));
-            }
+            (None, None) => self.own_base(set, name, profile)?,
         };
         let duration_seconds = match profile.get("duration_seconds") {
             Some(text) => Some(text.trim().parse::<u32>().map_err(|_| {
@@ -167,6 +159,39 @@ impl ProfileSource {
             },
         )
         .map_err(|error| format!("profile `{name}`: {error}"))
+    }
+
+    /// The base of a role profile that names none, as the Go SDK v2 finds it: the profile's
+    /// own static keys, SSO settings or credential_process, else the container agent, else
+    /// instance metadata.
+    fn own_base(
+        &self,
+        set: &ProfileSet,
+        name: &str,
+        profile: &Profile,
+    ) -> Result<Credentials, String> {
+        if let Some(keys) = static_keys(name, profile)? {
+            return Ok(keys);
+        }
+        if is_sso_profile(profile) {
+            return sso_credentials(&self.settings, set, name, profile)
+                .map_err(|error| format!("profile `{name}`: {error}"));
+        }
+        if let Some(command) = profile.get("credential_process") {
+            return run_credential_process(command)
+                .map_err(|error| format!("profile `{name}`: credential_process {error}"));
+        }
+        let found = match ContainerSource::new(self.settings.env.clone()).load() {
+            Ok(None) => ImdsSource::new(self.settings.imds.clone()).load(),
+            other => other,
+        };
+        match found {
+            Ok(Some(credentials)) => Ok(credentials),
+            Ok(None) => Err(format!(
+                "profile `{name}` sets role_arn but neither source_profile nor credential_source, and found no base credentials of its own, from the container agent or from instance metadata"
+            )),
+            Err(error) => Err(format!("profile `{name}`: role_arn's base: {error}")),
+        }
     }
 
     fn credential_source(&self, name: &str, source: &str) -> Result<Credentials, String> {
@@ -423,6 +448,54 @@ mod tests {
             .and_then(|rest| rest.split('/').next())
             .unwrap_or("unsigned")
             .to_owned()
+    }
+
+    #[test]
+    fn a_role_profile_naming_no_source_uses_its_own_keys_even_as_a_source() {
+        let server = sts();
+        // `base` assumes role `b` with its own keys; `default` assumes `a` with those.
+        let files = Files::new(
+            "own-keys",
+            "[default]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = base\n\
+             [profile base]\nrole_arn = arn:aws:iam::1:role/b\n",
+            "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = S\n",
+        );
+        let url = server.url();
+        let credentials = files
+            .load(&[("AWS_ENDPOINT_URL_STS", &url)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(credentials.access_key_id, "ASIA1a");
+        let seen = server.seen();
+        assert_eq!(caller(&seen[0]), "AKIDBASE");
+        assert!(seen[0].body.contains("role%2Fb"), "{}", seen[0].body);
+        assert_eq!(caller(&seen[1]), "ASIA0b");
+    }
+
+    #[test]
+    fn a_role_profile_naming_no_source_falls_back_to_the_container_agent() {
+        let server = sts();
+        let agent = TestServer::start(|_: &Seen| {
+            (
+                200,
+                r#"{"AccessKeyId":"ASIAECS","SecretAccessKey":"s","Token":"t"}"#.to_owned(),
+            )
+        });
+        let files = Files::new(
+            "own-container",
+            "[default]\nrole_arn = arn:aws:iam::1:role/r\n",
+            "",
+        );
+        let (sts_url, agent_url) = (server.url(), format!("{}/creds", agent.url()));
+        let credentials = files
+            .load(&[
+                ("AWS_ENDPOINT_URL_STS", &sts_url),
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent_url),
+            ])
+            .unwrap()
+            .unwrap();
+        assert_eq!(credentials.access_key_id, "ASIA0r");
+        assert_eq!(caller(&server.seen()[0]), "ASIAECS");
     }
 
     #[test]

@@ -101,6 +101,26 @@ def test_profile_role_arn_with_source_profile(start_relay, moto, xray, recorder,
     assert_no_secrets(relay, assumer.secret_access_key)
 
 
+def test_profile_role_arn_on_the_profiles_own_keys(start_relay, moto, xray, recorder, tmp_path):
+    """No source_profile: the Go SDK v2 assumes the role with the profile's own keys."""
+    assumer = moto.assumer_credentials
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[xray]\naws_access_key_id = {assumer.access_key_id}\n"
+                           f"aws_secret_access_key = {assumer.secret_access_key}\n")
+    config = tmp_path / "config"
+    config.write_text(f"[profile xray]\nrole_arn = {moto.role_arn}\n")
+    relay = start_relay(endpoint=recorder.url, credentials=None, env={
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        "AWS_PROFILE": "xray",
+        "AWS_ENDPOINT_URL_STS": moto.url,
+    })
+    upload(relay, xray, "profile-own-keys-role")
+    keys = {key for key, _, _ in recorder.signers()}
+    assert assumer.access_key_id not in keys
+    assert_signed_by(recorder, keys, True, relay)
+
+
 def test_profile_credential_process(start_relay, moto, xray, recorder, tmp_path):
     role = moto.assume_role_credentials(session_name="process")
     output = {"Version": 1, "AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,

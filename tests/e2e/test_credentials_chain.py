@@ -80,45 +80,43 @@ def test_web_identity_exchanges_the_token_file_for_the_role(start_relay, moto, x
     assert_no_secrets(relay, token)
 
 
-def test_profile_role_arn_with_source_profile(start_relay, moto, xray, recorder, tmp_path):
+def relay_on_role_profile(start_relay, moto, recorder, tmp_path, config: str, keys_section: str):
+    """A relay whose profile `xray` (config text `config`) assumes moto's role; the assumer's keys
+    are in the credentials file under `keys_section`. Returns the relay and the assumer."""
     assumer = moto.assumer_credentials
-    config = tmp_path / "config"
-    config.write_text(f"[profile xray]\nrole_arn = {moto.role_arn}\nsource_profile = base\nrole_session_name = on-prem\n")
-    credentials = tmp_path / "credentials"
-    credentials.write_text(f"[base]\naws_access_key_id = {assumer.access_key_id}\n"
-                           f"aws_secret_access_key = {assumer.secret_access_key}\n")
+    (tmp_path / "config").write_text(config)
+    (tmp_path / "credentials").write_text(f"[{keys_section}]\naws_access_key_id = {assumer.access_key_id}\n"
+                                          f"aws_secret_access_key = {assumer.secret_access_key}\n")
     relay = start_relay(endpoint=recorder.url, credentials=None, env={
-        "AWS_CONFIG_FILE": str(config),
-        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
         "AWS_PROFILE": "xray",
         "AWS_ENDPOINT_URL_STS": moto.url,
     })
-    upload(relay, xray, "profile-role")
+    return relay, assumer
+
+
+def assert_signed_with_the_role(relay, recorder, assumer) -> None:
     keys = {key for key, _, _ in recorder.signers()}
     assert assumer.access_key_id not in keys
     assert_signed_by(recorder, keys, True, relay)
+
+
+def test_profile_role_arn_with_source_profile(start_relay, moto, xray, recorder, tmp_path):
+    config = f"[profile xray]\nrole_arn = {moto.role_arn}\nsource_profile = base\nrole_session_name = on-prem\n"
+    relay, assumer = relay_on_role_profile(start_relay, moto, recorder, tmp_path, config, "base")
+    upload(relay, xray, "profile-role")
+    assert_signed_with_the_role(relay, recorder, assumer)
     assert "Using AWS credentials from profile" in relay.log()
     assert_no_secrets(relay, assumer.secret_access_key)
 
 
 def test_profile_role_arn_on_the_profiles_own_keys(start_relay, moto, xray, recorder, tmp_path):
     """No source_profile: the Go SDK v2 assumes the role with the profile's own keys."""
-    assumer = moto.assumer_credentials
-    credentials = tmp_path / "credentials"
-    credentials.write_text(f"[xray]\naws_access_key_id = {assumer.access_key_id}\n"
-                           f"aws_secret_access_key = {assumer.secret_access_key}\n")
-    config = tmp_path / "config"
-    config.write_text(f"[profile xray]\nrole_arn = {moto.role_arn}\n")
-    relay = start_relay(endpoint=recorder.url, credentials=None, env={
-        "AWS_CONFIG_FILE": str(config),
-        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
-        "AWS_PROFILE": "xray",
-        "AWS_ENDPOINT_URL_STS": moto.url,
-    })
+    config = f"[profile xray]\nrole_arn = {moto.role_arn}\n"
+    relay, assumer = relay_on_role_profile(start_relay, moto, recorder, tmp_path, config, "xray")
     upload(relay, xray, "profile-own-keys-role")
-    keys = {key for key, _, _ in recorder.signers()}
-    assert assumer.access_key_id not in keys
-    assert_signed_by(recorder, keys, True, relay)
+    assert_signed_with_the_role(relay, recorder, assumer)
 
 
 def test_profile_credential_process(start_relay, moto, xray, recorder, tmp_path):

@@ -218,10 +218,17 @@ fn role_credentials(
             "the answer has no complete roleCredentials".to_owned(),
         ));
     };
+    let Some(expires_at) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(expiration))
+    else {
+        return Err((
+            reply.status,
+            format!("expiration {expiration} is out of range"),
+        ));
+    };
     let session_token = Some(text(role, "sessionToken")).filter(|token| !token.is_empty());
     Ok(
         Credentials::new(access_key, secret, session_token.map(str::to_owned))
-            .expiring_at(SystemTime::UNIX_EPOCH + Duration::from_millis(expiration)),
+            .expiring_at(expires_at),
     )
 }
 
@@ -297,6 +304,10 @@ mod tests {
                 );
             }
             if path == "/token" {
+                if request.body.contains(r#""refreshToken":"refresh-forever""#) {
+                    let body = r#"{"accessToken":"bearer-3","expiresIn":18446744073709551615}"#;
+                    return (200, body.to_owned());
+                }
                 if !request.body.contains(r#""refreshToken":"refresh-1""#) {
                     let body = r#"{"error":"invalid_grant","error_description":"Invalid refresh token provided"}"#;
                     return (400, body.to_owned());
@@ -455,6 +466,15 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains("topsecret") && !error.contains("revoked-refresh"));
+        // An expiry no clock can hold is refused rather than added.
+        let forever = r#"{"accessToken":"old","expiresAt":"2020-01-01T00:00:00Z","clientId":"c",
+            "clientSecret":"s","refreshToken":"refresh-forever"}"#;
+        std::fs::write(home.token_path("corp"), forever).unwrap();
+        let error = home.load(&server, "dev").unwrap_err();
+        assert!(
+            error.contains("expiresIn 18446744073709551615 is out of range"),
+            "{error}"
+        );
         let home = Home::new("notoken", &config, "corp", None);
         let error = home.load(&server, "dev").unwrap_err();
         assert!(
@@ -462,7 +482,8 @@ mod tests {
                 && error.ends_with("(os error 2); run `aws sso login --profile dev`"),
             "{error}"
         );
-        assert_eq!(server.seen().len(), 1);
+        // The two refresh attempts; no portal call.
+        assert_eq!(server.seen().len(), 2);
     }
 
     #[test]

@@ -137,8 +137,13 @@ pub(crate) fn refresh(
             text(&answer, "error_description")
         )));
     };
+    // An answer's `expiresIn` past what a clock can hold is refused, not added (it would
+    // overflow).
+    let Some(expires_at) = SystemTime::now().checked_add(Duration::from_secs(expires_in)) else {
+        return Err(failed(format!("expiresIn {expires_in} is out of range")));
+    };
     token.access_token = access_token.to_owned();
-    token.expires_at = SystemTime::now() + Duration::from_secs(expires_in);
+    token.expires_at = expires_at;
     let fields = &mut token.fields;
     fields.insert("accessToken".to_owned(), access_token.into());
     fields.insert(
